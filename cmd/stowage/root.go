@@ -1,0 +1,47 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/stowage/stowage/jobs/storeopen"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	store      storeopen.Options
+	policyPath string
+	stateDir   string
+	userMode   bool // --user
+	systemMode bool // --system
+	logLevel   string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "stowage",
+		Short:         "Keep a Podman host's container storage fresh, trusted and lean",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&g.store.GraphRoot, "root", "", "path to the storage root directory (as podman --root)")
+	f.StringVar(&g.store.RunRoot, "runroot", "", "path to the storage state directory (as podman --runroot)")
+	f.StringVar(&g.store.Driver, "storage-driver", "", "storage driver (as podman --storage-driver)")
+	f.StringArrayVar(&g.store.DriverOpts, "storage-opt", nil, "storage driver option, repeatable (as podman --storage-opt)")
+	f.StringVar(&g.policyPath, "policy", "", "policy file (default: $XDG_CONFIG_HOME/stowage/stowage.toml or /etc/stowage/stowage.toml)")
+	f.StringVar(&g.stateDir, "state-dir", "", "state directory (default: $XDG_STATE_HOME/stowage or /var/lib/stowage)")
+	f.BoolVar(&g.userMode, "user", false, "address the per-user service (default as non-root)")
+	f.BoolVar(&g.systemMode, "system", false, "address the system-wide service (default as root)")
+	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.MarkFlagsMutuallyExclusive("user", "system")
+
+	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g), newHistoryCmd(g))
+	root.AddCommand(newPinCmds(g)...)
+	root.AddCommand(newDaemonCmds(g)...)
+	return root
+}
+
+// version is set with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"

@@ -1,0 +1,77 @@
+// Package inventory takes a snapshot of a containers/storage store (images,
+// layers, containers, the filesystem) and computes exact accounting from it:
+// per-image unique and shared bytes, reclaimable bytes (an in-memory replay
+// of store.DeleteImage's walk), and orphan layers. The accounting functions
+// are pure: they read only a Snapshot.
+package inventory
+
+import "time"
+
+// Snapshot is a consistent-enough view of a store at one moment. Planners
+// work on it without I/O; executors re-check under the storage locks.
+type Snapshot struct {
+	Taken      time.Time   `json:"taken"`
+	GraphRoot  string      `json:"graphroot"`
+	RunRoot    string      `json:"runroot"`
+	Driver     string      `json:"driver"`
+	Images     []Image     `json:"images"`
+	Layers     []Layer     `json:"layers"`
+	Containers []Container `json:"containers"`
+	FS         Filesystem  `json:"filesystem"`
+}
+
+// Image is one image record of the store.
+type Image struct {
+	ID      string   `json:"id"`
+	Names   []string `json:"names"`
+	Digest  string   `json:"digest"`
+	Digests []string `json:"digests"`
+	// TopLayer and MappedTopLayers are the layers the image references
+	// directly; DeleteImage considers all of them.
+	TopLayer        string   `json:"top_layer"`
+	MappedTopLayers []string `json:"mapped_top_layers,omitempty"`
+	// BigDataBytes is the sum of the image's big data items (manifests,
+	// config, signatures): freed with the image record itself.
+	BigDataBytes int64 `json:"big_data_bytes"`
+	// Created is the image config's creation date (not the pull time).
+	Created time.Time `json:"created"`
+	// ReadOnly images live in an additional, read-only image store.
+	ReadOnly bool `json:"read_only"`
+	// Architecture/OS/Variant come from the image config when known.
+	OS           string `json:"os,omitempty"`
+	Architecture string `json:"architecture,omitempty"`
+	Variant      string `json:"variant,omitempty"`
+}
+
+// Layer is one layer record of the store.
+type Layer struct {
+	ID     string `json:"id"`
+	Parent string `json:"parent,omitempty"`
+	// UncompressedSize is the layer's size on disk as the store records it
+	// (-1 when unknown).
+	UncompressedSize   int64     `json:"uncompressed_size"`
+	UncompressedDigest string    `json:"uncompressed_digest,omitempty"`
+	Created            time.Time `json:"created"` // local creation (≈ pull) time
+	ReadOnly           bool      `json:"read_only"`
+	// Incomplete marks a layer left half-written by an interrupted operation.
+	Incomplete bool `json:"incomplete,omitempty"`
+}
+
+// Container is one container record of the store (podman's or buildah's).
+type Container struct {
+	ID      string    `json:"id"`
+	Names   []string  `json:"names"`
+	ImageID string    `json:"image_id"`
+	LayerID string    `json:"layer_id"`
+	Created time.Time `json:"created"`
+}
+
+// Filesystem describes the filesystem holding the graphroot.
+type Filesystem struct {
+	Path      string `json:"path"`
+	SizeBytes int64  `json:"size_bytes"`
+	FreeBytes int64  `json:"free_bytes"` // available to unprivileged users (statfs Bavail)
+	UsedBytes int64  `json:"used_bytes"` // size - free blocks
+	Device    uint64 `json:"device"`     // st_dev, to find the mount for quotas
+	FSType    int64  `json:"fs_type"`    // statfs f_type
+}

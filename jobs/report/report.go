@@ -1,0 +1,68 @@
+// Package report defines what every job run reports: the common envelope that
+// `stowage run JOB --format json` prints and the daemon reads, and the events
+// the daemon turns into journal entries, D-Bus signals and notifications.
+package report
+
+import "time"
+
+// Job names.
+const (
+	JobRefresh = "refresh"
+	JobVerify  = "verify"
+	JobPrune   = "prune"
+	JobVolumes = "volumes"
+)
+
+// Jobs lists every job, in a stable order.
+var Jobs = []string{JobRefresh, JobVerify, JobPrune, JobVolumes}
+
+// Severity orders events for notification filtering.
+type Severity string
+
+// Severities, lowest first; they match the policy's notify urgencies.
+const (
+	SeverityLow      Severity = "low"
+	SeverityNormal   Severity = "normal"
+	SeverityCritical Severity = "critical"
+)
+
+// Event kinds. Each has its own journald MESSAGE_ID in the service package.
+const (
+	EventDriftDetected      = "drift_detected"
+	EventSignatureRejected  = "signature_rejected"
+	EventSignatureRecovered = "signature_recovered"
+	EventImageRemoved       = "image_removed"
+	EventImageUntagged      = "image_untagged"
+	EventImagePulled        = "image_pulled"
+	EventLayerRemoved       = "layer_removed"
+	EventLayerCorrupted     = "layer_corrupted"
+	EventVolumeRemoved      = "volume_removed"
+	EventQuotaExceeded      = "quota_exceeded"
+)
+
+// Event is one finding or action of a job run, reported once.
+type Event struct {
+	Kind      string   `json:"kind"`
+	Severity  Severity `json:"severity"`
+	Message   string   `json:"message"`
+	Topic     string   `json:"topic,omitempty"` // groups notifications updated in place
+	Image     string   `json:"image,omitempty"`
+	Reference string   `json:"reference,omitempty"`
+	Digest    string   `json:"digest,omitempty"`
+	Volume    string   `json:"volume,omitempty"`
+	Bytes     int64    `json:"bytes,omitempty"`
+}
+
+// Common is embedded at the top of every job report.
+type Common struct {
+	Job      string    `json:"job"`
+	DryRun   bool      `json:"dry_run"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// Summary is one human line: what the run found and did.
+	Summary string  `json:"summary"`
+	Events  []Event `json:"events"`
+	// Metrics are job-specific counters exported by the daemon on /metrics
+	// as stowage_job_<name> (e.g. "freed_bytes", "drifted").
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}

@@ -1,0 +1,88 @@
+// Package policy defines stowage's administrator policy: the TOML schema, its
+// embedded defaults, lookup of the policy file and drop-ins, and strict
+// validation that reports every problem as FILE:LINE:COL.
+package policy
+
+// Version is the only policy schema version this build understands.
+const Version = 1
+
+// Policy is the effective, validated configuration of stowage.
+type Policy struct {
+	Version  int      `toml:"version"`
+	Storage  Storage  `toml:"storage"`
+	Schedule Schedule `toml:"schedule"`
+	Refresh  Refresh  `toml:"refresh"`
+	Verify   Verify   `toml:"verify"`
+	Prune    Prune    `toml:"prune"`
+	Volumes  Volumes  `toml:"volumes"`
+	Notify   Notify   `toml:"notify"`
+}
+
+// Storage selects the containers/storage store; empty fields are resolved the
+// way podman resolves them (storage.conf, rootless defaults).
+type Storage struct {
+	Driver    string `toml:"driver"`
+	GraphRoot string `toml:"graphroot"`
+	RunRoot   string `toml:"runroot"`
+}
+
+// Schedule holds one cron specification per job plus a random start delay.
+type Schedule struct {
+	Refresh CronSpec `toml:"refresh"`
+	Verify  CronSpec `toml:"verify"`
+	Prune   CronSpec `toml:"prune"`
+	Volumes CronSpec `toml:"volumes"`
+	Jitter  Duration `toml:"jitter"`
+}
+
+// Refresh configures the registry digest refresh job.
+type Refresh struct {
+	Mode        RefreshMode   `toml:"mode"`
+	Rules       []RefreshRule `toml:"rule"`
+	Concurrency int           `toml:"concurrency"`
+	PerRegistry int           `toml:"per_registry"`
+	Timeout     Duration      `toml:"timeout"`
+}
+
+// RefreshRule overrides the refresh mode for references matching a glob.
+type RefreshRule struct {
+	Match string      `toml:"match"`
+	Mode  RefreshMode `toml:"mode"`
+}
+
+// Verify configures signature re-verification.
+type Verify struct {
+	Mode       VerifyMode `toml:"mode"`
+	PolicyJSON string     `toml:"policy_json"`
+	Integrity  bool       `toml:"integrity"`
+}
+
+// Prune configures quota-aware image pruning.
+type Prune struct {
+	Enabled       bool     `toml:"enabled"`
+	Quota         Amount   `toml:"quota"`
+	HighWatermark Percent  `toml:"high_watermark"`
+	LowWatermark  Percent  `toml:"low_watermark"`
+	MinFree       Amount   `toml:"min_free"`
+	MinAge        Duration `toml:"min_age"`
+	UnusedFor     Duration `toml:"unused_for"`
+	Keep          []string `toml:"keep"`
+	KeepLast      int      `toml:"keep_last"`
+	Dangling      bool     `toml:"dangling"`
+	OrphanLayers  bool     `toml:"orphan_layers"`
+}
+
+// Volumes configures unused Podman volume cleanup.
+type Volumes struct {
+	Enabled       bool     `toml:"enabled"`
+	AnonymousOnly bool     `toml:"anonymous_only"`
+	MinAge        Duration `toml:"min_age"`
+	KeepLabels    []string `toml:"keep_labels"`
+	PodmanSocket  string   `toml:"podman_socket"`
+}
+
+// Notify configures desktop notifications.
+type Notify struct {
+	Desktop    bool    `toml:"desktop"`
+	MinUrgency Urgency `toml:"min_urgency"`
+}
