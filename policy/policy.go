@@ -33,6 +33,8 @@ type Schedule struct {
 	Prune   CronSpec `toml:"prune"`
 	Volumes CronSpec `toml:"volumes"`
 	Jitter  Duration `toml:"jitter"`
+	// RunTimeout bounds one job run; the daemon kills a worker past it.
+	RunTimeout Duration `toml:"run_timeout"`
 }
 
 // Refresh configures the registry digest refresh job.
@@ -42,6 +44,8 @@ type Refresh struct {
 	Concurrency int           `toml:"concurrency"`
 	PerRegistry int           `toml:"per_registry"`
 	Timeout     Duration      `toml:"timeout"`
+	// Budget caps the requests sent to one registry host in one run (0 = no cap).
+	Budget int `toml:"budget"`
 }
 
 // RefreshRule overrides the refresh mode for references matching a glob.
@@ -55,6 +59,8 @@ type Verify struct {
 	Mode       VerifyMode `toml:"mode"`
 	PolicyJSON string     `toml:"policy_json"`
 	Integrity  bool       `toml:"integrity"`
+	// IntegrityRate caps the integrity scan's read rate in bytes/s ("0" = no cap).
+	IntegrityRate Amount `toml:"integrity_rate"`
 }
 
 // Prune configures quota-aware image pruning.
@@ -78,7 +84,11 @@ type Volumes struct {
 	AnonymousOnly bool     `toml:"anonymous_only"`
 	MinAge        Duration `toml:"min_age"`
 	KeepLabels    []string `toml:"keep_labels"`
-	PodmanSocket  string   `toml:"podman_socket"`
+	// Keep lists volume name globs never removed; Include lists name globs of
+	// named volumes that may be removed although anonymous_only is set.
+	Keep         []string `toml:"keep"`
+	Include      []string `toml:"include"`
+	PodmanSocket string   `toml:"podman_socket"`
 }
 
 // Notify configures desktop notifications.

@@ -40,6 +40,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g), newHistoryCmd(g))
 	root.AddCommand(newPinCmds(g)...)
 	root.AddCommand(newDaemonCmds(g)...)
+	root.AddCommand(newGenDocsCmd(root))
 	return root
 }
 
