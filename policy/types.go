@@ -85,7 +85,13 @@ func (a *Amount) UnmarshalText(b []byte) error {
 		*a = Amount{Percent: p, IsPercent: true}
 		return nil
 	}
-	v, err := units.RAMInBytes(s)
+	// Binary units (KiB, MiB, GiB, TiB) are powers of 1024; decimal ones
+	// (kB, MB, GB, TB) powers of 1000, as podman prints them.
+	parse := units.FromHumanSize
+	if strings.Contains(strings.ToLower(s), "i") {
+		parse = units.RAMInBytes
+	}
+	v, err := parse(s)
 	if err != nil || v < 0 {
 		return fmt.Errorf("invalid size %q (want bytes like \"20GiB\", \"500MB\", or a percentage like \"25%%\")", s)
 	}

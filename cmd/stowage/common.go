@@ -33,7 +33,7 @@ func (g *globals) systemScope() bool {
 func (g *globals) loadPolicy() (*policy.Policy, error) {
 	p, _, err := policy.Load(policy.LoadOptions{Path: g.policyPath, System: g.systemScope()})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("policy:\n%w", err)
 	}
 	return p, nil
 }

@@ -1,16 +1,120 @@
 package main
 
 import (
-	"errors"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+	"time"
 
+	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
+
+	"github.com/stowage/stowage/jobs/inventory"
 )
 
-// TODO(owner): replace with the real command.
+// newImagesCmd is `stowage images`: every image with its exact accounting.
 func newImagesCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:    "images",
-		Hidden: true,
-		RunE:   func(*cobra.Command, []string) error { return errors.New("images: not implemented yet") },
+	var format string
+	c := &cobra.Command{
+		Use:   "images",
+		Short: "List images with their full, unique and shared sizes",
+		Long: `List images like podman images, adding the bytes that removing each image
+alone would free (UNIQUE), the bytes it shares with others, and how many
+containers use it. --format json|table|GO-TEMPLATE; a template is applied to
+each image (fields: .ID .Names .Digest .Digests .SizeBytes .UniqueBytes
+.SharedBytes .Containers .Dangling .Intermediate .ReadOnly .Created; functions:
+json, size, ago).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := g.account(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			switch format {
+			case "json":
+				return writeJSON(w, a.PerImage)
+			case "table", "":
+				return writeImagesTable(w, a.PerImage, time.Now())
+			default:
+				return writeImagesTemplate(w, format, a.PerImage)
+			}
+		},
 	}
+	c.Flags().StringVar(&format, "format", "table", "output format: table, json or a Go template")
+	return c
+}
+
+// splitName splits a reference into repository and tag as podman images
+// shows them.
+func splitName(name string) (repo, tag string) {
+	if i := strings.LastIndexByte(name, '@'); i >= 0 {
+		return name[:i], "<none>"
+	}
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		return name[:i], name[i+1:]
+	}
+	return name, "latest"
+}
+
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	return units.HumanDuration(now.Sub(t)) + " ago"
+}
+
+// writeImagesTable prints one row per name (one <none> row for an untagged
+// image), like podman images, plus the exact accounting columns.
+func writeImagesTable(w io.Writer, imgs []inventory.ImageUsage, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tUNIQUE\tSHARED\tCONTAINERS")
+	for _, img := range imgs {
+		names := img.Names
+		if len(names) == 0 {
+			names = []string{"<none>:<none>"}
+		}
+		id := img.ID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		for _, n := range names {
+			repo, tag := splitName(n)
+			if n == "<none>:<none>" {
+				repo, tag = "<none>", "<none>"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", repo, tag, id, ago(now, img.Created),
+				humanSize(img.SizeBytes), humanSize(img.UniqueBytes), humanSize(img.SharedBytes), img.Containers)
+		}
+	}
+	return tw.Flush()
+}
+
+// writeImagesTemplate applies a Go template to each image, one per line.
+// A leading "table " (podman's convention) is accepted and ignored.
+func writeImagesTemplate(w io.Writer, format string, imgs []inventory.ImageUsage) error {
+	format = strings.TrimPrefix(format, "table ")
+	tmpl, err := template.New("images").Funcs(template.FuncMap{
+		"json": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			return string(b), err
+		},
+		"size": humanSize,
+		"ago":  func(t time.Time) string { return ago(time.Now(), t) },
+	}).Parse(format)
+	if err != nil {
+		return fmt.Errorf("images: bad --format template: %w", err)
+	}
+	for i := range imgs {
+		if err := tmpl.Execute(w, &imgs[i]); err != nil {
+			return fmt.Errorf("images: executing template: %w", err)
+		}
+		if _, err := io.WriteString(w, "\n"); err != nil {
+			return err
+		}
+	}
+	return nil
 }

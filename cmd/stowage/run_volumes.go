@@ -1,16 +1,118 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/stowage/stowage/jobs/podmanapi"
+	"github.com/stowage/stowage/jobs/volumes"
+	"github.com/stowage/stowage/policy"
 )
 
-// TODO(owner): replace with the real command.
+// newRunVolumesCmd is `stowage run volumes`: remove unused Podman volumes the
+// policy lets go, through podman's REST API.
 func newRunVolumesCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:    "volumes",
-		Hidden: true,
-		RunE:   func(*cobra.Command, []string) error { return errors.New("volumes: not implemented yet") },
+	var (
+		dryRun bool
+		format string
+	)
+	c := &cobra.Command{
+		Use:   "volumes",
+		Short: "Remove unused (dangling) Podman volumes the policy lets go",
+		Long: `Remove dangling Podman volumes through podman's REST API: by default only
+anonymous volumes older than [volumes] min_age without a keep label. Podman's
+socket is [volumes] podman_socket, else podman's default one; when none answers
+a private "podman system service" is started for the run. A volume a container
+starts using meanwhile is refused by podman and kept.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "json" && format != "table" && format != "" {
+				return fmt.Errorf("run volumes: unknown --format %q (json or table)", format)
+			}
+			p, err := g.loadPolicy()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			conn, err := g.podmanConn(ctx, p)
+			if err != nil {
+				return fmt.Errorf("run volumes: %w", err)
+			}
+			defer conn.Close()
+			r, runErr := volumes.Run(ctx, conn, p.Volumes, volumes.Options{DryRun: dryRun, Logger: g.logger()})
+			var werr error
+			if format == "json" {
+				werr = writeJSON(cmd.OutOrStdout(), r)
+			} else {
+				werr = writeVolumesTable(cmd.OutOrStdout(), r)
+			}
+			if runErr != nil {
+				return fmt.Errorf("run volumes: %w", runErr)
+			}
+			return werr
+		},
 	}
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan, remove nothing")
+	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	return c
+}
+
+// podmanConn connects to podman's API for the store stowage addresses:
+// [volumes] podman_socket when set; else podman's default socket, unless the
+// store was chosen with --root/--runroot/--storage-driver (that podman would
+// serve another store); else a private `podman system service` over the same
+// store, stopped by Conn.Close.
+func (g *globals) podmanConn(ctx context.Context, p *policy.Policy) (*podmanapi.Conn, error) {
+	o := podmanapi.ConnectOptions{Logger: g.logger(), Timeout: p.Schedule.RunTimeout.Duration}
+	explicitStore := g.store.GraphRoot != "" || g.store.RunRoot != "" || g.store.Driver != ""
+	so, soErr := g.storeOptions(p)
+	switch {
+	case p.Volumes.PodmanSocket != "":
+		o.Sockets = []string{p.Volumes.PodmanSocket}
+	case !explicitStore:
+		o.Sockets = podmanapi.DefaultSockets(g.systemScope())
+		if soErr == nil {
+			o.GraphRoot = so.GraphRoot // a socket serving another store is not used
+		}
+	}
+	// A started service must serve exactly the store stowage resolved.
+	if soErr == nil {
+		o.PodmanArgs = []string{"--root", so.GraphRoot, "--runroot", so.RunRoot, "--storage-driver", so.GraphDriverName}
+	}
+	for _, opt := range g.store.DriverOpts {
+		o.PodmanArgs = append(o.PodmanArgs, "--storage-opt", opt)
+	}
+	return podmanapi.Connect(ctx, o)
+}
+
+// writeVolumesTable prints the report for people.
+func writeVolumesTable(w io.Writer, r *volumes.Report) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "VOLUME\tACTION\tSIZE\tCREATED\tREASON")
+	action := "removed"
+	if r.DryRun {
+		action = "would remove"
+	}
+	row := func(it volumes.Item, act string) {
+		why := it.Reason
+		if it.Detail != "" {
+			why += " (" + it.Detail + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.Name, act, humanSize(it.Bytes), it.Created.Format("2006-01-02 15:04"), why)
+	}
+	for _, it := range r.Removed {
+		row(it, action)
+	}
+	for _, it := range r.Kept {
+		row(it, "kept")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\n%s (podman %s)\n", r.Summary, r.PodmanVersion)
+	return err
 }

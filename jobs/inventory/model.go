@@ -41,6 +41,9 @@ type Image struct {
 	OS           string `json:"os,omitempty"`
 	Architecture string `json:"architecture,omitempty"`
 	Variant      string `json:"variant,omitempty"`
+	// HistoryLen is the number of history entries of the image config; with
+	// the layer chain it tells parent from child images like libimage does.
+	HistoryLen int `json:"history_len,omitempty"`
 }
 
 // Layer is one layer record of the store.

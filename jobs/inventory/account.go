@@ -1,0 +1,265 @@
+package inventory
+
+import (
+	"sort"
+	"time"
+)
+
+// Accounting is the exact disk accounting of a snapshot (`stowage df`).
+type Accounting struct {
+	Taken     time.Time `json:"taken"`
+	GraphRoot string    `json:"graphroot"`
+	Driver    string    `json:"driver"`
+	// TotalBytes is Σ layer sizes + Σ image big data: what the store holds
+	// as containers/storage records it.
+	TotalBytes int64 `json:"total_bytes"`
+	// ReclaimableBytes is exactly what removing every image no container
+	// uses would free (read-only images excluded).
+	ReclaimableBytes int64           `json:"reclaimable_bytes"`
+	Images           ImageTotals     `json:"images"`
+	Layers           LayerTotals     `json:"layers"`
+	Containers       ContainerTotals `json:"containers"`
+	Filesystem       Filesystem      `json:"filesystem"`
+	// PerImage lists every image (`stowage images`), newest first.
+	PerImage []ImageUsage `json:"-"`
+}
+
+// ImageTotals summarises the images.
+type ImageTotals struct {
+	Count             int   `json:"count"`
+	InUseCount        int   `json:"in_use_count"`
+	DanglingCount     int   `json:"dangling_count"`
+	IntermediateCount int   `json:"intermediate_count"`
+	ReadOnlyCount     int   `json:"read_only_count"`
+	BigDataBytes      int64 `json:"big_data_bytes"`
+}
+
+// LayerTotals summarises the layers.
+type LayerTotals struct {
+	Count int   `json:"count"`
+	Bytes int64 `json:"bytes"`
+	// Orphans are layers referenced by no image (top, mapped top or an
+	// ancestor of one) and no container (its layer or an ancestor).
+	OrphanCount int      `json:"orphan_count"`
+	OrphanBytes int64    `json:"orphan_bytes"`
+	Orphans     []string `json:"orphans"`
+	// UnknownSizeCount counts layers whose size could not be determined
+	// (counted as 0).
+	UnknownSizeCount int `json:"unknown_size_count"`
+}
+
+// ContainerTotals summarises the containers.
+type ContainerTotals struct {
+	Count int `json:"count"`
+}
+
+// ImageUsage is one image's accounting (`stowage images --format json`).
+type ImageUsage struct {
+	ID      string   `json:"id"`
+	Names   []string `json:"names"`
+	Digest  string   `json:"digest"`
+	Digests []string `json:"digests"`
+	// SizeBytes is the full size: every layer of the chain + big data (as
+	// podman images' SIZE, store.ImageSize).
+	SizeBytes int64 `json:"size_bytes"`
+	// UniqueBytes is what removing this image alone would free now. For an
+	// image in use, it is what would be freed once its containers are gone.
+	UniqueBytes int64 `json:"unique_bytes"`
+	// SharedBytes = SizeBytes − UniqueBytes.
+	SharedBytes  int64     `json:"shared_bytes"`
+	Containers   int       `json:"containers"`
+	Dangling     bool      `json:"dangling"`
+	Intermediate bool      `json:"intermediate"`
+	ReadOnly     bool      `json:"read_only"`
+	Created      time.Time `json:"created"`
+	OS           string    `json:"os,omitempty"`
+	Architecture string    `json:"architecture,omitempty"`
+	Variant      string    `json:"variant,omitempty"`
+}
+
+// Account computes the exact accounting of a snapshot. It is pure.
+func Account(s *Snapshot) *Accounting {
+	a := &Accounting{Taken: s.Taken, GraphRoot: s.GraphRoot, Driver: s.Driver, Filesystem: s.FS}
+	layers := make(map[string]*Layer, len(s.Layers))
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		layers[l.ID] = l
+		if l.UncompressedSize < 0 {
+			a.Layers.UnknownSizeCount++
+		}
+		a.Layers.Bytes += max(l.UncompressedSize, 0)
+	}
+	a.Layers.Count = len(s.Layers)
+	a.Containers.Count = len(s.Containers)
+
+	used := make(map[string]int, len(s.Containers))
+	for _, c := range s.Containers {
+		used[c.ImageID]++
+	}
+	hasChild := childImages(s, layers)
+
+	// Reachable layers: everything an image or a container hangs from.
+	reach := make(map[string]struct{}, len(s.Layers))
+	mark := func(id string) {
+		for id != "" {
+			if _, seen := reach[id]; seen {
+				return
+			}
+			reach[id] = struct{}{}
+			l, ok := layers[id]
+			if !ok {
+				return
+			}
+			id = l.Parent
+		}
+	}
+	for i := range s.Images {
+		mark(s.Images[i].TopLayer)
+		for _, m := range s.Images[i].MappedTopLayers {
+			mark(m)
+		}
+	}
+	for _, c := range s.Containers {
+		mark(c.LayerID)
+	}
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		if _, ok := reach[l.ID]; !ok {
+			a.Layers.Orphans = append(a.Layers.Orphans, l.ID)
+			a.Layers.OrphanBytes += max(l.UncompressedSize, 0)
+		}
+	}
+	a.Layers.OrphanCount = len(a.Layers.Orphans)
+	if a.Layers.Orphans == nil {
+		a.Layers.Orphans = []string{}
+	}
+
+	sim := NewSimulation(s)
+	// For images in use, unique bytes are measured as if their containers
+	// were gone: a model without containers.
+	var free *Simulation
+	if len(s.Containers) > 0 {
+		free = NewSimulation(withoutContainers(s))
+	}
+	var unused []string
+	a.PerImage = make([]ImageUsage, 0, len(s.Images))
+	for i := range s.Images {
+		img := &s.Images[i]
+		u := ImageUsage{
+			ID: img.ID, Names: nonNil(img.Names), Digest: img.Digest, Digests: nonNil(img.Digests),
+			SizeBytes: imageSize(img, layers), Containers: used[img.ID], ReadOnly: img.ReadOnly,
+			Created: img.Created, OS: img.OS, Architecture: img.Architecture, Variant: img.Variant,
+		}
+		if len(img.Names) == 0 {
+			u.Intermediate = hasChild[img.ID]
+			u.Dangling = !u.Intermediate
+		}
+		switch {
+		case u.Containers > 0 && free != nil:
+			u.UniqueBytes = free.Cost(img.ID)
+		default:
+			u.UniqueBytes = sim.Cost(img.ID)
+		}
+		u.SharedBytes = u.SizeBytes - u.UniqueBytes
+		a.Images.BigDataBytes += img.BigDataBytes
+		if u.Containers > 0 {
+			a.Images.InUseCount++
+		}
+		if u.Dangling {
+			a.Images.DanglingCount++
+		}
+		if u.Intermediate {
+			a.Images.IntermediateCount++
+		}
+		if u.ReadOnly {
+			a.Images.ReadOnlyCount++
+		}
+		if u.Containers == 0 && !u.ReadOnly {
+			unused = append(unused, img.ID)
+		}
+		a.PerImage = append(a.PerImage, u)
+	}
+	a.Images.Count = len(s.Images)
+	a.TotalBytes = a.Layers.Bytes + a.Images.BigDataBytes
+	for _, id := range unused {
+		a.ReclaimableBytes += sim.Remove(id).Bytes
+	}
+	sort.SliceStable(a.PerImage, func(i, j int) bool { return a.PerImage[i].Created.After(a.PerImage[j].Created) })
+	return a
+}
+
+// imageSize is store.ImageSize over the snapshot: every layer reachable from
+// the top and mapped top layers, once, plus the big data.
+func imageSize(img *Image, layers map[string]*Layer) int64 {
+	size := img.BigDataBytes
+	seen := make(map[string]struct{}, 8)
+	starts := append([]string{img.TopLayer}, img.MappedTopLayers...)
+	for _, id := range starts {
+		for id != "" {
+			if _, ok := seen[id]; ok {
+				break
+			}
+			seen[id] = struct{}{}
+			l, ok := layers[id]
+			if !ok {
+				break
+			}
+			size += max(l.UncompressedSize, 0)
+			id = l.Parent
+		}
+	}
+	return size
+}
+
+// childImages reports which images have children, as libimage's layer tree
+// decides: B is a child of A when B's top layer's parent is A's top layer,
+// or both share the top layer (or both have none) and B's history is longer
+// (B added only empty layers, e.g. ENV or LABEL, on top of A).
+func childImages(s *Snapshot, layers map[string]*Layer) map[string]bool {
+	byTop := make(map[string][]int, len(s.Images))
+	for i := range s.Images {
+		byTop[s.Images[i].TopLayer] = append(byTop[s.Images[i].TopLayer], i)
+	}
+	has := make(map[string]bool)
+	for i := range s.Images {
+		b := &s.Images[i]
+		if b.TopLayer != "" {
+			if l, ok := layers[b.TopLayer]; ok && l.Parent != "" {
+				for _, j := range byTop[l.Parent] {
+					has[s.Images[j].ID] = true
+				}
+			}
+		}
+		for _, j := range byTop[b.TopLayer] {
+			a := &s.Images[j]
+			if a.ID != b.ID && b.HistoryLen > a.HistoryLen {
+				has[a.ID] = true
+			}
+		}
+	}
+	return has
+}
+
+// withoutContainers is s with no containers and no container layers.
+func withoutContainers(s *Snapshot) *Snapshot {
+	cl := make(map[string]struct{}, len(s.Containers))
+	for _, c := range s.Containers {
+		cl[c.LayerID] = struct{}{}
+	}
+	out := *s
+	out.Containers = nil
+	out.Layers = make([]Layer, 0, len(s.Layers))
+	for _, l := range s.Layers {
+		if _, ok := cl[l.ID]; !ok {
+			out.Layers = append(out.Layers, l)
+		}
+	}
+	return &out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

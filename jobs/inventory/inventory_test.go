@@ -1,0 +1,338 @@
+package inventory_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	storage "go.podman.io/storage"
+	"go.podman.io/storage/pkg/reexec"
+	"go.podman.io/storage/types"
+
+	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/test/testenv"
+)
+
+func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// blob returns n pseudo-random printable bytes (incompressible enough that
+// every layer has a distinct, sizeable diff).
+func blob(seed int64, n int) string {
+	r := rand.New(rand.NewSource(seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('!' + r.Intn(90))
+	}
+	return string(b)
+}
+
+// openStore opens p's store in this process, like stowage does.
+func openStore(t *testing.T, p *testenv.Podman) storage.Store {
+	t.Helper()
+	st, err := storage.GetStore(types.StoreOptions{GraphRoot: p.Root, RunRoot: p.RunRoot, GraphDriverName: p.Driver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = st.Shutdown(false) })
+	return st
+}
+
+func collect(t *testing.T, st storage.Store) (*inventory.Snapshot, *inventory.Accounting) {
+	t.Helper()
+	s, err := inventory.Collect(context.Background(), st, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, inventory.Account(s)
+}
+
+// scenario is the store every accounting test builds with real podman:
+// a base image, two builds FROM it (two COPY steps each, so each leaves an
+// intermediate image), several tags on one image, a dangling image (its
+// tag moved to a rebuild) and a container on one image.
+type scenario struct {
+	base, app, other, dangling, rebuilt string
+}
+
+func buildScenario(t *testing.T, p *testenv.Podman) scenario {
+	t.Helper()
+	var s scenario
+	s.base = p.Import(t, "localhost/base:1", map[string]string{"/etc/base": blob(1, 200_000), "/usr/lib/x": blob(2, 50_000)})
+	s.app = p.Build(t, "localhost/app:1", "localhost/base:1", map[string]string{"/app/a": blob(3, 40_000), "/app/b": blob(4, 10_000)})
+	p.Run(t, "tag", "localhost/app:1", "localhost/app:2", "localhost/app:latest")
+	s.other = p.Build(t, "localhost/other:1", "localhost/base:1", map[string]string{"/o": blob(5, 30_000)})
+	s.dangling = p.Build(t, "localhost/dang:1", "localhost/base:1", map[string]string{"/d": blob(6, 20_000)})
+	s.rebuilt = p.Build(t, "localhost/dang:1", "localhost/base:1", map[string]string{"/d": blob(7, 25_000)})
+	p.Run(t, "create", "--name", "stwg-inv-c1", "localhost/other:1", "true")
+	return s
+}
+
+type podmanImage struct {
+	ID         string `json:"Id"`
+	Size       int64  `json:"Size"`
+	Containers int    `json:"Containers"`
+}
+
+func podmanImages(t *testing.T, p *testenv.Podman, args ...string) map[string]podmanImage {
+	t.Helper()
+	var list []podmanImage
+	if err := json.Unmarshal([]byte(p.Run(t, append([]string{"images", "--format", "json"}, args...)...)), &list); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]podmanImage{}
+	for _, i := range list {
+		out[i.ID] = i
+	}
+	return out
+}
+
+func idSet(out string) map[string]bool {
+	m := map[string]bool{}
+	for _, l := range strings.Fields(out) {
+		m[strings.TrimPrefix(l, "sha256:")] = true
+	}
+	return m
+}
+
+func duBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	out, err := exec.Command("du", "-sb", dir).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestAccountingMatchesPodman(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "du")
+	for _, driver := range []string{"vfs", "overlay"} {
+		t.Run(driver, func(t *testing.T) {
+			p := testenv.NewPodman(t, driver)
+			sc := buildScenario(t, p)
+			st := openStore(t, p)
+			snap, acc := collect(t, st)
+
+			// Per image: full size and container count exactly as podman
+			// images reports them (store.ImageSize is exact).
+			pi := podmanImages(t, p, "-a")
+			if len(pi) != acc.Images.Count {
+				t.Fatalf("podman lists %d images, stowage %d", len(pi), acc.Images.Count)
+			}
+			dangling := idSet(p.Run(t, "images", "-a", "-q", "--no-trunc", "--filter", "dangling=true"))
+			top := idSet(p.Run(t, "images", "-q", "--no-trunc"))
+			byID := map[string]inventory.ImageUsage{}
+			for _, u := range acc.PerImage {
+				byID[u.ID] = u
+				want, ok := pi[u.ID]
+				if !ok {
+					t.Fatalf("image %s unknown to podman", u.ID)
+				}
+				if u.SizeBytes != want.Size {
+					t.Errorf("image %.12s: size_bytes %d, podman %d", u.ID, u.SizeBytes, want.Size)
+				}
+				if u.Containers != want.Containers {
+					t.Errorf("image %.12s: containers %d, podman %d", u.ID, u.Containers, want.Containers)
+				}
+				if u.Dangling != dangling[u.ID] {
+					t.Errorf("image %.12s: dangling %v, podman %v", u.ID, u.Dangling, dangling[u.ID])
+				}
+				// podman images without -a hides exactly the intermediate images.
+				if u.Intermediate != !top[u.ID] {
+					t.Errorf("image %.12s: intermediate %v, podman lists it by default: %v", u.ID, u.Intermediate, top[u.ID])
+				}
+				if u.SharedBytes != u.SizeBytes-u.UniqueBytes || u.UniqueBytes < 0 || u.UniqueBytes > u.SizeBytes {
+					t.Errorf("image %.12s: inconsistent unique %d / shared %d / size %d", u.ID, u.UniqueBytes, u.SharedBytes, u.SizeBytes)
+				}
+			}
+			if got := byID[sc.app].Names; len(got) != 3 {
+				t.Errorf("app names = %v, want 3 tags", got)
+			}
+			if !byID[sc.dangling].Dangling || byID[sc.rebuilt].Dangling {
+				t.Errorf("dangling flags: old %v rebuilt %v", byID[sc.dangling].Dangling, byID[sc.rebuilt].Dangling)
+			}
+			if acc.Images.IntermediateCount < 3 {
+				t.Errorf("intermediate_count = %d, want ≥ 3 (one per two-step build)", acc.Images.IntermediateCount)
+			}
+			if acc.Images.InUseCount != 1 || byID[sc.other].Containers != 1 {
+				t.Errorf("in_use_count = %d, other's containers = %d", acc.Images.InUseCount, byID[sc.other].Containers)
+			}
+			// The base is shared: removing it alone frees only its record.
+			if b := byID[sc.base]; b.UniqueBytes >= b.SizeBytes/10 {
+				t.Errorf("base unique %d of %d: its layer is shared", b.UniqueBytes, b.SizeBytes)
+			}
+			if acc.Layers.OrphanCount != 0 {
+				t.Errorf("orphans %v in a podman-built store", acc.Layers.Orphans)
+			}
+			if acc.Filesystem.SizeBytes <= 0 || acc.Filesystem.FreeBytes <= 0 || acc.Filesystem.FreeBytes > acc.Filesystem.SizeBytes {
+				t.Errorf("filesystem %+v", acc.Filesystem)
+			}
+
+			// Every image's unique bytes equal the real dry run's layers.
+			for _, u := range acc.PerImage {
+				if u.Containers > 0 {
+					continue
+				}
+				layers, err := st.DeleteImage(u.ID, false)
+				if err != nil {
+					t.Fatalf("dry run %.12s: %v", u.ID, err)
+				}
+				want := bigData(snap, u.ID) + layerBytes(snap, layers)
+				if u.UniqueBytes != want {
+					t.Errorf("image %.12s: unique %d, dry run frees %d", u.ID, u.UniqueBytes, want)
+				}
+			}
+
+			// reclaimable_bytes is exactly what podman image prune -a frees.
+			duBefore := duBytes(t, p.Root)
+			p.Run(t, "image", "prune", "-a", "-f")
+			_, after := collect(t, st)
+			duAfter := duBytes(t, p.Root)
+			if freed := acc.TotalBytes - after.TotalBytes; freed != acc.ReclaimableBytes {
+				t.Errorf("reclaimable_bytes %d, podman image prune -a freed %d (total %d → %d)", acc.ReclaimableBytes, freed, acc.TotalBytes, after.TotalBytes)
+			}
+			if after.ReclaimableBytes != 0 || after.Images.Count != 2 {
+				t.Errorf("after prune: %d images, reclaimable %d; want base + other, 0", after.Images.Count, after.ReclaimableBytes)
+			}
+			// On disk the freed layers take at least their diff size
+			// (vfs even copies the parents' files); directories and
+			// tar-split metadata add a little.
+			duFreed := duBefore - duAfter
+			if duFreed < acc.ReclaimableBytes {
+				t.Errorf("du of the graphroot fell by %d, less than reclaimable %d", duFreed, acc.ReclaimableBytes)
+			}
+			if driver == "overlay" && duFreed > acc.ReclaimableBytes+256<<10 {
+				t.Errorf("overlay: du fell by %d, far more than reclaimable %d", duFreed, acc.ReclaimableBytes)
+			}
+			t.Logf("%s: total %d reclaimable %d; prune freed %d (du %d)", driver, acc.TotalBytes, acc.ReclaimableBytes, acc.TotalBytes-after.TotalBytes, duFreed)
+		})
+	}
+}
+
+func bigData(s *inventory.Snapshot, id string) int64 {
+	for _, i := range s.Images {
+		if i.ID == id {
+			return i.BigDataBytes
+		}
+	}
+	return 0
+}
+
+func layerBytes(s *inventory.Snapshot, ids []string) int64 {
+	var n int64
+	for _, id := range ids {
+		for _, l := range s.Layers {
+			if l.ID == id {
+				n += max(l.UncompressedSize, 0)
+			}
+		}
+	}
+	return n
+}
+
+// TestSimulationMatchesDeleteImage replays removals one at a time: before
+// each real store.DeleteImage(id, true), the simulation must predict the
+// dry run (DeleteImage(id, false)) layer for layer, and after it the real
+// layer set must equal the model's.
+func TestSimulationMatchesDeleteImage(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := testenv.NewPodman(t, "vfs")
+	sc := buildScenario(t, p)
+	// A second chain from the app, and an orphan layer made directly.
+	p.Build(t, "localhost/app2:1", "localhost/app:1", map[string]string{"/x": blob(8, 5_000)})
+	st := openStore(t, p)
+	orphan, err := st.CreateLayer("", "", nil, "", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, acc := collect(t, st)
+	if acc.Layers.OrphanCount != 1 || acc.Layers.Orphans[0] != orphan.ID {
+		t.Fatalf("orphans = %v, want [%s]", acc.Layers.Orphans, orphan.ID)
+	}
+
+	// Order: the shared base first (frees only its record), then the
+	// rest oldest first, the in-use image included (must be refused).
+	order := []string{sc.base}
+	imgs := append([]inventory.Image(nil), snap.Images...)
+	sort.Slice(imgs, func(i, j int) bool { return imgs[i].Created.Before(imgs[j].Created) })
+	for _, i := range imgs {
+		if i.ID != sc.base {
+			order = append(order, i.ID)
+		}
+	}
+	sim := inventory.NewSimulation(snap)
+	for step, id := range order {
+		t.Run(fmt.Sprintf("%02d-%.12s", step, id), func(t *testing.T) {
+			cost := sim.Cost(id)
+			dry, err := st.DeleteImage(id, false)
+			if sim.InUse(id) {
+				if !errors.Is(err, storage.ErrImageUsedByContainer) {
+					t.Fatalf("in use per model, DeleteImage: %v", err)
+				}
+				if r := sim.Remove(id); len(r.Layers) != 0 || r.Bytes != 0 || cost != 0 {
+					t.Fatalf("in-use image: removal %+v cost %d", r, cost)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := sim.Remove(id)
+			if strings.Join(r.Layers, ",") != strings.Join(dry, ",") {
+				t.Fatalf("model removes %v, dry run %v", r.Layers, dry)
+			}
+			if r.Bytes != cost {
+				t.Fatalf("Cost %d, Remove %d", cost, r.Bytes)
+			}
+			if want := bigData(snap, id) + layerBytes(snap, dry); r.Bytes != want {
+				t.Fatalf("bytes %d, want %d", r.Bytes, want)
+			}
+			real, err := st.DeleteImage(id, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(real, ",") != strings.Join(dry, ",") {
+				t.Fatalf("real deletion %v differs from its dry run %v", real, dry)
+			}
+			// The store now holds exactly the layers the model still has.
+			s2, _ := collect(t, st)
+			sim2 := inventory.NewSimulation(s2)
+			for _, i := range s2.Images {
+				if sim2.Cost(i.ID) != sim.Cost(i.ID) {
+					t.Errorf("after step: image %.12s cost %d in a fresh model, %d incrementally", i.ID, sim2.Cost(i.ID), sim.Cost(i.ID))
+				}
+			}
+			if len(s2.Images) != countPresent(sim, snap) {
+				t.Errorf("store has %d images, model %d", len(s2.Images), countPresent(sim, snap))
+			}
+		})
+	}
+}
+
+func countPresent(sim *inventory.Simulation, s *inventory.Snapshot) int {
+	n := 0
+	for _, i := range s.Images {
+		if sim.Has(i.ID) {
+			n++
+		}
+	}
+	return n
+}

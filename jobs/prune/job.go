@@ -1,0 +1,331 @@
+package prune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	units "github.com/docker/go-units"
+	storage "go.podman.io/storage"
+
+	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/jobs/lastuse"
+	"github.com/stowage/stowage/jobs/pins"
+	"github.com/stowage/stowage/jobs/prune/quadlet"
+	"github.com/stowage/stowage/jobs/prune/quota"
+	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/policy"
+)
+
+// Report is what `stowage run prune --format json` prints.
+type Report struct {
+	report.Common
+	LimitBytes       int64  `json:"limit_bytes"`
+	UsageBeforeBytes int64  `json:"usage_before_bytes"`
+	UsageAfterBytes  int64  `json:"usage_after_bytes"`
+	QuotaUsedBytes   int64  `json:"quota_used_bytes,omitempty"`
+	NeedBytes        int64  `json:"need_bytes"`
+	Pressure         string `json:"pressure,omitempty"`
+	PlannedFreeBytes int64  `json:"planned_free_bytes"`
+	FreedBytes       int64  `json:"freed_bytes"`
+	// Removed lists what was removed (in a dry run: what would be), in order.
+	Removed []Item `json:"removed"`
+	// Kept lists every image that stays, with why; planned removals that
+	// the re-check at apply time refused are here too.
+	Kept []Item `json:"kept"`
+	// Errors are removals that failed for another reason (left in place).
+	Errors []string `json:"errors,omitempty"`
+}
+
+// QuotaFunc reads the user's quota on the filesystem holding path;
+// quota.ErrNoQuota means none applies.
+type QuotaFunc func(path string) (quota.Usage, error)
+
+// Job runs the prune job on one store.
+type Job struct {
+	Store  storage.Store
+	State  *state.DB // pins and the last-use record; required
+	Policy policy.Prune
+	// Events is podman's event log (nil: containers seen at scans only).
+	Events lastuse.EventSource
+	// QuadletDirs are scanned for units referencing images.
+	QuadletDirs []string
+	// Quota reads the user's disk quota (nil: none).
+	Quota QuotaFunc
+	Now   func() time.Time // nil = time.Now
+	Log   *slog.Logger
+	// Progress receives a progress line while removing (nil: none); the
+	// CLI passes stderr only when it is a terminal.
+	Progress io.Writer
+}
+
+func (j *Job) now() time.Time {
+	if j.Now != nil {
+		return j.Now()
+	}
+	return time.Now()
+}
+
+// Prepare takes the snapshot, updates the last-use record and builds the
+// plan. Anything that could protect an image and cannot be read (pins,
+// Quadlet units, the state database) is an error: pruning blind is not
+// an option.
+func (j *Job) Prepare(ctx context.Context) (*inventory.Snapshot, *Plan, error) {
+	now := j.now()
+	snap, err := inventory.Collect(ctx, j.Store, "", now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("prune: snapshot: %w", err)
+	}
+	if err := lastuse.Scan(ctx, j.State, snap, j.Events, now); err != nil {
+		if !errors.Is(err, lastuse.ErrEvents) {
+			return nil, nil, fmt.Errorf("prune: %w", err)
+		}
+		j.Log.Warn("podman events unavailable; last use from containers and pull times only", "err", err)
+	}
+	rec, err := lastuse.Load(j.State)
+	if err != nil {
+		return nil, nil, fmt.Errorf("prune: %w", err)
+	}
+	ps, err := pins.List(j.State)
+	if err != nil {
+		return nil, nil, fmt.Errorf("prune: reading pins: %w", err)
+	}
+	qrefs, err := quadlet.Scan(j.QuadletDirs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("prune: %w", err)
+	}
+	in := &Input{
+		Snapshot: snap, Policy: j.Policy, Now: now,
+		LastUse: rec.Of, Pins: pins.NewSet(ps), Quadlet: qrefs,
+	}
+	if j.Quota != nil {
+		u, err := j.Quota(snap.GraphRoot)
+		switch {
+		case err == nil:
+			in.Quota = &Quota{SoftLimitBytes: u.SoftLimitBytes, HardLimitBytes: u.HardLimitBytes, UsedBytes: u.UsedBytes}
+		case errors.Is(err, quota.ErrNoQuota):
+		default:
+			j.Log.Warn("reading the disk quota failed; ignoring it", "err", err)
+		}
+	}
+	return snap, Build(in), nil
+}
+
+// Run plans and, unless dryRun, applies the plan.
+func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
+	if j.Log == nil {
+		j.Log = slog.New(slog.DiscardHandler)
+	}
+	started := j.now()
+	snap, plan, err := j.Prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{
+		Common:           report.Common{Job: report.JobPrune, DryRun: dryRun, Started: started, Events: []report.Event{}},
+		LimitBytes:       plan.LimitBytes,
+		UsageBeforeBytes: plan.UsageBytes,
+		UsageAfterBytes:  plan.UsageBytes,
+		QuotaUsedBytes:   plan.QuotaUsedBytes,
+		NeedBytes:        plan.NeedBytes,
+		Pressure:         plan.Pressure,
+		PlannedFreeBytes: plan.PlannedFreeBytes,
+		Removed:          []Item{},
+		Kept:             plan.Kept,
+	}
+	if plan.NeedBytes > 0 {
+		r.Events = append(r.Events, report.Event{
+			Kind: report.EventQuotaExceeded, Severity: report.SeverityNormal, Topic: "prune-quota",
+			Message: fmt.Sprintf("storage over its %s: %s to free (usage %s, limit %s)", plan.Pressure,
+				units.BytesSize(float64(plan.NeedBytes)), units.BytesSize(float64(plan.UsageBytes)), units.BytesSize(float64(plan.LimitBytes))),
+			Bytes: plan.NeedBytes,
+		})
+	}
+	if dryRun {
+		r.Removed = plan.Removals
+	} else {
+		j.apply(ctx, snap, plan, r)
+		if after, err := inventory.Collect(ctx, j.Store, "", j.now()); err == nil {
+			r.UsageAfterBytes = StoreUsage(after)
+		} else {
+			j.Log.Warn("re-measuring usage failed", "err", err)
+		}
+	}
+	r.Finished = j.now()
+	r.Metrics = map[string]float64{
+		"freed_bytes":         float64(r.FreedBytes),
+		"planned_free_bytes":  float64(r.PlannedFreeBytes),
+		"usage_bytes":         float64(r.UsageAfterBytes),
+		"limit_bytes":         float64(r.LimitBytes),
+		"removed_images":      float64(countImages(r.Removed)),
+		"removed_layers":      float64(len(r.Removed) - countImages(r.Removed)),
+		"kept_images":         float64(len(r.Kept)),
+		"usage_before_bytes":  float64(r.UsageBeforeBytes),
+		"pressure_need_bytes": float64(r.NeedBytes),
+	}
+	verb := "removed"
+	freed := r.FreedBytes
+	if dryRun {
+		verb, freed = "would remove", r.PlannedFreeBytes
+	}
+	r.Summary = fmt.Sprintf("%s %d images and %d layers, %s freed; %d images kept; usage %s",
+		verb, countImages(r.Removed), len(r.Removed)-countImages(r.Removed), units.BytesSize(float64(freed)),
+		len(r.Kept), units.BytesSize(float64(r.UsageAfterBytes)))
+	if dryRun {
+		r.Summary = fmt.Sprintf("would remove %d images and %d layers, %s to free; %d images kept",
+			countImages(r.Removed), len(r.Removed)-countImages(r.Removed), units.BytesSize(float64(freed)), len(r.Kept))
+	}
+	if r.LimitBytes > 0 {
+		r.Summary += fmt.Sprintf(" (limit %s)", units.BytesSize(float64(r.LimitBytes)))
+	}
+	return r, nil
+}
+
+func countImages(items []Item) int {
+	n := 0
+	for _, it := range items {
+		if !it.Layer {
+			n++
+		}
+	}
+	return n
+}
+
+// apply removes the plan's items one by one. Each removal is re-checked by
+// containers/storage under its locks (a container created meanwhile makes
+// DeleteImage fail with ErrImageUsedByContainer: the image is kept, never
+// forced); names added meanwhile are re-checked against the protections.
+func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r *Report) {
+	sizes := make(map[string]int64, len(snap.Layers))
+	for _, l := range snap.Layers {
+		sizes[l.ID] = max(l.UncompressedSize, 0)
+	}
+	bigData := make(map[string]int64, len(snap.Images))
+	for _, img := range snap.Images {
+		bigData[img.ID] = img.BigDataBytes
+	}
+	keep := func(it Item, why Reason, detail string) {
+		it.Reason, it.Detail, it.Bytes, it.Cumulative, it.Layers = why, detail, 0, 0, nil
+		if !it.Layer {
+			r.Kept = append(r.Kept, it)
+		}
+		j.Log.Info("kept at apply", "id", it.ID, "reason", why, "detail", detail)
+	}
+	var removedIDs []string
+	for i, it := range plan.Removals {
+		if ctx.Err() != nil {
+			r.Errors = append(r.Errors, fmt.Sprintf("stopped before %s: %v", it.ID, ctx.Err()))
+			break
+		}
+		j.progress(i, len(plan.Removals), r.FreedBytes)
+		if it.Layer {
+			err := j.Store.DeleteLayer(it.ID)
+			switch {
+			case err == nil:
+				it.Bytes = sizes[it.ID]
+				r.FreedBytes += it.Bytes
+				it.Cumulative = r.FreedBytes
+				r.Removed = append(r.Removed, it)
+				r.Events = append(r.Events, report.Event{Kind: report.EventLayerRemoved, Severity: report.SeverityLow,
+					Message: fmt.Sprintf("removed orphan layer %.12s (%s)", it.ID, units.BytesSize(float64(it.Bytes))), Bytes: it.Bytes})
+			case errors.Is(err, storage.ErrLayerUnknown):
+				keep(it, "gone", "already removed")
+			case errors.Is(err, storage.ErrLayerHasChildren), errors.Is(err, storage.ErrLayerUsedByImage), errors.Is(err, storage.ErrLayerUsedByContainer):
+				keep(it, KeptInUse, err.Error())
+			default:
+				r.Errors = append(r.Errors, fmt.Sprintf("layer %s: %v", it.ID, err))
+			}
+			continue
+		}
+		// Names may have changed since the snapshot (a new tag, a pin):
+		// re-check what protects an image by name.
+		cur, err := j.Store.Image(it.ID)
+		if err != nil {
+			if errors.Is(err, storage.ErrImageUnknown) {
+				keep(it, "gone", "already removed")
+			} else {
+				r.Errors = append(r.Errors, fmt.Sprintf("image %s: %v", it.ID, err))
+			}
+			continue
+		}
+		if why, detail := j.recheckNames(it, cur.Names); why != "" {
+			it.Names = cur.Names
+			keep(it, why, detail)
+			continue
+		}
+		layers, err := j.Store.DeleteImage(it.ID, true)
+		switch {
+		case err == nil:
+			var b int64 = bigData[it.ID]
+			for _, l := range layers {
+				b += sizes[l]
+			}
+			it.Bytes, it.Layers = b, layers
+			r.FreedBytes += b
+			it.Cumulative = r.FreedBytes
+			r.Removed = append(r.Removed, it)
+			removedIDs = append(removedIDs, it.ID)
+			r.Events = append(r.Events, report.Event{Kind: report.EventImageRemoved, Severity: report.SeverityLow,
+				Message: fmt.Sprintf("removed image %.12s %v (%s, %s)", it.ID, it.Names, it.Reason, units.BytesSize(float64(b))),
+				Image:   it.ID, Reference: first(it.Names), Bytes: b})
+		case errors.Is(err, storage.ErrImageUsedByContainer):
+			keep(it, KeptInUse, "at apply: "+err.Error())
+		case errors.Is(err, storage.ErrNotAnImage), errors.Is(err, storage.ErrImageUnknown):
+			keep(it, "gone", "already removed")
+		default:
+			r.Errors = append(r.Errors, fmt.Sprintf("image %s: %v", it.ID, err))
+		}
+	}
+	j.progressDone(len(plan.Removals), r.FreedBytes)
+	if err := lastuse.Forget(j.State, removedIDs); err != nil {
+		j.Log.Warn("forgetting removed images' last use", "err", err)
+	}
+}
+
+// recheckNames applies the name-based protections to an image's current
+// names (pins and keep globs; Quadlet units were read moments ago).
+func (j *Job) recheckNames(it Item, names []string) (Reason, string) {
+	ps, err := pins.List(j.State)
+	if err != nil {
+		return KeptPinned, "pins unreadable: " + err.Error()
+	}
+	if m := pins.NewSet(ps).Match(it.ID, names); m != "" {
+		return KeptPinned, m
+	}
+	for _, g := range j.Policy.Keep {
+		for _, n := range names {
+			if GlobMatch(g, n) {
+				return KeptKeep, g
+			}
+		}
+	}
+	if it.Reason == ReasonDangling && len(names) > 0 {
+		return KeptNotNeeded, "tagged since the plan"
+	}
+	return "", ""
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func (j *Job) progress(i, n int, freed int64) {
+	if j.Progress == nil {
+		return
+	}
+	fmt.Fprintf(j.Progress, "\rprune: %d/%d removed, %s freed ", i, n, units.BytesSize(float64(freed)))
+}
+
+func (j *Job) progressDone(n int, freed int64) {
+	if j.Progress == nil || n == 0 {
+		return
+	}
+	fmt.Fprintf(j.Progress, "\rprune: %d/%d removed, %s freed \n", n, n, units.BytesSize(float64(freed)))
+}

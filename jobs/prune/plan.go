@@ -1,0 +1,460 @@
+// Package prune is the quota-aware image pruning job: a pure planner that
+// decides, from a store snapshot and the policy, which images and orphan
+// layers go and why every other image stays, and an executor that applies
+// the plan with containers/storage, re-checking under the storage locks.
+package prune
+
+import (
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"go.podman.io/image/v5/docker/reference"
+
+	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/policy"
+)
+
+// Reason says why an image or layer is removed or kept.
+type Reason string
+
+// Removal reasons.
+const (
+	ReasonDangling  Reason = "dangling"   // no names, no children, older than min_age
+	ReasonOrphan    Reason = "orphan"     // layer no image or container reaches
+	ReasonUnusedFor Reason = "unused_for" // not used for longer than unused_for
+	ReasonQuota     Reason = "quota"      // least recently used, under pressure
+)
+
+// Reasons an image is kept (never removed).
+const (
+	KeptReadOnly     Reason = "read_only"    // in an additional, read-only store
+	KeptInUse        Reason = "in_use"       // a container uses it
+	KeptPinned       Reason = "pinned"       // stowage pin
+	KeptQuadlet      Reason = "quadlet"      // referenced by a Quadlet unit
+	KeptKeep         Reason = "keep"         // matches a keep glob
+	KeptKeepLast     Reason = "keep_last"    // among the newest of its repository
+	KeptMinAge       Reason = "min_age"      // pulled less than min_age ago
+	KeptAgeUnknown   Reason = "age_unknown"  // no layer tells when it was pulled
+	KeptIntermediate Reason = "intermediate" // no names but other images build on it
+	KeptNotNeeded    Reason = "not_needed"   // eligible, but no rule asks for it
+	KeptIncomplete   Reason = "incomplete"   // a half-written layer storage cleans up itself
+)
+
+// Matcher tells whether an image is protected by an external list (pins,
+// Quadlet units) and by which entry ("" = not protected).
+type Matcher interface {
+	Match(id string, names []string) string
+}
+
+// Quota is the user's disk quota on the filesystem holding the graphroot.
+type Quota struct {
+	SoftLimitBytes int64 // 0 = no soft limit
+	HardLimitBytes int64
+	UsedBytes      int64
+}
+
+// Input is everything the planner reads. It does no I/O.
+type Input struct {
+	Snapshot *inventory.Snapshot
+	Policy   policy.Prune
+	Now      time.Time
+	// LastUse returns the last recorded use of an image (zero = none).
+	LastUse func(id string, names []string) time.Time
+	Pins    Matcher
+	Quadlet Matcher
+	Quota   *Quota // nil when the filesystem enforces none
+}
+
+// Item is one removal in a plan, or one image kept.
+type Item struct {
+	ID    string   `json:"id"`
+	Names []string `json:"names"`
+	// Layer is true for an orphan layer (ID is a layer ID).
+	Layer  bool   `json:"layer,omitempty"`
+	Reason Reason `json:"reason"`
+	// Detail explains the reason (the glob, pin, unit or container).
+	Detail string `json:"detail,omitempty"`
+	// Bytes freed by this removal given the ones before it; Cumulative is
+	// the running total.
+	Bytes      int64     `json:"bytes"`
+	Cumulative int64     `json:"cumulative_bytes,omitempty"`
+	LastUsed   time.Time `json:"last_used,omitzero"`
+	// Layers are the layer IDs the removal deletes (DeleteImage's walk).
+	Layers []string `json:"layers,omitempty"`
+}
+
+// Plan is the planner's decision.
+type Plan struct {
+	LimitBytes int64 `json:"limit_bytes"` // effective limit, 0 = none
+	UsageBytes int64 `json:"usage_bytes"` // store usage (layers + image data)
+	// QuotaUsedBytes is the user's quota usage when a quota applies.
+	QuotaUsedBytes int64 `json:"quota_used_bytes,omitempty"`
+	// NeedBytes is what pressure asks to free (0 = no pressure).
+	NeedBytes        int64  `json:"need_bytes"`
+	Pressure         string `json:"pressure,omitempty"` // limit, quota or min_free
+	PlannedFreeBytes int64  `json:"planned_free_bytes"`
+	Removals         []Item `json:"removals"`
+	Kept             []Item `json:"kept"`
+}
+
+// StoreUsage is the bytes a store's writable layers and images occupy, as
+// the store records them.
+func StoreUsage(s *inventory.Snapshot) int64 {
+	var n int64
+	for _, l := range s.Layers {
+		if !l.ReadOnly && l.UncompressedSize > 0 {
+			n += l.UncompressedSize
+		}
+	}
+	for _, img := range s.Images {
+		if !img.ReadOnly {
+			n += img.BigDataBytes
+		}
+	}
+	return n
+}
+
+// need computes the effective limit and how many bytes pressure asks for.
+func need(in *Input, usage int64) (limit, needBytes int64, why string) {
+	p, fs := in.Policy, in.Snapshot.FS
+	if !p.Quota.IsZero() {
+		limit = p.Quota.Resolve(fs.SizeBytes)
+		if limit > 0 && usage > p.HighWatermark.Of(limit) {
+			needBytes, why = usage-p.LowWatermark.Of(limit), "limit"
+		}
+	}
+	if q := in.Quota; q != nil && q.SoftLimitBytes > 0 {
+		if limit == 0 || q.SoftLimitBytes < limit {
+			limit = q.SoftLimitBytes
+		}
+		if q.UsedBytes > p.HighWatermark.Of(q.SoftLimitBytes) {
+			if n := q.UsedBytes - p.LowWatermark.Of(q.SoftLimitBytes); n > needBytes {
+				needBytes, why = n, "quota"
+			}
+		}
+	}
+	if !p.MinFree.IsZero() && fs.SizeBytes > 0 {
+		floor := p.MinFree.Resolve(fs.SizeBytes)
+		if fs.FreeBytes < floor {
+			if n := floor - fs.FreeBytes; n > needBytes {
+				needBytes, why = n, "min_free"
+			}
+		}
+	}
+	return limit, needBytes, why
+}
+
+// imageFacts are what the planner derives once per image.
+type imageFacts struct {
+	img      *inventory.Image
+	pulled   time.Time // top layer creation (≈ pull time)
+	lastUsed time.Time // max(record, pulled)
+	kept     Reason
+	detail   string
+}
+
+// Build makes the plan. It never fails: anything it cannot decide is kept.
+func Build(in *Input) *Plan {
+	s := in.Snapshot
+	p := in.Policy
+	usage := StoreUsage(s)
+	plan := &Plan{UsageBytes: usage, Removals: []Item{}, Kept: []Item{}}
+	if in.Quota != nil {
+		plan.QuotaUsedBytes = in.Quota.UsedBytes
+	}
+	plan.LimitBytes, plan.NeedBytes, plan.Pressure = need(in, usage)
+
+	layers := make(map[string]*inventory.Layer, len(s.Layers))
+	childLayers := make(map[string]int, len(s.Layers))
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		layers[l.ID] = l
+		if l.Parent != "" {
+			childLayers[l.Parent]++
+		}
+	}
+	containerLayers := make(map[string]bool, len(s.Containers))
+	containerKids := make(map[string]int, len(s.Containers))
+	usedBy := make(map[string]string, len(s.Containers))
+	for _, c := range s.Containers {
+		containerLayers[c.LayerID] = true
+		if l, ok := layers[c.LayerID]; ok && l.Parent != "" {
+			containerKids[l.Parent]++
+		}
+		if c.ImageID != "" {
+			usedBy[c.ImageID] = c.ID
+		}
+	}
+
+	facts := make([]imageFacts, len(s.Images))
+	for i := range s.Images {
+		img := &s.Images[i]
+		f := &facts[i]
+		f.img = img
+		if l, ok := layers[img.TopLayer]; ok {
+			f.pulled = l.Created
+		}
+		f.lastUsed = f.pulled
+		if in.LastUse != nil {
+			if t := in.LastUse(img.ID, img.Names); t.After(f.lastUsed) {
+				f.lastUsed = t
+			}
+		}
+		f.kept, f.detail = protect(in, img, f.pulled, usedBy, childLayers, containerKids)
+	}
+	keepLast(facts, p.KeepLast)
+
+	sim := inventory.NewSimulation(s)
+	var total int64
+	add := func(f *imageFacts, why Reason) {
+		r := sim.Remove(f.img.ID)
+		total += r.Bytes
+		plan.Removals = append(plan.Removals, Item{
+			ID: f.img.ID, Names: f.img.Names, Reason: why, Bytes: r.Bytes,
+			Cumulative: total, LastUsed: f.lastUsed, Layers: r.Layers,
+		})
+		f.kept = "-" // placed
+	}
+
+	// Always: dangling images, then images unused for too long (LRU order).
+	order := make([]*imageFacts, 0, len(facts))
+	for i := range facts {
+		order = append(order, &facts[i])
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := order[i], order[j]
+		if !a.lastUsed.Equal(b.lastUsed) {
+			return a.lastUsed.Before(b.lastUsed)
+		}
+		return a.img.ID < b.img.ID
+	})
+	if p.Dangling {
+		for _, f := range order {
+			if f.kept == "" && len(f.img.Names) == 0 {
+				add(f, ReasonDangling)
+			}
+		}
+	}
+	if p.UnusedFor.Duration > 0 {
+		for _, f := range order {
+			if f.kept == "" && in.Now.Sub(f.lastUsed) > p.UnusedFor.Duration {
+				add(f, ReasonUnusedFor)
+			}
+		}
+	}
+	// Orphan layers are independent of images: no image reaches them.
+	if p.OrphanLayers {
+		for _, it := range orphans(in, layers, containerLayers) {
+			total += it.Bytes
+			it.Cumulative = total
+			plan.Removals = append(plan.Removals, it)
+		}
+	}
+	// Under pressure: least recently used first until the need is met.
+	for _, f := range order {
+		if total >= plan.NeedBytes {
+			break
+		}
+		if f.kept == "" {
+			add(f, ReasonQuota)
+		}
+	}
+	plan.PlannedFreeBytes = total
+	for _, f := range order {
+		switch f.kept {
+		case "-":
+			continue
+		case "":
+			f.kept = KeptNotNeeded
+		}
+		plan.Kept = append(plan.Kept, Item{ID: f.img.ID, Names: f.img.Names, Reason: f.kept, Detail: f.detail, LastUsed: f.lastUsed})
+	}
+	sort.SliceStable(plan.Kept, func(i, j int) bool { return plan.Kept[i].ID < plan.Kept[j].ID })
+	return plan
+}
+
+// protect returns why an image must stay regardless of pressure ("" = it
+// may go). keep_last is decided afterwards, across each repository.
+func protect(in *Input, img *inventory.Image, pulled time.Time, usedBy map[string]string, childLayers, containerKids map[string]int) (Reason, string) {
+	if img.ReadOnly {
+		return KeptReadOnly, ""
+	}
+	if c, ok := usedBy[img.ID]; ok {
+		return KeptInUse, "container " + c
+	}
+	if in.Pins != nil {
+		if m := in.Pins.Match(img.ID, img.Names); m != "" {
+			return KeptPinned, m
+		}
+	}
+	if in.Quadlet != nil {
+		if m := in.Quadlet.Match(img.ID, img.Names); m != "" {
+			return KeptQuadlet, m
+		}
+	}
+	for _, g := range in.Policy.Keep {
+		for _, n := range img.Names {
+			if GlobMatch(g, n) {
+				return KeptKeep, g
+			}
+		}
+	}
+	if img.TopLayer != "" && pulled.IsZero() {
+		return KeptAgeUnknown, "top layer " + img.TopLayer + " missing"
+	}
+	if !pulled.IsZero() && in.Now.Sub(pulled) < in.Policy.MinAge.Duration {
+		return KeptMinAge, "pulled " + pulled.UTC().Format(time.RFC3339)
+	}
+	if len(img.Names) == 0 && img.TopLayer != "" {
+		// Child layers that are not containers' layers belong to other
+		// images built on this one (libimage's "intermediate").
+		if childLayers[img.TopLayer] > containerKids[img.TopLayer] {
+			return KeptIntermediate, ""
+		}
+	}
+	return "", ""
+}
+
+// keepLast protects the newest n images (by pull time) of each repository.
+func keepLast(facts []imageFacts, n int) {
+	if n <= 0 {
+		return
+	}
+	repos := map[string][]*imageFacts{}
+	for i := range facts {
+		f := &facts[i]
+		seen := map[string]bool{}
+		for _, name := range f.img.Names {
+			r := Repository(name)
+			if !seen[r] {
+				seen[r] = true
+				repos[r] = append(repos[r], f)
+			}
+		}
+	}
+	for repo, fs := range repos {
+		sort.SliceStable(fs, func(i, j int) bool {
+			if !fs[i].pulled.Equal(fs[j].pulled) {
+				return fs[i].pulled.After(fs[j].pulled)
+			}
+			if !fs[i].img.Created.Equal(fs[j].img.Created) {
+				return fs[i].img.Created.After(fs[j].img.Created)
+			}
+			return fs[i].img.ID < fs[j].img.ID
+		})
+		for i := 0; i < n && i < len(fs); i++ {
+			if fs[i].kept == "" {
+				fs[i].kept, fs[i].detail = KeptKeepLast, repo
+			}
+		}
+	}
+}
+
+// Repository returns a stored image name without its tag or digest.
+func Repository(name string) string {
+	if i := strings.IndexByte(name, '@'); i >= 0 {
+		name = name[:i]
+	}
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		name = name[:i]
+	}
+	return name
+}
+
+// GlobMatch matches a keep glob against an image name: the full name
+// (docker.io/library/alpine:3.19) or its familiar form (alpine:3.19), with
+// path.Match syntax; a glob without a tag also matches every tag.
+func GlobMatch(glob, name string) bool {
+	cands := []string{name, Repository(name)}
+	if n, err := reference.ParseNormalizedNamed(name); err == nil {
+		f := reference.FamiliarString(n)
+		cands = append(cands, f, Repository(f))
+	}
+	for _, c := range cands {
+		if ok, _ := path.Match(glob, c); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// orphans lists the layers no image and no container reaches, older than
+// min_age, leaves first (DeleteLayer refuses a layer with children).
+func orphans(in *Input, layers map[string]*inventory.Layer, containerLayers map[string]bool) []Item {
+	s := in.Snapshot
+	reached := make(map[string]bool, len(layers))
+	mark := func(id string) {
+		for id != "" && !reached[id] {
+			reached[id] = true
+			l, ok := layers[id]
+			if !ok {
+				return
+			}
+			id = l.Parent
+		}
+	}
+	for _, img := range s.Images {
+		mark(img.TopLayer)
+		for _, m := range img.MappedTopLayers {
+			mark(m)
+		}
+	}
+	for cl := range containerLayers {
+		mark(cl)
+	}
+	cand := map[string]bool{}
+	for id, l := range layers {
+		if reached[id] || l.ReadOnly || l.Incomplete || l.Created.IsZero() || in.Now.Sub(l.Created) < in.Policy.MinAge.Duration {
+			continue
+		}
+		cand[id] = true
+	}
+	// A candidate with a child that stays must stay too (and so on up).
+	children := map[string][]string{}
+	for id, l := range layers {
+		if l.Parent != "" {
+			children[l.Parent] = append(children[l.Parent], id)
+		}
+	}
+	var keepUp func(id string)
+	keepUp = func(id string) {
+		for id != "" && cand[id] {
+			delete(cand, id)
+			id = layers[id].Parent
+		}
+	}
+	for id, l := range layers {
+		if !cand[id] && l.Parent != "" && cand[l.Parent] {
+			keepUp(l.Parent)
+		}
+	}
+	// Leaves first: order by depth within the candidate forest, deepest first.
+	depth := func(id string) int {
+		d := 0
+		for p := layers[id].Parent; p != "" && cand[p]; p = layers[p].Parent {
+			d++
+		}
+		return d
+	}
+	ids := make([]string, 0, len(cand))
+	for id := range cand {
+		ids = append(ids, id)
+	}
+	ds := make(map[string]int, len(ids))
+	for _, id := range ids {
+		ds[id] = depth(id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		if ds[ids[i]] != ds[ids[j]] {
+			return ds[ids[i]] > ds[ids[j]]
+		}
+		return ids[i] < ids[j]
+	})
+	out := make([]Item, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, Item{ID: id, Names: []string{}, Layer: true, Reason: ReasonOrphan, Bytes: max(layers[id].UncompressedSize, 0)})
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+package refresh
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/stowage/stowage/jobs/state"
+)
+
+// HistoryBucket is the state bucket holding one Record per reference.
+const HistoryBucket = "refresh_history"
+
+// Seen is one remote digest observed for a reference.
+type Seen struct {
+	Digest    string    `json:"digest"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	// Drift is true when the digest differed from the local image when first seen.
+	Drift bool `json:"drift"`
+}
+
+// Record is the refresh history of one reference.
+type Record struct {
+	Reference string `json:"reference"`
+	Seen      []Seen `json:"seen"`
+	// Lists caches, per "listdigest os/arch/variant", the instance chosen
+	// from that (immutable) manifest list, so a list changed only for other
+	// platforms costs no GET on later runs.
+	Lists map[string]string `json:"lists,omitempty"`
+}
+
+// observe records digest at now; it returns true when it was not seen before.
+func (r *Record) observe(digest string, drift bool, now time.Time) bool {
+	for i := range r.Seen {
+		if r.Seen[i].Digest == digest {
+			r.Seen[i].LastSeen = now
+			return false
+		}
+	}
+	r.Seen = append(r.Seen, Seen{Digest: digest, FirstSeen: now, LastSeen: now, Drift: drift})
+	return true
+}
+
+// maxLists bounds the list cache of one reference.
+const maxLists = 16
+
+func listKey(listDigest string, img LocalImage) string {
+	return listDigest + " " + img.OS + "/" + img.Architecture + "/" + img.Variant
+}
+
+// History reads the record of every reference (or of ref alone when not
+// empty), sorted by reference.
+func History(db *state.DB, ref string) ([]Record, error) {
+	var out []Record
+	err := db.View(HistoryBucket, func(b *bolt.Bucket) error {
+		if b == nil {
+			return nil
+		}
+		if ref != "" {
+			var r Record
+			err := state.GetJSON(b, ref, &r)
+			if errors.Is(err, state.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			var r Record
+			if err := state.GetJSON(b, string(k), &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading refresh history: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Reference < out[j].Reference })
+	return out, nil
+}
+
+// loadRecords reads the records of the given references in one transaction.
+func loadRecords(db *state.DB, refs []string) (map[string]*Record, error) {
+	recs := make(map[string]*Record, len(refs))
+	err := db.View(HistoryBucket, func(b *bolt.Bucket) error {
+		for _, ref := range refs {
+			r := &Record{Reference: ref}
+			if err := state.GetJSON(b, ref, r); err != nil && !errors.Is(err, state.ErrNotFound) {
+				return err
+			}
+			recs[ref] = r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading refresh history: %w", err)
+	}
+	return recs, nil
+}
+
+// observation is what one run learnt about one reference.
+type observation struct {
+	ref     string
+	digest  string // the digest relevant for the image's platform
+	drift   bool
+	listKey string // non-empty: cache list → instance
+	inst    string
+}
+
+// commit merges the observations into the history in one write transaction
+// (dry-run: a read transaction, nothing written) and returns, per reference,
+// whether its digest was new. Deciding inside the transaction makes "new"
+// exactly-once even when two runs overlap.
+func commit(db *state.DB, obs []observation, now time.Time, dryRun bool) (map[string]bool, error) {
+	isNew := make(map[string]bool, len(obs))
+	merge := func(b *bolt.Bucket, write bool) error {
+		for _, o := range obs {
+			r := &Record{Reference: o.ref}
+			if err := state.GetJSON(b, o.ref, r); err != nil && !errors.Is(err, state.ErrNotFound) {
+				return err
+			}
+			isNew[o.ref] = r.observe(o.digest, o.drift, now)
+			if o.listKey != "" {
+				if r.Lists == nil || len(r.Lists) >= maxLists {
+					r.Lists = map[string]string{} // a cache: dropping it costs one GET later
+				}
+				r.Lists[o.listKey] = o.inst
+			}
+			if write {
+				if err := state.PutJSON(b, o.ref, r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	var err error
+	if dryRun {
+		err = db.View(HistoryBucket, func(b *bolt.Bucket) error { return merge(b, false) })
+	} else {
+		err = db.Update(HistoryBucket, func(b *bolt.Bucket) error { return merge(b, true) })
+	}
+	if err != nil {
+		return nil, fmt.Errorf("refresh history: %w", err)
+	}
+	return isNew, nil
+}

@@ -1,0 +1,196 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/image"
+	"go.podman.io/image/v5/signature"
+	storageTransport "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/types"
+	storage "go.podman.io/storage"
+)
+
+// Rule types of containers-policy.json(5), as reported in Result.Rule.
+const (
+	RuleInsecureAcceptAnything = "insecureAcceptAnything"
+	RuleReject                 = "reject"
+	RuleSignedBy               = "signedBy"
+	RuleSigstoreSigned         = "sigstoreSigned"
+	RuleSignedBaseLayer        = "signedBaseLayer"
+)
+
+// Evaluator checks local images against one trust policy. It is not safe for
+// concurrent use (a signature.PolicyContext is not).
+type Evaluator struct {
+	store  storage.Store
+	sys    *types.SystemContext
+	policy *signature.Policy
+	pc     *signature.PolicyContext
+	// PolicyPath is the policy.json actually used ("" = built from bytes).
+	PolicyPath string
+}
+
+// NewEvaluator loads policyPath, or the containers default lookup
+// ($HOME/.config/containers/policy.json, then /etc/containers/policy.json)
+// when it is empty.
+func NewEvaluator(st storage.Store, policyPath string) (*Evaluator, error) {
+	sys := &types.SystemContext{SignaturePolicyPath: policyPath}
+	pol, err := signature.DefaultPolicy(sys)
+	if err != nil {
+		return nil, fmt.Errorf("loading trust policy: %w", err)
+	}
+	pc, err := signature.NewPolicyContext(pol)
+	if err != nil {
+		return nil, fmt.Errorf("trust policy: %w", err)
+	}
+	return &Evaluator{store: st, sys: sys, policy: pol, pc: pc, PolicyPath: policyPath}, nil
+}
+
+// Close releases the policy context.
+func (e *Evaluator) Close() error { return e.pc.Destroy() }
+
+// EvaluateImage classifies every name of img. Names that are not registry
+// references (none in practice: storage names are normalized) are errors.
+func (e *Evaluator) EvaluateImage(ctx context.Context, img storage.Image) []Result {
+	results := make([]Result, 0, len(img.Names))
+	if len(img.Names) == 0 {
+		return results
+	}
+	signed := hasSignatures(img)
+	ref, err := storageTransport.Transport.NewStoreReference(e.store, nil, img.ID)
+	if err != nil {
+		for _, n := range img.Names {
+			results = append(results, Result{ImageID: img.ID, Reference: n, Status: StatusError, Reason: fmt.Sprintf("storage reference: %v", err)})
+		}
+		return results
+	}
+	src, err := ref.NewImageSource(ctx, e.sys)
+	if err != nil {
+		for _, n := range img.Names {
+			results = append(results, Result{ImageID: img.ID, Reference: n, Status: StatusError, Reason: fmt.Sprintf("opening image: %v", err)})
+		}
+		return results
+	}
+	defer src.Close()
+	un := image.UnparsedInstance(src, nil) // caches manifest and signatures across names
+	for _, n := range img.Names {
+		results = append(results, e.evaluateName(ctx, img.ID, n, un, signed))
+	}
+	return results
+}
+
+func (e *Evaluator) evaluateName(ctx context.Context, id, name string, un types.UnparsedImage, signed bool) Result {
+	r := Result{ImageID: id, Reference: name}
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		r.Status, r.Reason = StatusError, fmt.Sprintf("not a registry reference: %v", err)
+		return r
+	}
+	named = reference.TagNameOnly(named)
+	dref, err := docker.NewReference(named)
+	if err != nil {
+		r.Status, r.Reason = StatusError, fmt.Sprintf("docker reference: %v", err)
+		return r
+	}
+	rules := e.ruleTypes(dref)
+	r.Rule = strings.Join(rules, "+")
+	allowed, err := e.pc.IsRunningImageAllowed(ctx, image.UnparsedInstanceWithReference(un, dref))
+	r.Status, r.Reason = Classify(allowed, err, rules, signed)
+	return r
+}
+
+// Classify turns a policy verdict into a status and reason:
+//   - allowed → accepted, with the rule types that allowed it as the reason
+//     ("signedBy", "sigstoreSigned", or "insecureAcceptAnything" when no
+//     signature was checked at all);
+//   - a policy rejection of an image without signatures, under a rule that
+//     needs them → unsigned;
+//   - any other policy rejection (bad or untrusted signature, identity
+//     mismatch, a "reject" rule) → rejected, with the policy's message;
+//   - anything else (unreadable image, missing key file) → error.
+func Classify(allowed bool, err error, rules []string, signed bool) (Status, string) {
+	if allowed {
+		return StatusAccepted, strings.Join(rules, "+")
+	}
+	var pre signature.PolicyRequirementError
+	if err == nil || !errors.As(err, &pre) {
+		if err == nil {
+			err = errors.New("policy denied without a reason")
+		}
+		return StatusError, err.Error()
+	}
+	if !signed && needsSignature(rules) && !contains(rules, RuleReject) {
+		return StatusUnsigned, pre.Error()
+	}
+	return StatusRejected, pre.Error()
+}
+
+func needsSignature(rules []string) bool {
+	return contains(rules, RuleSignedBy) || contains(rules, RuleSigstoreSigned)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ruleTypes returns the types of the requirements policy.json applies to
+// ref, found the way signature.PolicyContext finds them (exact identity,
+// then enclosing namespaces, then the transport default, then "default").
+func (e *Evaluator) ruleTypes(ref types.ImageReference) []string {
+	reqs := e.policy.Default
+	if scopes, ok := e.policy.Transports[ref.Transport().Name()]; ok {
+		found := false
+		for _, scope := range append([]string{ref.PolicyConfigurationIdentity()}, ref.PolicyConfigurationNamespaces()...) {
+			if r, ok := scopes[scope]; ok {
+				reqs, found = r, true
+				break
+			}
+		}
+		if !found {
+			if r, ok := scopes[""]; ok {
+				reqs = r
+			}
+		}
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, req := range reqs {
+		// Requirement types are private; their JSON form carries the type.
+		var t struct {
+			Type string `json:"type"`
+		}
+		b, err := json.Marshal(req)
+		if err != nil || json.Unmarshal(b, &t) != nil || t.Type == "" {
+			t.Type = "unknown"
+		}
+		if !seen[t.Type] {
+			seen[t.Type] = true
+			out = append(out, t.Type)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// hasSignatures reports whether storage holds any signature for img (the
+// "signatures" big data item, or per-instance "signature-<digest>" items).
+func hasSignatures(img storage.Image) bool {
+	for k, size := range img.BigDataSizes {
+		if (k == "signatures" || strings.HasPrefix(k, "signature-")) && size > 0 {
+			return true
+		}
+	}
+	return false
+}

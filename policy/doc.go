@@ -1,0 +1,239 @@
+package policy
+
+import (
+	"bytes"
+	"encoding"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// KeyDoc documents one policy key, for the stowage.toml(5) man page.
+type KeyDoc struct {
+	// Key is the dotted TOML path, e.g. "prune.quota"; keys of an array of
+	// tables are written through it ("refresh.rule.match").
+	Key string
+	// Section is the table the key lives in ("" for top-level keys).
+	Section string
+	// Type names the value syntax ("duration", "size or percentage", ...).
+	Type string
+	// Default is the value in the embedded default policy, in TOML syntax
+	// ("" for keys of an array of tables, which has no default element).
+	Default string
+	// Description explains the key.
+	Description string
+}
+
+// SectionDoc documents one policy table.
+type SectionDoc struct {
+	Name        string // "prune"; "refresh.rule" for an array of tables
+	Description string
+	Keys        []KeyDoc
+}
+
+// Docs walks the Policy schema by its toml tags and returns every table with
+// every key, its type, its default and its description, in schema order.
+// It fails if a key has no description or a description names no key, so
+// the documentation cannot drift from the schema.
+func Docs() ([]SectionDoc, error) {
+	var raw map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(defaultTOML)).Decode(&raw); err != nil {
+		return nil, fmt.Errorf("embedded default policy: %w", err)
+	}
+	descs := keyDescriptions()
+	secDescs := sectionDescriptions()
+	used := map[string]bool{}
+	top := SectionDoc{Name: "", Description: secDescs[""]}
+	var out []SectionDoc
+	var problems []string
+
+	var walk func(prefix string, t reflect.Type, def map[string]any, sec *SectionDoc)
+	walk = func(prefix string, t reflect.Type, def map[string]any, sec *SectionDoc) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			key := name
+			if prefix != "" {
+				key = prefix + "." + name
+			}
+			switch {
+			case isTable(f.Type):
+				sub := SectionDoc{Name: key, Description: secDescs[key]}
+				used[key] = true
+				if sub.Description == "" {
+					problems = append(problems, "section ["+key+"] has no description")
+				}
+				idx := len(out)
+				out = append(out, sub)
+				subDef, _ := def[name].(map[string]any)
+				walk(key, f.Type, subDef, &sub)
+				out[idx] = sub
+			case f.Type.Kind() == reflect.Slice && isTable(f.Type.Elem()):
+				sub := SectionDoc{Name: key, Description: secDescs[key]}
+				used[key] = true
+				if sub.Description == "" {
+					problems = append(problems, "section [["+key+"]] has no description")
+				}
+				idx := len(out)
+				out = append(out, sub)
+				walk(key, f.Type.Elem(), nil, &sub)
+				out[idx] = sub
+			default:
+				d := descs[key]
+				used[key] = true
+				if d == "" {
+					problems = append(problems, "key "+key+" has no description")
+				}
+				kd := KeyDoc{Key: key, Section: sec.Name, Type: typeName(f.Type), Description: d}
+				if v, ok := def[name]; ok {
+					kd.Default = tomlValue(v)
+				}
+				sec.Keys = append(sec.Keys, kd)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(Policy{}), raw, &top)
+	for k := range descs {
+		if !used[k] {
+			problems = append(problems, "description for unknown key "+k)
+		}
+	}
+	for k := range secDescs {
+		if k != "" && !used[k] {
+			problems = append(problems, "description for unknown section "+k)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("policy documentation out of date: %s", strings.Join(problems, "; "))
+	}
+	return append([]SectionDoc{top}, out...), nil
+}
+
+var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+
+// isTable reports whether t is decoded as a TOML table (a plain struct, not a
+// scalar type with its own text syntax).
+func isTable(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(textUnmarshaler)
+}
+
+// typeName describes the value syntax of a key's Go type.
+func typeName(t reflect.Type) string {
+	switch t {
+	case reflect.TypeOf(Duration{}):
+		return "duration"
+	case reflect.TypeOf(Amount{}):
+		return "size or percentage"
+	case reflect.TypeOf(Percent(0)):
+		return "percentage"
+	case reflect.TypeOf(CronSpec{}):
+		return "schedule"
+	case reflect.TypeOf(RefreshMode("")):
+		return "notify | pull | off"
+	case reflect.TypeOf(VerifyMode("")):
+		return "report | untag | remove | off"
+	case reflect.TypeOf(Urgency("")):
+		return "low | normal | critical"
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "integer"
+	case reflect.String:
+		return "string"
+	case reflect.Slice:
+		return "list of " + typeName(t.Elem()) + "s"
+	}
+	return t.String()
+}
+
+// tomlValue writes a decoded default value back in TOML syntax.
+func tomlValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return strconv.Quote(x)
+	case []any:
+		parts := make([]string, len(x))
+		for i := range x {
+			parts[i] = tomlValue(x[i])
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return fmt.Sprint(v)
+}
+
+// sectionDescriptions explains each table; "" is the top level.
+func sectionDescriptions() map[string]string {
+	return map[string]string{
+		"":             "Top-level keys.",
+		"storage":      "Which containers/storage store the jobs work on. Empty values are resolved the way podman resolves them: storage.conf, then the rootless or rootful defaults.",
+		"schedule":     "When the daemon runs each job. A schedule is a 5-field cron specification (\"0 3 * * *\") or a descriptor: @hourly, @daily, @weekly, @monthly or \"@every <duration>\". Runs missed while the daemon was not running are caught up at its next start.",
+		"refresh":      "The refresh job compares each tagged image's digest with its registry (one HEAD request per tag, mirror-aware) and notifies about, or pulls, tags that drifted.",
+		"refresh.rule": "Per-reference overrides of refresh.mode, as an array of tables ([[refresh.rule]]). The first rule whose glob matches an image reference wins.",
+		"verify":       "The verify job re-evaluates every local image name against the signature policy (policy.json) and optionally re-hashes the layers.",
+		"prune":        "The prune job removes images by quota, age and use, most reclaimable first, never an image a container uses, never a kept reference. A dry run prints the exact plan.",
+		"volumes":      "The volumes job removes unused Podman volumes through podman's REST API; a volume in use is never removed.",
+		"notify":       "Desktop notifications (user mode only; the system service emits D-Bus signals instead).",
+	}
+}
+
+// keyDescriptions explains every key, by dotted path.
+func keyDescriptions() map[string]string {
+	return map[string]string{
+		"version": "Policy schema version. Must be 1.",
+
+		"storage.driver":    "Storage driver (overlay, vfs, ...), as podman --storage-driver. Empty: from storage.conf.",
+		"storage.graphroot": "Storage root directory, as podman --root. Empty: from storage.conf or the rootless default.",
+		"storage.runroot":   "Storage state directory, as podman --runroot. Empty: from storage.conf or the rootless default.",
+
+		"schedule.refresh":     "Schedule of the refresh job.",
+		"schedule.verify":      "Schedule of the verify job.",
+		"schedule.prune":       "Schedule of the prune job.",
+		"schedule.volumes":     "Schedule of the volumes job.",
+		"schedule.jitter":      "Random delay added before each scheduled run, so that many hosts do not hit a registry at once. \"0\" disables it.",
+		"schedule.run_timeout": "Longest time one job run may take; the daemon stops a worker still running after it. \"0\" means no limit.",
+
+		"refresh.mode":         "What to do with a tag whose registry digest changed: notify (report only), pull (pull the new image), off (skip the job).",
+		"refresh.concurrency":  "Maximum registry requests in flight in one run.",
+		"refresh.per_registry": "Maximum requests in flight to one registry host.",
+		"refresh.timeout":      "Timeout of one registry request.",
+		"refresh.budget":       "Maximum requests sent to one registry host in one run; tags beyond it are reported as skipped. 0 means no cap.",
+		"refresh.rule.match":   "Reference glob the rule applies to, e.g. \"docker.io/library/*\".",
+		"refresh.rule.mode":    "Refresh mode for matching references: notify, pull or off.",
+
+		"verify.mode":           "What to do with an image name that fails the signature policy: report, untag (remove that name), remove (remove the image when no name passes) or off.",
+		"verify.policy_json":    "Signature policy file. Empty: the containers default lookup ($HOME/.config/containers/policy.json, then /etc/containers/policy.json).",
+		"verify.integrity":      "Also re-hash every layer against its recorded digest. Slow and I/O-bound.",
+		"verify.integrity_rate": "Read rate cap of the integrity scan in bytes per second (\"200MiB\"). \"0\" means no cap.",
+
+		"prune.enabled":        "Whether the prune job removes anything.",
+		"prune.quota":          "Storage quota: a size (\"20GiB\") or a percentage of the filesystem holding the graphroot (\"25%\"). \"0\" means no quota.",
+		"prune.high_watermark": "Pruning for the quota starts when usage exceeds this share of the quota.",
+		"prune.low_watermark":  "Pruning for the quota stops when usage drops below this share of the quota.",
+		"prune.min_free":       "Prune until at least this much of the graphroot filesystem is free: a size or a percentage.",
+		"prune.min_age":        "Never remove an image younger than this (by its local creation time).",
+		"prune.unused_for":     "Also remove images no container has used for this long. \"0\" disables it.",
+		"prune.keep":           "Reference globs never pruned, e.g. \"registry.example.com/base/*\".",
+		"prune.keep_last":      "Number of most recent images kept per repository.",
+		"prune.dangling":       "Remove dangling images (no name and no child image).",
+		"prune.orphan_layers":  "Remove layers no image or container refers to.",
+
+		"volumes.enabled":        "Whether the volumes job removes anything.",
+		"volumes.anonymous_only": "Only remove anonymous volumes (those podman named with a random hex ID).",
+		"volumes.min_age":        "Never remove a volume younger than this.",
+		"volumes.keep_labels":    "Volumes carrying any of these labels are never removed.",
+		"volumes.keep":           "Volume name globs never removed.",
+		"volumes.include":        "Named-volume globs that may be removed although anonymous_only is set.",
+		"volumes.podman_socket":  "Podman API socket. Empty: $XDG_RUNTIME_DIR/podman/podman.sock in user mode, /run/podman/podman.sock in system mode.",
+
+		"notify.desktop":     "Send desktop notifications (user mode).",
+		"notify.min_urgency": "Lowest urgency that is sent as a desktop notification: low, normal or critical.",
+	}
+}

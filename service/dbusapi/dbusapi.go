@@ -1,0 +1,305 @@
+// Package dbusapi exports the stowage daemon on D-Bus: the object
+// /io/github/stowage/Stowage1 with the interface
+// io.github.stowage.Stowage1.Manager (read-only properties with
+// PropertiesChanged, methods backed by the daemon, past-tense signals) under
+// the bus name io.github.stowage.Stowage1. On the system bus, mutating
+// methods are allowed to uid 0 or to callers polkit authorizes for
+// io.github.stowage.manage; without polkit they are refused.
+package dbusapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
+	"github.com/godbus/dbus/v5/prop"
+
+	"github.com/stowage/stowage/jobs/report"
+)
+
+// Names on the bus.
+const (
+	BusName                    = "io.github.stowage.Stowage1"
+	ObjectPath dbus.ObjectPath = "/io/github/stowage/Stowage1"
+	Interface                  = "io.github.stowage.Stowage1.Manager"
+	// PolkitAction authorizes mutating methods for non-root callers on
+	// the system bus.
+	PolkitAction = "io.github.stowage.manage"
+)
+
+// D-Bus error names returned by methods.
+const (
+	ErrorAccessDenied = "org.freedesktop.DBus.Error.AccessDenied"
+	ErrorUnknownJob   = "io.github.stowage.Stowage1.Error.UnknownJob"
+	ErrorUnknownRun   = "io.github.stowage.Stowage1.Error.UnknownRun"
+	ErrorBusy         = "io.github.stowage.Stowage1.Error.Busy"
+	ErrorInvalidArgs  = "org.freedesktop.DBus.Error.InvalidArgs"
+	ErrorFailed       = "io.github.stowage.Stowage1.Error.Failed"
+)
+
+// Sentinels a Backend wraps (with %w) to give callers a specific D-Bus error
+// name; any other error becomes io.github.stowage.Stowage1.Error.Failed.
+var (
+	ErrUnknownJob      = errors.New("unknown job")
+	ErrUnknownRun      = errors.New("unknown run")
+	ErrBusy            = errors.New("busy")
+	ErrInvalidArgs     = errors.New("invalid arguments")
+	ErrNoBus           = errors.New("dbusapi: no bus")
+	ErrNameNotAcquired = errors.New("dbusapi: bus name not acquired")
+)
+
+// Backend is what the daemon provides to the D-Bus object. godbus calls
+// methods concurrently, each in its own goroutine.
+type Backend interface {
+	// ListJobs returns every configured job with its schedule and history.
+	ListJobs(ctx context.Context) ([]Job, error)
+	// RunJob starts a run of job now and returns its run id without
+	// waiting for it to finish.
+	RunJob(ctx context.Context, job string, dryRun bool) (runID string, err error)
+	// GetReport returns a run's report as JSON.
+	GetReport(ctx context.Context, runID string) (json string, err error)
+	// Reload re-reads the policy; an invalid policy returns an error and
+	// keeps the old one.
+	Reload(ctx context.Context) error
+	// Pin protects an image reference from pruning; Unpin undoes it.
+	Pin(ctx context.Context, ref string) error
+	Unpin(ctx context.Context, ref string) error
+}
+
+// Job is one job as seen on the bus. Zero times mean never / not scheduled.
+type Job struct {
+	Name        string
+	Schedule    string
+	LastRun     time.Time
+	LastOutcome string // e.g. "success", "failed", "" when never run
+	LastSummary string
+	NextRun     time.Time
+	Running     bool
+}
+
+// JobEntry is the D-Bus struct of a Job, signature (sstsstb): name, schedule,
+// last run and next run in µs since the Unix epoch (0 = never), last
+// outcome, last summary, running.
+type JobEntry struct {
+	Name        string
+	Schedule    string
+	LastRunUsec uint64
+	LastOutcome string
+	LastSummary string
+	NextRunUsec uint64
+	Running     bool
+}
+
+// Entry converts a Job to its D-Bus struct.
+func (j Job) Entry() JobEntry {
+	return JobEntry{
+		Name: j.Name, Schedule: j.Schedule, LastRunUsec: usec(j.LastRun),
+		LastOutcome: j.LastOutcome, LastSummary: j.LastSummary,
+		NextRunUsec: usec(j.NextRun), Running: j.Running,
+	}
+}
+
+func usec(t time.Time) uint64 {
+	if t.IsZero() || t.Unix() < 0 {
+		return 0
+	}
+	return uint64(t.UnixMicro())
+}
+
+// Status is the daemon state published as properties. The daemon changes it
+// with Server.Update; only changed properties emit PropertiesChanged.
+type Status struct {
+	Version           string
+	Mode              string // "user" or "system"
+	State             string // e.g. "idle", "running", "reloading", "stopping"
+	PolicyPath        string
+	PolicyError       string // "" when the policy in force loaded cleanly
+	StorageUsedBytes  uint64
+	StorageLimitBytes uint64 // 0 = no limit
+	Jobs              []Job
+}
+
+// Options configure Export.
+type Options struct {
+	// Conn is the bus connection (from Connect or ConnectAddress).
+	Conn *dbus.Conn
+	// Backend serves the methods.
+	Backend Backend
+	// Logger receives authorization and emit failures; nil discards.
+	Logger *slog.Logger
+	// RequireAuth makes mutating methods check the caller (uid 0 or
+	// polkit); set it on the system bus.
+	RequireAuth bool
+	// Status is the initial property state.
+	Status Status
+	// CallTimeout bounds each backend and polkit call; 0 means 30s.
+	CallTimeout time.Duration
+}
+
+// Server is the exported object. Its methods are safe for concurrent use.
+type Server struct {
+	conn    *dbus.Conn
+	backend Backend
+	log     *slog.Logger
+	auth    bool
+	timeout time.Duration
+	props   *prop.Properties
+
+	mu     sync.Mutex // guards status
+	status Status
+}
+
+// Connect opens a private connection to the system or session bus. It
+// returns an error (wrapping ErrNoBus) when there is no bus.
+func Connect(system bool) (*dbus.Conn, error) {
+	var (
+		c   *dbus.Conn
+		err error
+	)
+	if system {
+		c, err = dbus.ConnectSystemBus()
+	} else {
+		c, err = dbus.ConnectSessionBus()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoBus, err)
+	}
+	return c, nil
+}
+
+// ConnectAddress opens a private connection to the bus at a D-Bus address
+// (e.g. unix:path=/run/dbus/system_bus_socket).
+func ConnectAddress(addr string) (*dbus.Conn, error) {
+	c, err := dbus.Connect(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrNoBus, addr, err)
+	}
+	return c, nil
+}
+
+// Export exports the object, its properties and introspection data on
+// opts.Conn and then, last, requests the bus name. It fails with
+// ErrNameNotAcquired when another owner holds the name.
+func Export(opts Options) (*Server, error) {
+	if opts.Conn == nil || opts.Backend == nil {
+		return nil, errors.New("dbusapi: Export needs a connection and a backend")
+	}
+	s := &Server{
+		conn: opts.Conn, backend: opts.Backend, log: opts.Logger,
+		auth: opts.RequireAuth, timeout: opts.CallTimeout, status: cloneStatus(opts.Status),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.timeout <= 0 {
+		s.timeout = 30 * time.Second
+	}
+	m := &methods{s: s}
+	if err := s.conn.Export(m, ObjectPath, Interface); err != nil {
+		return nil, fmt.Errorf("dbusapi: exporting %s: %w", Interface, err)
+	}
+	props, err := prop.Export(s.conn, ObjectPath, prop.Map{Interface: propMap(s.status)})
+	if err != nil {
+		return nil, fmt.Errorf("dbusapi: exporting properties: %w", err)
+	}
+	s.props = props
+	node := &introspect.Node{
+		Name: string(ObjectPath),
+		Interfaces: []introspect.Interface{
+			introspect.IntrospectData,
+			prop.IntrospectData,
+			managerIntrospection(props.Introspection(Interface)),
+		},
+	}
+	if err := s.conn.Export(introspect.NewIntrospectable(node), ObjectPath,
+		"org.freedesktop.DBus.Introspectable"); err != nil {
+		return nil, fmt.Errorf("dbusapi: exporting introspection: %w", err)
+	}
+	reply, err := s.conn.RequestName(BusName, dbus.NameFlagDoNotQueue)
+	if err != nil {
+		return nil, fmt.Errorf("dbusapi: requesting %s: %w", BusName, err)
+	}
+	if reply != dbus.RequestNameReplyPrimaryOwner && reply != dbus.RequestNameReplyAlreadyOwner {
+		return nil, fmt.Errorf("%w: %s (reply %d)", ErrNameNotAcquired, BusName, reply)
+	}
+	return s, nil
+}
+
+// Close releases the bus name and unexports the object; it does not close
+// the connection.
+func (s *Server) Close() error {
+	_, err := s.conn.ReleaseName(BusName)
+	_ = s.conn.Export(nil, ObjectPath, Interface)
+	_ = s.conn.Export(nil, ObjectPath, "org.freedesktop.DBus.Introspectable")
+	_ = s.conn.Export(nil, ObjectPath, "org.freedesktop.DBus.Properties")
+	if err != nil {
+		return fmt.Errorf("dbusapi: releasing %s: %w", BusName, err)
+	}
+	return nil
+}
+
+// Status returns a copy of the published status.
+func (s *Server) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return cloneStatus(s.status)
+}
+
+// Update changes the published status with fn and emits one
+// PropertiesChanged per changed property.
+func (s *Server) Update(fn func(*Status)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := cloneStatus(s.status)
+	fn(&next)
+	old := propValues(s.status)
+	s.status = next
+	for name, v := range propValues(next) {
+		if !equalValue(old[name], v) {
+			s.props.SetMust(Interface, name, v)
+		}
+	}
+}
+
+// EmitJobStarted emits JobStarted(s job, s run_id, b dry_run).
+func (s *Server) EmitJobStarted(job, runID string, dryRun bool) error {
+	return s.emit("JobStarted", job, runID, dryRun)
+}
+
+// EmitJobFinished emits JobFinished(s job, s run_id, s outcome, s summary).
+func (s *Server) EmitJobFinished(job, runID, outcome, summary string) error {
+	return s.emit("JobFinished", job, runID, outcome, summary)
+}
+
+// EmitEvent emits the signal for a job event, if its kind has one:
+// DriftDetected(s run_id, s image, s reference, s digest, s message),
+// SignatureRejected(s run_id, s image, s reference, s message),
+// QuotaExceeded(s run_id, t bytes, s message). Other kinds emit nothing.
+func (s *Server) EmitEvent(runID string, ev report.Event) error {
+	switch ev.Kind {
+	case report.EventDriftDetected:
+		return s.emit("DriftDetected", runID, ev.Image, ev.Reference, ev.Digest, ev.Message)
+	case report.EventSignatureRejected:
+		return s.emit("SignatureRejected", runID, ev.Image, ev.Reference, ev.Message)
+	case report.EventQuotaExceeded:
+		return s.emit("QuotaExceeded", runID, uint64(max(ev.Bytes, 0)), ev.Message)
+	}
+	return nil
+}
+
+func (s *Server) emit(signal string, args ...any) error {
+	if err := s.conn.Emit(ObjectPath, Interface+"."+signal, args...); err != nil {
+		return fmt.Errorf("dbusapi: emitting %s: %w", signal, err)
+	}
+	return nil
+}
+
+func cloneStatus(st Status) Status {
+	st.Jobs = append([]Job(nil), st.Jobs...)
+	return st
+}

@@ -1,0 +1,107 @@
+package dbusapi
+
+import (
+	"context"
+	"errors"
+
+	"github.com/godbus/dbus/v5"
+)
+
+// methods is the exported Manager interface; godbus maps its exported
+// methods to D-Bus methods (Sender parameters are filled in, not sent).
+type methods struct {
+	s *Server
+}
+
+func (m *methods) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), m.s.timeout)
+}
+
+// ListJobs returns a(sstsstb).
+func (m *methods) ListJobs() ([]JobEntry, *dbus.Error) {
+	ctx, cancel := m.ctx()
+	defer cancel()
+	jobs, err := m.s.backend.ListJobs(ctx)
+	if err != nil {
+		return nil, toDBusError(err)
+	}
+	out := make([]JobEntry, 0, len(jobs))
+	for _, j := range jobs {
+		out = append(out, j.Entry())
+	}
+	return out, nil
+}
+
+// RunJob(s job, b dry_run) → s run_id. Mutating.
+func (m *methods) RunJob(sender dbus.Sender, job string, dryRun bool) (string, *dbus.Error) {
+	ctx, cancel := m.ctx()
+	defer cancel()
+	if derr := m.s.authorize(ctx, sender, "RunJob"); derr != nil {
+		return "", derr
+	}
+	id, err := m.s.backend.RunJob(ctx, job, dryRun)
+	if err != nil {
+		return "", toDBusError(err)
+	}
+	return id, nil
+}
+
+// GetReport(s run_id) → s json.
+func (m *methods) GetReport(runID string) (string, *dbus.Error) {
+	ctx, cancel := m.ctx()
+	defer cancel()
+	js, err := m.s.backend.GetReport(ctx, runID)
+	if err != nil {
+		return "", toDBusError(err)
+	}
+	return js, nil
+}
+
+// Reload re-reads the policy. Mutating.
+func (m *methods) Reload(sender dbus.Sender) *dbus.Error {
+	ctx, cancel := m.ctx()
+	defer cancel()
+	if derr := m.s.authorize(ctx, sender, "Reload"); derr != nil {
+		return derr
+	}
+	return toDBusError(m.s.backend.Reload(ctx))
+}
+
+// Pin(s ref). Mutating.
+func (m *methods) Pin(sender dbus.Sender, ref string) *dbus.Error {
+	ctx, cancel := m.ctx()
+	defer cancel()
+	if derr := m.s.authorize(ctx, sender, "Pin"); derr != nil {
+		return derr
+	}
+	return toDBusError(m.s.backend.Pin(ctx, ref))
+}
+
+// Unpin(s ref). Mutating.
+func (m *methods) Unpin(sender dbus.Sender, ref string) *dbus.Error {
+	ctx, cancel := m.ctx()
+	defer cancel()
+	if derr := m.s.authorize(ctx, sender, "Unpin"); derr != nil {
+		return derr
+	}
+	return toDBusError(m.s.backend.Unpin(ctx, ref))
+}
+
+// toDBusError maps backend errors to D-Bus errors; nil stays nil.
+func toDBusError(err error) *dbus.Error {
+	if err == nil {
+		return nil
+	}
+	name := ErrorFailed
+	switch {
+	case errors.Is(err, ErrUnknownJob):
+		name = ErrorUnknownJob
+	case errors.Is(err, ErrUnknownRun):
+		name = ErrorUnknownRun
+	case errors.Is(err, ErrBusy):
+		name = ErrorBusy
+	case errors.Is(err, ErrInvalidArgs):
+		name = ErrorInvalidArgs
+	}
+	return dbus.NewError(name, []any{err.Error()})
+}

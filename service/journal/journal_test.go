@@ -1,0 +1,344 @@
+package journal
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/test/testenv"
+)
+
+func TestFieldName(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"job", "STOWAGE_JOB"},
+		{"run_id", "STOWAGE_RUN_ID"},
+		{"worker_Exit-Code", "STOWAGE_WORKER_EXIT_CODE"},
+		{"  bytes ", "STOWAGE_BYTES"},
+		{"é", ""},
+		{"", ""},
+	} {
+		if got := FieldName(tc.in); got != tc.want {
+			t.Errorf("FieldName(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestPriority(t *testing.T) {
+	for _, tc := range []struct {
+		l    slog.Level
+		want int
+	}{
+		{slog.LevelDebug, 7}, {slog.LevelInfo, 6}, {slog.LevelInfo + 2, 5},
+		{slog.LevelWarn, 4}, {slog.LevelError, 3}, {slog.LevelError + 4, 2},
+	} {
+		if got := Priority(tc.l); got != tc.want {
+			t.Errorf("Priority(%v) = %d, want %d", tc.l, got, tc.want)
+		}
+	}
+}
+
+// Every report event kind (and every daemon kind) has a distinct 32-hex ID.
+func TestMessageIDsCoverKinds(t *testing.T) {
+	kinds := []string{KindJobStarted, KindJobFinished, KindJobFailed, KindPolicyInvalid,
+		report.EventDriftDetected, report.EventSignatureRejected, report.EventSignatureRecovered,
+		report.EventImageRemoved, report.EventImageUntagged, report.EventImagePulled,
+		report.EventLayerRemoved, report.EventLayerCorrupted, report.EventVolumeRemoved,
+		report.EventQuotaExceeded}
+	hex := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	seen := map[string]string{}
+	for _, k := range kinds {
+		id := MessageID(k)
+		if !hex.MatchString(id) {
+			t.Errorf("kind %s: MESSAGE_ID %q is not 32 lower-case hex digits", k, id)
+		}
+		if other, dup := seen[id]; dup {
+			t.Errorf("kinds %s and %s share MESSAGE_ID %s", k, other, id)
+		}
+		seen[id] = k
+	}
+	if len(MessageIDs()) != len(kinds) {
+		t.Errorf("MessageIDs has %d kinds, the test knows %d: update the test and the catalog",
+			len(MessageIDs()), len(kinds))
+	}
+}
+
+func TestStderrFallback(t *testing.T) {
+	var buf bytes.Buffer
+	h := NewHandler(Options{Stderr: &buf, ForceStderr: true})
+	if h.UsesJournal() {
+		t.Fatal("ForceStderr handler uses the journal")
+	}
+	log := slog.New(h).With(AttrJob, "prune")
+	log.Debug("hidden")
+	LogEvent(context.Background(), log, "prune", "r1", report.Event{
+		Kind: report.EventImageRemoved, Severity: report.SeverityLow, Message: "removed a b",
+		Image: "abc", Bytes: 10,
+	})
+	log.WithGroup("w").Error("two\nlines", AttrError, errors.New("bad thing"))
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	want := []string{
+		`<5>removed a b job=prune kind=image_removed job=prune run_id=r1 severity=low image=abc bytes=10`,
+		`<3>two lines job=prune w_error="bad thing"`,
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("stderr lines:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// buildEmitter builds testdata/emit with the journal socket redirected.
+func buildEmitter(t *testing.T, socket string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go toolchain needed to build the journal helper: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "emit")
+	cmd := exec.Command(goBin, "build", "-tags", testenv.Tags, "-o", bin,
+		"-ldflags", "-X github.com/coreos/go-systemd/v22/journal.journalSocket="+socket,
+		"./testdata/emit")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building helper: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// parseNative decodes one datagram of the journal native protocol.
+func parseNative(d []byte) (map[string]string, error) {
+	f := map[string]string{}
+	for len(d) > 0 {
+		nl := bytes.IndexByte(d, '\n')
+		if nl < 0 {
+			return nil, fmt.Errorf("unterminated field in %q", d)
+		}
+		line := d[:nl]
+		if k, v, ok := bytes.Cut(line, []byte("=")); ok {
+			f[string(k)] = string(v)
+			d = d[nl+1:]
+			continue
+		}
+		// binary-safe form: KEY\n, little-endian uint64 size, data, \n
+		rest := d[nl+1:]
+		if len(rest) < 8 {
+			return nil, fmt.Errorf("short binary field %q", line)
+		}
+		n := binary.LittleEndian.Uint64(rest[:8])
+		if uint64(len(rest)) < 8+n+1 || rest[8+n] != '\n' {
+			return nil, fmt.Errorf("bad binary field %q", line)
+		}
+		f[string(line)] = string(rest[8 : 8+n])
+		d = rest[8+n+1:]
+	}
+	return f, nil
+}
+
+func TestJournalDatagrams(t *testing.T) {
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "journal.sock")
+	bin := buildEmitter(t, socket)
+
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: socket, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan map[string]string, 100)
+	go func() {
+		buf := make([]byte, 1<<16)
+		for {
+			n, err := l.Read(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			e, err := parseNative(slices.Clone(buf[:n]))
+			if err != nil {
+				t.Errorf("datagram %q: %v", buf[:n], err)
+			}
+			got <- e
+		}
+	}()
+
+	out, err := exec.Command(bin).Output()
+	if err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	if strings.TrimSpace(string(out)) != "true" {
+		t.Fatalf("helper did not detect the journal socket: %q", out)
+	}
+	ids := MessageIDs()
+	var entries []map[string]string
+	deadline := time.After(10 * time.Second)
+	for len(entries) < len(ids)+2 {
+		select {
+		case e := <-got:
+			entries = append(entries, e)
+		case <-deadline:
+			t.Fatalf("got %d journal entries, want %d", len(entries), len(ids)+2)
+		}
+	}
+	kinds := slices.Sorted(maps.Keys(ids))
+	for i, k := range kinds {
+		e := entries[i]
+		want := map[string]string{
+			"MESSAGE":           "event " + k,
+			"MESSAGE_ID":        ids[k],
+			"PRIORITY":          "4",
+			"SYSLOG_IDENTIFIER": "stowage",
+			"STOWAGE_KIND":      k,
+			"STOWAGE_JOB":       "prune",
+			"STOWAGE_RUN_ID":    "run-" + k,
+			"STOWAGE_SEVERITY":  "normal",
+			"STOWAGE_IMAGE":     "img-" + k,
+			"STOWAGE_REFERENCE": "localhost/ref:" + k,
+			"STOWAGE_DIGEST":    "sha256:0123",
+			"STOWAGE_BYTES":     "4096",
+		}
+		if !maps.Equal(e, want) {
+			t.Errorf("entry %d (%s):\n got %v\nwant %v", i, k, e, want)
+		}
+	}
+	errEntry := entries[len(ids)]
+	for k, v := range map[string]string{
+		"MESSAGE": "worker\nfailed", "PRIORITY": "3", "STOWAGE_JOB": "verify",
+		"STOWAGE_WORKER_ERROR": "exit status 1", "STOWAGE_WORKER_PID": "42",
+		"SYSLOG_IDENTIFIER": "stowage",
+	} {
+		if errEntry[k] != v {
+			t.Errorf("error entry %s = %q, want %q (entry %v)", k, errEntry[k], v, errEntry)
+		}
+	}
+	if _, ok := errEntry["MESSAGE_ID"]; ok {
+		t.Errorf("entry without a kind has a MESSAGE_ID: %v", errEntry)
+	}
+	dbg := entries[len(ids)+1]
+	if dbg["PRIORITY"] != "7" || dbg["STOWAGE_MIXED_CASE_KEY"] != "v w" {
+		t.Errorf("debug entry = %v", dbg)
+	}
+
+	// Without the socket the same binary falls back to stderr with <N> prefixes.
+	l.Close()
+	os.Remove(socket)
+	cmd := exec.Command(bin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("helper without journal: %v", err)
+	}
+	if strings.TrimSpace(string(out)) != "false" {
+		t.Fatalf("helper detected a journal that is gone: %q", out)
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	if len(lines) != len(ids)+2 {
+		t.Fatalf("stderr has %d lines, want %d:\n%s", len(lines), len(ids)+2, stderr.String())
+	}
+	for i, k := range kinds {
+		if !strings.HasPrefix(lines[i], "<4>event "+k+" kind="+k+" ") {
+			t.Errorf("stderr line %d = %q", i, lines[i])
+		}
+	}
+	if want := `<3>worker failed job=verify worker_error="exit status 1" worker_pid=42`; lines[len(ids)] != want {
+		t.Errorf("stderr error line = %q, want %q", lines[len(ids)], want)
+	}
+}
+
+// parseCatalog returns the MESSAGE_IDs of a catalog file and checks each
+// entry has a Subject.
+func parseCatalog(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ids []string
+	subject := map[string]bool{}
+	cur := ""
+	head := regexp.MustCompile(`^-- ([0-9a-f]{32})$`)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := head.FindStringSubmatch(line); m != nil {
+			cur = m[1]
+			ids = append(ids, cur)
+			continue
+		}
+		if strings.HasPrefix(line, "-- ") {
+			t.Errorf("malformed catalog header %q", line)
+		}
+		if cur != "" && strings.HasPrefix(line, "Subject: ") {
+			subject[cur] = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if !subject[id] {
+			t.Errorf("catalog entry %s has no Subject", id)
+		}
+	}
+	return ids
+}
+
+func TestCatalogMatchesCode(t *testing.T) {
+	code := slices.Sorted(maps.Values(MessageIDs()))
+	cat := parseCatalog(t, "stowage.catalog")
+	slices.Sort(cat)
+	if !slices.Equal(cat, code) {
+		t.Errorf("catalog IDs %v\n    code IDs %v", cat, code)
+	}
+
+	// journald's own catalog compiler must accept the file and list them all.
+	testenv.RequireTool(t, "journalctl")
+	root := t.TempDir()
+	catDir := filepath.Join(root, "usr/lib/systemd/catalog")
+	if err := os.MkdirAll(catDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("stowage.catalog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(catDir, "stowage.catalog"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "var/lib/systemd/catalog"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("journalctl", "--root="+root, "--update-catalog").CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("journalctl --update-catalog: %v\n%s", err, out)
+	}
+	out, err = exec.Command("journalctl", "--root="+root, "--list-catalog").Output()
+	if err != nil {
+		t.Fatalf("journalctl --list-catalog: %v", err)
+	}
+	var listed []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		id, rest, _ := strings.Cut(line, " ")
+		if !strings.HasPrefix(rest, "stowage: ") {
+			t.Errorf("catalog line without Defined-By stowage: %q", line)
+		}
+		listed = append(listed, id)
+	}
+	slices.Sort(listed)
+	if !slices.Equal(listed, code) {
+		t.Errorf("journalctl lists %v\n      code has %v", listed, code)
+	}
+}

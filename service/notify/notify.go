@@ -1,0 +1,280 @@
+// Package notify sends desktop notifications (org.freedesktop.Notifications)
+// for job findings: at most one per job run, summarising the run's new
+// findings at or above the policy's minimum urgency, and updating the
+// notification of the same topic in place (replaces_id). A finding is shown
+// once, ever: seen findings and the ids per topic live in the state DB, so a
+// daemon restart does not repeat them.
+package notify
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/policy"
+)
+
+// Names of the freedesktop notification service.
+const (
+	ServiceName                     = "org.freedesktop.Notifications"
+	ServicePath     dbus.ObjectPath = "/org/freedesktop/Notifications"
+	ServiceNotify                   = "org.freedesktop.Notifications.Notify"
+	AppName                         = "stowage"
+	DesktopEntry                    = "io.github.stowage"
+	Icon                            = "drive-harddisk"
+	maxBodyFindings                 = 8
+)
+
+// Bucket is the state DB bucket of this package: "seen/<hash>" → first
+// seen time, "topic/<topic>" → last notification id.
+const Bucket = "notify"
+
+// Options configure a Notifier.
+type Options struct {
+	// Conn is the session bus connection.
+	Conn *dbus.Conn
+	// State persists seen findings and ids per topic.
+	State *state.DB
+	// Policy is the [notify] section; Desktop=false disables sending.
+	Policy policy.Notify
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Timeout is the expire_timeout passed to Notify in ms; 0 lets the
+	// server decide (-1).
+	Timeout time.Duration
+}
+
+// Notifier sends notifications; safe for concurrent use.
+type Notifier struct {
+	conn    *dbus.Conn
+	db      *state.DB
+	log     *slog.Logger
+	now     func() time.Time
+	timeout int32
+
+	mu  sync.Mutex // serialises runs (seen-set read-modify-write) and guards pol
+	pol policy.Notify
+}
+
+// New returns a Notifier.
+func New(opts Options) (*Notifier, error) {
+	if opts.Conn == nil || opts.State == nil {
+		return nil, errors.New("notify: New needs a bus connection and a state DB")
+	}
+	n := &Notifier{conn: opts.Conn, db: opts.State, log: opts.Logger, now: opts.Now, pol: opts.Policy, timeout: -1}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	if n.now == nil {
+		n.now = time.Now
+	}
+	if opts.Timeout > 0 {
+		n.timeout = int32(min(opts.Timeout.Milliseconds(), 1<<31-1))
+	}
+	return n, nil
+}
+
+// SetPolicy applies a reloaded [notify] section.
+func (n *Notifier) SetPolicy(p policy.Notify) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pol = p
+}
+
+// Sent describes the notification NotifyRun sent.
+type Sent struct {
+	ID       uint32
+	Topic    string
+	Summary  string
+	Body     string
+	Urgency  byte
+	Findings int
+}
+
+// NotifyRun sends at most one notification for a job run: the events not
+// seen before and at or above the minimum urgency. It returns nil, nil when
+// there is nothing new (or notifications are off). Findings are marked seen
+// only once the notification server accepted them, so a failure retries
+// them with the next run.
+func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []report.Event) (*Sent, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.pol.Desktop {
+		return nil, nil
+	}
+	floor := urgency(policy.Urgency(n.pol.MinUrgency))
+	var (
+		fresh []report.Event
+		keys  []string
+	)
+	err := n.db.View(Bucket, func(b *bolt.Bucket) error {
+		dup := map[string]bool{}
+		for _, ev := range events {
+			if urgency(policy.Urgency(ev.Severity)) < floor {
+				continue
+			}
+			k := findingKey(job, ev)
+			if dup[k] || (b != nil && b.Get([]byte(k)) != nil) {
+				continue
+			}
+			dup[k] = true
+			fresh = append(fresh, ev)
+			keys = append(keys, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("notify: reading seen findings: %w", err)
+	}
+	if len(fresh) == 0 {
+		return nil, nil
+	}
+	sent := compose(job, fresh)
+	var replaces uint32
+	if err := n.db.View(Bucket, func(b *bolt.Bucket) error {
+		if b == nil {
+			return nil
+		}
+		return ignoreNotFound(state.GetJSON(b, topicKey(sent.Topic), &replaces))
+	}); err != nil {
+		return nil, fmt.Errorf("notify: reading topic id: %w", err)
+	}
+	hints := map[string]dbus.Variant{
+		"urgency":       dbus.MakeVariant(sent.Urgency),
+		"desktop-entry": dbus.MakeVariant(DesktopEntry),
+	}
+	if sent.Urgency == 0 {
+		hints["transient"] = dbus.MakeVariant(true)
+	}
+	var id uint32
+	err = n.conn.Object(ServiceName, ServicePath).CallWithContext(ctx, ServiceNotify, 0,
+		AppName, replaces, Icon, sent.Summary, sent.Body, []string{}, hints, n.timeout).Store(&id)
+	if err != nil {
+		return nil, fmt.Errorf("notify: Notify: %w", err)
+	}
+	sent.ID = id
+	now := n.now().UTC()
+	if err := n.db.Update(Bucket, func(b *bolt.Bucket) error {
+		for _, k := range keys {
+			if err := state.PutJSON(b, k, now); err != nil {
+				return err
+			}
+		}
+		return state.PutJSON(b, topicKey(sent.Topic), id)
+	}); err != nil {
+		return &sent, fmt.Errorf("notify: recording notification %d: %w", id, err)
+	}
+	n.log.Debug("notification sent", "job", job, "run_id", runID, "id", id,
+		"topic", sent.Topic, "findings", len(fresh))
+	return &sent, nil
+}
+
+func ignoreNotFound(err error) error {
+	if errors.Is(err, state.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// urgency maps a severity/urgency name to the freedesktop byte; unknown or
+// empty names count as normal.
+func urgency(u policy.Urgency) byte { return u.Level() }
+
+// findingKey identifies a finding independently of its wording.
+func findingKey(job string, ev report.Event) string {
+	parts := []string{job, ev.Kind, ev.Topic, ev.Image, ev.Reference, ev.Digest, ev.Volume}
+	if ev.Topic == "" && ev.Image == "" && ev.Reference == "" && ev.Digest == "" && ev.Volume == "" {
+		parts = append(parts, ev.Message)
+	}
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return "seen/" + hex.EncodeToString(sum[:16])
+}
+
+func topicKey(topic string) string { return "topic/" + topic }
+
+// eventTopic is an event's notification topic: its own, else job and kind.
+func eventTopic(job string, ev report.Event) string {
+	if ev.Topic != "" {
+		return ev.Topic
+	}
+	return job + "/" + ev.Kind
+}
+
+// compose builds the one notification of a run: the topic and urgency of
+// its most severe finding, a summary line, and one body line per finding.
+func compose(job string, fresh []report.Event) Sent {
+	lead := fresh[0]
+	for _, ev := range fresh[1:] {
+		if urgency(policy.Urgency(ev.Severity)) > urgency(policy.Urgency(lead.Severity)) {
+			lead = ev
+		}
+	}
+	s := Sent{Topic: eventTopic(job, lead), Urgency: urgency(policy.Urgency(lead.Severity)), Findings: len(fresh)}
+	if len(fresh) == 1 {
+		s.Summary = fmt.Sprintf("stowage %s: %s", job, kindTitle(lead.Kind))
+	} else {
+		s.Summary = fmt.Sprintf("stowage %s: %d new findings", job, len(fresh))
+	}
+	var lines []string
+	for i, ev := range fresh {
+		if i == maxBodyFindings {
+			lines = append(lines, fmt.Sprintf("… and %d more", len(fresh)-i))
+			break
+		}
+		msg := ev.Message
+		if msg == "" {
+			msg = strings.TrimSpace(kindTitle(ev.Kind) + " " + firstNonEmpty(ev.Reference, ev.Image, ev.Volume))
+		}
+		lines = append(lines, msg)
+	}
+	s.Body = strings.Join(lines, "\n")
+	return s
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func kindTitle(kind string) string {
+	switch kind {
+	case report.EventDriftDetected:
+		return "newer image available"
+	case report.EventSignatureRejected:
+		return "signature rejected"
+	case report.EventSignatureRecovered:
+		return "signature valid again"
+	case report.EventImageRemoved:
+		return "image removed"
+	case report.EventImageUntagged:
+		return "image untagged"
+	case report.EventImagePulled:
+		return "image pulled"
+	case report.EventLayerRemoved:
+		return "layer removed"
+	case report.EventLayerCorrupted:
+		return "corrupted layer"
+	case report.EventVolumeRemoved:
+		return "volume removed"
+	case report.EventQuotaExceeded:
+		return "storage quota exceeded"
+	}
+	return strings.ReplaceAll(kind, "_", " ")
+}

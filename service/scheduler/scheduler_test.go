@@ -1,0 +1,308 @@
+package scheduler
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/service/api"
+)
+
+var t0 = time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+
+func sched(t *testing.T, spec string) Job {
+	t.Helper()
+	s, err := policy.ParseCron(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Job{Spec: spec, Schedule: s}
+}
+
+func job(t *testing.T, name, spec string, mutating bool) Job {
+	j := sched(t, spec)
+	j.Name, j.Mutating = name, mutating
+	return j
+}
+
+// recorder is a RunFunc whose runs block until released.
+type recorder struct {
+	mu       sync.Mutex
+	started  []Request
+	active   map[string]int
+	maxJob   map[string]int
+	mutating int
+	maxMut   int
+	mutJobs  map[string]bool
+	release  chan struct{}
+	startedC chan Request
+}
+
+func newRecorder(mutJobs ...string) *recorder {
+	r := &recorder{active: map[string]int{}, maxJob: map[string]int{}, mutJobs: map[string]bool{},
+		release: make(chan struct{}), startedC: make(chan Request, 100)}
+	for _, j := range mutJobs {
+		r.mutJobs[j] = true
+	}
+	return r
+}
+
+func (r *recorder) run(ctx context.Context, req Request) {
+	mut := r.mutJobs[req.Job] && !req.DryRun
+	r.mu.Lock()
+	r.started = append(r.started, req)
+	r.active[req.Job]++
+	r.maxJob[req.Job] = max(r.maxJob[req.Job], r.active[req.Job])
+	if mut {
+		r.mutating++
+		r.maxMut = max(r.maxMut, r.mutating)
+	}
+	r.mu.Unlock()
+	r.startedC <- req
+	select {
+	case <-r.release:
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	r.active[req.Job]--
+	if mut {
+		r.mutating--
+	}
+	r.mu.Unlock()
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.started)
+}
+
+func waitStarted(t *testing.T, r *recorder) Request {
+	t.Helper()
+	select {
+	case req := <-r.startedC:
+		return req
+	case <-time.After(10 * time.Second):
+		t.Fatal("no run started")
+		return Request{}
+	}
+}
+
+func noStart(t *testing.T, r *recorder) {
+	t.Helper()
+	select {
+	case req := <-r.startedC:
+		t.Fatalf("unexpected run started: %+v", req)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestJitterBounds(t *testing.T) {
+	const jitter = 15 * time.Minute
+	slot := time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC) // next @hourly after t0
+	cases := []struct {
+		name string
+		draw time.Duration
+	}{
+		{"none", 0}, {"mid", 7 * time.Minute}, {"max", jitter - time.Nanosecond},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var gotMax time.Duration
+			s := New(Config{Jobs: []Job{job(t, "prune", "@hourly", true)}, Jitter: jitter}, nil, Options{
+				Clock:  newFakeClock(t0),
+				Jitter: func(m time.Duration) time.Duration { gotMax = m; return c.draw },
+			})
+			if gotMax != jitter {
+				t.Fatalf("jitter drawn with max %v, want %v", gotMax, jitter)
+			}
+			if next := s.Jobs()[0].Next; !next.Equal(slot.Add(c.draw)) {
+				t.Fatalf("next = %v, want %v", next, slot.Add(c.draw))
+			}
+		})
+	}
+	// The default random source stays within [slot, slot+jitter).
+	for i := 0; i < 500; i++ {
+		s := New(Config{Jobs: []Job{job(t, "prune", "@hourly", true)}, Jitter: jitter}, nil, Options{Clock: newFakeClock(t0)})
+		next := s.Jobs()[0].Next
+		if next.Before(slot) || !next.Before(slot.Add(jitter)) {
+			t.Fatalf("next %v outside [%v, %v)", next, slot, slot.Add(jitter))
+		}
+	}
+}
+
+func TestScheduledRunAndNoOverlap(t *testing.T) {
+	clk := newFakeClock(t0)
+	rec := newRecorder()
+	s := New(Config{Jobs: []Job{job(t, "refresh", "@every 10m", false)}}, rec.run, Options{Clock: clk})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	noStart(t, rec)
+	clk.Advance(10 * time.Minute)
+	req := waitStarted(t, rec)
+	if req.Job != "refresh" || req.Trigger != api.TriggerSchedule {
+		t.Fatalf("started %+v", req)
+	}
+	// Two more slots pass while the run is still going: no second run.
+	clk.Advance(10 * time.Minute)
+	clk.Advance(10 * time.Minute)
+	noStart(t, rec)
+	if _, err := s.Trigger("refresh", false); err == nil {
+		t.Fatal("manual trigger while running: want ErrBusy")
+	}
+	rec.release <- struct{}{}
+	// The next slot runs again, once.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Busy() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	clk.Advance(10 * time.Minute)
+	waitStarted(t, rec)
+	noStart(t, rec)
+	if rec.maxJob["refresh"] != 1 {
+		t.Fatalf("max concurrent refresh runs = %d, want 1", rec.maxJob["refresh"])
+	}
+	close(rec.release)
+}
+
+func TestCatchUp(t *testing.T) {
+	cases := []struct {
+		name    string
+		last    map[string]time.Time
+		want    []string
+		trigger api.Trigger
+	}{
+		{"missed hourly slot after a gap", map[string]time.Time{"prune": t0.Add(-3 * time.Hour)}, []string{"prune"}, api.TriggerCatchUp},
+		{"slot not yet due", map[string]time.Time{"prune": t0.Add(-10 * time.Minute)}, nil, ""},
+		{"never run", nil, nil, ""},
+		{"daily missed, hourly not", map[string]time.Time{"verify": t0.Add(-25 * time.Hour), "prune": t0.Add(-20 * time.Minute)}, []string{"verify"}, api.TriggerCatchUp},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec := newRecorder()
+			defer close(rec.release)
+			s := New(Config{Jobs: []Job{job(t, "prune", "@hourly", true), job(t, "verify", "@daily", false)}}, rec.run, Options{Clock: newFakeClock(t0)})
+			ids := s.CatchUp(c.last)
+			if len(ids) != len(c.want) {
+				t.Fatalf("caught up %v, want jobs %v", ids, c.want)
+			}
+			s.Tick(t.Context())
+			for _, want := range c.want {
+				req := waitStarted(t, rec)
+				if req.Job != want || req.Trigger != c.trigger {
+					t.Fatalf("started %+v, want %s/%s", req, want, c.trigger)
+				}
+			}
+			noStart(t, rec)
+			// Many missed slots collapse into one run.
+			if s.Tick(t.Context()); rec.count() != len(c.want) {
+				t.Fatalf("%d runs, want %d", rec.count(), len(c.want))
+			}
+		})
+	}
+}
+
+func TestMutualExclusion(t *testing.T) {
+	rec := newRecorder("prune", "volumes")
+	s := New(Config{Jobs: []Job{
+		job(t, "prune", "@hourly", true), job(t, "volumes", "@weekly", true), job(t, "refresh", "@daily", false),
+	}}, rec.run, Options{Clock: newFakeClock(t0)})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	if _, err := s.Trigger("prune", false); err != nil {
+		t.Fatal(err)
+	}
+	if r := waitStarted(t, rec); r.Job != "prune" {
+		t.Fatalf("started %s", r.Job)
+	}
+	if _, err := s.Trigger("volumes", false); err != nil {
+		t.Fatal(err)
+	}
+	noStart(t, rec) // volumes waits for prune
+	if got := s.Jobs()[1].Queued; got != 1 {
+		t.Fatalf("volumes queued = %d, want 1", got)
+	}
+	// A non-mutating job and a dry run are not held back.
+	if _, err := s.Trigger("refresh", false); err != nil {
+		t.Fatal(err)
+	}
+	if r := waitStarted(t, rec); r.Job != "refresh" {
+		t.Fatalf("started %s, want refresh", r.Job)
+	}
+	rec.release <- struct{}{} // ends one of prune/refresh
+	rec.release <- struct{}{} // ends the other
+	if r := waitStarted(t, rec); r.Job != "volumes" {
+		t.Fatalf("started %s, want volumes", r.Job)
+	}
+	if _, err := s.Trigger("prune", true); err != nil {
+		t.Fatal(err)
+	}
+	if r := waitStarted(t, rec); r.Job != "prune" || !r.DryRun {
+		t.Fatalf("started %+v, want prune dry run", r)
+	}
+	close(rec.release)
+	if rec.maxMut != 1 {
+		t.Fatalf("max concurrent mutating runs = %d, want 1", rec.maxMut)
+	}
+}
+
+func TestTimeoutAndPanic(t *testing.T) {
+	var calls atomic.Int32
+	errs := make(chan error, 1)
+	run := func(ctx context.Context, req Request) {
+		if calls.Add(1) == 1 {
+			panic("boom")
+		}
+		<-ctx.Done()
+		errs <- ctx.Err()
+	}
+	s := New(Config{Jobs: []Job{job(t, "verify", "@daily", false)}, Timeout: 50 * time.Millisecond}, run, Options{Clock: newFakeClock(t0)})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if _, err := s.Trigger("verify", false); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for (calls.Load() < 1 || s.Busy()) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// After the panic the job is free again, and the next run times out.
+	if _, err := s.Trigger("verify", false); err != nil {
+		t.Fatalf("trigger after panic: %v", err)
+	}
+	select {
+	case err := <-errs:
+		if err != context.DeadlineExceeded {
+			t.Fatalf("run ended with %v, want deadline exceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not time out")
+	}
+}
+
+func TestReconfigureKeepsUnchangedSlots(t *testing.T) {
+	clk := newFakeClock(t0)
+	draws := 0
+	s := New(Config{Jobs: []Job{job(t, "prune", "@hourly", true), job(t, "verify", "@daily", false)}, Jitter: time.Minute}, nil,
+		Options{Clock: clk, Jitter: func(time.Duration) time.Duration { draws++; return time.Duration(draws) * time.Second }})
+	before := s.Jobs()
+	s.Reconfigure(Config{Jobs: []Job{job(t, "prune", "@hourly", true), job(t, "verify", "@every 5m", false)}, Jitter: time.Minute})
+	after := s.Jobs()
+	if !after[0].Next.Equal(before[0].Next) {
+		t.Fatalf("unchanged job moved: %v -> %v", before[0].Next, after[0].Next)
+	}
+	if want := t0.Add(5 * time.Minute); after[1].Next.Before(want) || !after[1].Next.Before(want.Add(time.Minute)) {
+		t.Fatalf("changed job next = %v, want ~%v", after[1].Next, want)
+	}
+}

@@ -1,0 +1,173 @@
+// Package worker runs one job as a child process — `stowage run JOB --format
+// json` — with a clean environment, and reads the report envelope from its
+// standard output. The daemon never touches storage itself (DESIGN.md §1).
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stowage/stowage/jobs/report"
+)
+
+// maxReport bounds the report read from a worker's stdout.
+const maxReport = 64 << 20
+
+// stderrTail is how much of a worker's stderr is kept for the error message.
+const stderrTail = 4 << 10
+
+// killGrace is how long a worker may take to exit after SIGTERM.
+const killGrace = 10 * time.Second
+
+// Spawner starts workers.
+type Spawner struct {
+	// Exe is the stowage binary.
+	Exe string
+	// GlobalArgs are passed before "run" (--policy, --state-dir, --root, ...).
+	GlobalArgs []string
+	// Env is the child's environment; Clean is applied to it.
+	Env    []string
+	Logger *slog.Logger
+}
+
+// Result is what a finished worker produced.
+type Result struct {
+	// Raw is the worker's JSON report (nil if it printed none).
+	Raw json.RawMessage
+	// Common is the parsed envelope (nil if Raw is nil or not a report).
+	Common   *report.Common
+	ExitCode int
+	Stderr   string // tail
+}
+
+// ErrFailed wraps every unsuccessful run: non-zero exit, unreadable report.
+var ErrFailed = errors.New("worker failed")
+
+// Args returns the child's argument list (without the program name).
+func (s *Spawner) Args(job string, dryRun bool) []string {
+	args := append([]string(nil), s.GlobalArgs...)
+	args = append(args, "run", job, "--format", "json")
+	if dryRun {
+		args = append(args, "--dry-run")
+	}
+	return args
+}
+
+// Run runs job to completion. When ctx ends, the worker's process group gets
+// SIGTERM, then SIGKILL after a grace period; the error then wraps ctx.Err().
+// A worker that exits non-zero or prints no valid report yields an error
+// wrapping ErrFailed; whatever report it printed is still returned.
+func (s *Spawner) Run(ctx context.Context, job string, dryRun bool) (*Result, error) {
+	cmd := exec.CommandContext(ctx, s.Exe, s.Args(job, dryRun)...)
+	cmd.Env = Clean(s.Env)
+	// Its own process group: a worker that re-executed itself into the
+	// rootless user namespace is stopped together with its child.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = killGrace
+	var stdout bytes.Buffer
+	tail := &tailBuffer{max: stderrTail}
+	cmd.Stdout = &limitWriter{w: &stdout, n: maxReport}
+	cmd.Stderr = tail
+	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	res := &Result{ExitCode: -1, Stderr: strings.TrimSpace(tail.String())}
+	if cmd.ProcessState != nil {
+		res.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	if out := bytes.TrimSpace(stdout.Bytes()); len(out) > 0 && json.Valid(out) {
+		res.Raw = json.RawMessage(out)
+		var c report.Common
+		if json.Unmarshal(out, &c) == nil && c.Job != "" {
+			res.Common = &c
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("%w: %s: %w", ErrFailed, job, ctx.Err())
+	case err != nil:
+		return res, fmt.Errorf("%w: %s: %w%s", ErrFailed, job, err, lastLine(res.Stderr))
+	case res.Common == nil:
+		return res, fmt.Errorf("%w: %s: no JSON report on stdout%s", ErrFailed, job, lastLine(res.Stderr))
+	case res.Common.Job != job:
+		return res, fmt.Errorf("%w: %s: report is for job %q", ErrFailed, job, res.Common.Job)
+	}
+	return res, nil
+}
+
+func lastLine(s string) string {
+	if s == "" {
+		return ""
+	}
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return ": " + s
+}
+
+// Clean returns env without the variables that belong to the daemon's own
+// service manager protocol: NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*,
+// INVOCATION_ID. A worker must never notify systemd or claim its sockets.
+func Clean(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "NOTIFY_SOCKET", k == "INVOCATION_ID",
+			strings.HasPrefix(k, "LISTEN_"), strings.HasPrefix(k, "WATCHDOG_"):
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// limitWriter drops output past n bytes (the report is then invalid JSON,
+// which fails the run instead of exhausting the daemon's memory).
+type limitWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.n <= 0 {
+		return len(p), nil
+	}
+	q := p
+	if int64(len(q)) > l.n {
+		q = q[:l.n]
+	}
+	n, err := l.w.Write(q)
+	l.n -= int64(n)
+	if err != nil {
+		return n, err
+	}
+	return len(p), nil
+}
+
+// tailBuffer keeps the last max bytes written.
+type tailBuffer struct {
+	buf []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.buf) }
