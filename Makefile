@@ -8,7 +8,7 @@ PREFIX  ?= /usr
 DESTDIR ?=
 export CGO_ENABLED := 1
 
-.PHONY: help build run deps test unit e2e bench install lint clean
+.PHONY: help build run deps test unit e2e bench install docs deb rpm lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,16 +29,56 @@ test: deps build ## install test dependencies, run every test (unit, integration
 unit: build ## run the Go tests only
 	STOWAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags "$(TAGS)" -count=1 -timeout 60m ./...
 
-e2e: build ## end-to-end tests under a real systemd in systemd-nspawn
-	@if [ -x test/e2e/run.sh ]; then bash test/e2e/run.sh; else echo "e2e: none yet"; fi
+e2e: deb ## end-to-end tests under a real systemd in systemd-nspawn (as root)
+	bash test/e2e/run.sh bin/stowage.deb
 
 bench: deps build ## benchmarks side by side with podman/skopeo; results in test/bench/results/
 	@mkdir -p test/bench/results
 	@set -e; for b in test/bench/*.sh; do echo "== $$b"; STOWAGE_BIN=$(CURDIR)/$(BIN) bash $$b; done
 
-install: build ## install into $(DESTDIR)$(PREFIX)
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(PREFIX)/lib/systemd
+DBUSDIR     ?= $(PREFIX)/share/dbus-1
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+CATALOG     := service/journal/stowage.catalog
+DOCSDIR     := bin/docs
+# Units and D-Bus files name /usr/bin/stowage; point them at $(PREFIX)/bin.
+FIXBIN       = sed -e 's|/usr/bin/stowage|$(PREFIX)/bin/stowage|g'
+
+docs: build ## generate man pages and shell completions into bin/docs
+	rm -rf $(DOCSDIR)
+	./$(BIN) gendocs $(DOCSDIR)
+
+install: build docs ## install into $(DESTDIR)$(PREFIX) (FHS layout; PREFIX=/usr for packages)
 	install -Dm755 $(BIN) $(DESTDIR)$(PREFIX)/bin/stowage
-	install -Dm644 etc/stowage/stowage.toml $(DESTDIR)/etc/stowage/stowage.toml
+	install -Dm644 etc/stowage/stowage.toml $(DESTDIR)$(SYSCONFDIR)/stowage/stowage.toml
+	install -d $(DESTDIR)$(UNITDIR)/user $(DESTDIR)$(UNITDIR)/system $(DESTDIR)$(UNITDIR)/catalog
+	for m in user system; do for u in stowage.socket stowage.service stowage.timer; do \
+		$(FIXBIN) units/$$m/$$u >$(DESTDIR)$(UNITDIR)/$$m/$$u && chmod 644 $(DESTDIR)$(UNITDIR)/$$m/$$u; done; done
+	install -d $(DESTDIR)$(DBUSDIR)/services $(DESTDIR)$(DBUSDIR)/system-services $(DESTDIR)$(DBUSDIR)/system.d
+	$(FIXBIN) units/dbus/session.service >$(DESTDIR)$(DBUSDIR)/services/io.github.stowage.Stowage1.service
+	$(FIXBIN) units/dbus/system.service >$(DESTDIR)$(DBUSDIR)/system-services/io.github.stowage.Stowage1.service
+	chmod 644 $(DESTDIR)$(DBUSDIR)/services/*.service $(DESTDIR)$(DBUSDIR)/system-services/*.service
+	install -m644 units/dbus/io.github.stowage.Stowage1.conf $(DESTDIR)$(DBUSDIR)/system.d/
+	install -Dm644 units/polkit/io.github.stowage.policy $(DESTDIR)$(PREFIX)/share/polkit-1/actions/io.github.stowage.policy
+	if [ -f $(CATALOG) ]; then install -m644 $(CATALOG) $(DESTDIR)$(UNITDIR)/catalog/stowage.catalog; \
+		else echo "install: warning: $(CATALOG) missing, no journal catalog" >&2; fi
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	for f in $(DOCSDIR)/man1/*.1; do gzip -9nc $$f >$(DESTDIR)$(MANDIR)/man1/$${f##*/}.gz; done
+	gzip -9nc $(DOCSDIR)/man5/stowage.toml.5 >$(DESTDIR)$(MANDIR)/man5/stowage.toml.5.gz
+	chmod 644 $(DESTDIR)$(MANDIR)/man1/*.gz $(DESTDIR)$(MANDIR)/man5/*.gz
+	install -Dm644 $(DOCSDIR)/completions/bash/stowage $(DESTDIR)$(BASHCOMPDIR)/stowage
+	install -Dm644 $(DOCSDIR)/completions/zsh/_stowage $(DESTDIR)$(ZSHCOMPDIR)/_stowage
+	install -Dm644 $(DOCSDIR)/completions/fish/stowage.fish $(DESTDIR)$(FISHCOMPDIR)/stowage.fish
+
+deb: build ## build the Debian package into bin/ (dpkg-deb from a staged tree)
+	VERSION=$(VERSION) bash packaging/deb/build.sh
+
+rpm: ## build the RPM (needs rpmbuild) into bin/rpm
+	VERSION=$(VERSION) bash packaging/rpm/build.sh
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

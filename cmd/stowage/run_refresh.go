@@ -1,16 +1,106 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"go.podman.io/image/v5/types"
+
+	"github.com/stowage/stowage/jobs/refresh"
+	"github.com/stowage/stowage/jobs/storeopen"
 )
 
-// TODO(owner): replace with the real command.
+// newRunRefreshCmd is `stowage run refresh`: check every tagged registry
+// reference for drift, record it, and pull where the policy says so.
 func newRunRefreshCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:    "refresh",
-		Hidden: true,
-		RunE:   func(*cobra.Command, []string) error { return errors.New("refresh: not implemented yet") },
+	var (
+		dryRun                       bool
+		format                       string
+		authFile, certDir, sigPolicy string
+	)
+	c := &cobra.Command{
+		Use:   "refresh",
+		Short: "Check local tags against their registries (HEAD first) and report drift",
+		Long: `Resolves every tagged registry reference held locally with one HEAD request
+where possible, classifies it as current, drifted, missing, blocked,
+unauthorized or error, records the digests seen, and in pull mode pulls
+drifted tags (signature policy enforced), keeping the old image.
+
+Registries are configured like podman: registries.conf (mirrors, blocked,
+insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "text" && format != "json" {
+				return fmt.Errorf("--format: want text or json, got %q", format)
+			}
+			p, err := g.loadPolicy()
+			if err != nil {
+				return err
+			}
+			// Notify mode only reads the store; pull mode writes images.
+			st, _, err := g.openStore(p, false)
+			if err != nil {
+				return err
+			}
+			defer storeopen.Close(st)
+			db, err := g.stateDB()
+			if err != nil {
+				return err
+			}
+			sys := &types.SystemContext{
+				AuthFilePath:        authFile,
+				DockerCertPath:      certDir,
+				SignaturePolicyPath: sigPolicy,
+			}
+			if sys.AuthFilePath == "" {
+				// podman's convention, not containers/image's.
+				sys.AuthFilePath = os.Getenv("REGISTRY_AUTH_FILE")
+			}
+			rep, err := refresh.Run(cmd.Context(), g.logger(), st, db, refresh.Options{
+				Policy: p.Refresh, Sys: sys, DryRun: dryRun,
+			})
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(cmd.OutOrStdout(), rep)
+			}
+			return printRefresh(cmd.OutOrStdout(), rep)
+		},
 	}
+	f := c.Flags()
+	f.BoolVar(&dryRun, "dry-run", false, "check and report only: no pulls, no history written")
+	f.StringVar(&format, "format", "text", "output format: text or json")
+	f.StringVar(&authFile, "authfile", "", "auth file (default: $REGISTRY_AUTH_FILE, then the containers auth.json lookup)")
+	f.StringVar(&certDir, "cert-dir", "", "certificates directory for all registries (as podman --cert-dir; default: certs.d lookup)")
+	f.StringVar(&sigPolicy, "signature-policy", "", "signature policy file for pulls (default: the system policy.json)")
+	return c
+}
+
+func printRefresh(w io.Writer, rep *refresh.Report) error {
+	fmt.Fprintln(w, rep.Summary)
+	if len(rep.Results) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REFERENCE\tSTATUS\tNEW\tMODE\tREMOTE DIGEST\tDETAIL")
+	for _, r := range rep.Results {
+		detail := r.Error
+		if r.PulledImageID != "" {
+			detail = "pulled " + refreshShort(r.PulledImageID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\n", r.Reference, r.Status, r.New, r.Mode, refreshShort(r.RemoteDigest), detail)
+	}
+	return tw.Flush()
+}
+
+// refreshShort abbreviates an ID or digest for tables.
+func refreshShort(s string) string {
+	if len(s) > 19 {
+		return s[:19]
+	}
+	return s
 }

@@ -44,6 +44,7 @@ starts using meanwhile is refused by podman and kept.`,
 			}
 			defer conn.Close()
 			r, runErr := volumes.Run(ctx, conn, p.Volumes, volumes.Options{DryRun: dryRun, Logger: g.logger()})
+			r.PodmanSocket, r.PodmanStarted = conn.Socket(), conn.Started
 			var werr error
 			if format == "json" {
 				werr = writeJSON(cmd.OutOrStdout(), r)

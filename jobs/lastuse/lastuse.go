@@ -246,7 +246,12 @@ var _ EventSource = PodmanEvents{}
 
 // ContainerUses implements EventSource.
 func (p PodmanEvents) ContainerUses(ctx context.Context, since, until time.Time) ([]Use, error) {
-	evs, err := p.Client.Events(ctx, podmanapi.EventsOptions{Since: since, Until: until, Filters: podmanapi.ContainerUseFilters})
+	// The API takes whole seconds: round the window outwards so an event in
+	// the current second is not cut off (re-reading one is harmless).
+	if !until.IsZero() {
+		until = until.Truncate(time.Second).Add(time.Second)
+	}
+	evs, err := p.Client.Events(ctx, podmanapi.EventsOptions{Since: since.Truncate(time.Second), Until: until, Filters: podmanapi.ContainerUseFilters})
 	if err != nil {
 		return nil, err
 	}

@@ -68,6 +68,14 @@ type Conn struct {
 	svc     *service
 }
 
+// ServicePID is the process ID of the service Connect started, or 0.
+func (c *Conn) ServicePID() int {
+	if c.svc == nil {
+		return 0
+	}
+	return c.svc.cmd.Process.Pid
+}
+
 // Close releases the client and stops a service Connect started.
 func (c *Conn) Close() error {
 	c.Client.Close()
@@ -228,6 +236,7 @@ func startService(ctx context.Context, bin string, o ConnectOptions, log *slog.L
 	for {
 		if _, err := os.Stat(sock); err == nil {
 			if _, err := c.Version(ctx); err == nil {
+				log.Debug("podman API service answers", "socket", sock)
 				return s, nil
 			}
 		}
@@ -253,6 +262,7 @@ func (s *service) stop() error {
 		select {
 		case <-s.done:
 		default:
+			s.log.Debug("stopping the private podman API service", "pid", s.cmd.Process.Pid)
 			_ = s.cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-s.done:

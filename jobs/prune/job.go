@@ -215,6 +215,9 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 		}
 		j.Log.Info("kept at apply", "id", it.ID, "reason", why, "detail", detail)
 	}
+	// Pins are re-read once here: one may have been added since the plan.
+	ps, pinErr := pins.List(j.State)
+	pinSet := pins.NewSet(ps)
 	var removedIDs []string
 	for i, it := range plan.Removals {
 		if ctx.Err() != nil {
@@ -233,7 +236,7 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 				r.Events = append(r.Events, report.Event{Kind: report.EventLayerRemoved, Severity: report.SeverityLow,
 					Message: fmt.Sprintf("removed orphan layer %.12s (%s)", it.ID, units.BytesSize(float64(it.Bytes))), Bytes: it.Bytes})
 			case errors.Is(err, storage.ErrLayerUnknown):
-				keep(it, "gone", "already removed")
+				keep(it, KeptGone, "already removed")
 			case errors.Is(err, storage.ErrLayerHasChildren), errors.Is(err, storage.ErrLayerUsedByImage), errors.Is(err, storage.ErrLayerUsedByContainer):
 				keep(it, KeptInUse, err.Error())
 			default:
@@ -246,13 +249,13 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 		cur, err := j.Store.Image(it.ID)
 		if err != nil {
 			if errors.Is(err, storage.ErrImageUnknown) {
-				keep(it, "gone", "already removed")
+				keep(it, KeptGone, "already removed")
 			} else {
 				r.Errors = append(r.Errors, fmt.Sprintf("image %s: %v", it.ID, err))
 			}
 			continue
 		}
-		if why, detail := j.recheckNames(it, cur.Names); why != "" {
+		if why, detail := j.recheckNames(it, cur.Names, pinSet, pinErr); why != "" {
 			it.Names = cur.Names
 			keep(it, why, detail)
 			continue
@@ -275,7 +278,7 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 		case errors.Is(err, storage.ErrImageUsedByContainer):
 			keep(it, KeptInUse, "at apply: "+err.Error())
 		case errors.Is(err, storage.ErrNotAnImage), errors.Is(err, storage.ErrImageUnknown):
-			keep(it, "gone", "already removed")
+			keep(it, KeptGone, "already removed")
 		default:
 			r.Errors = append(r.Errors, fmt.Sprintf("image %s: %v", it.ID, err))
 		}
@@ -288,12 +291,11 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 
 // recheckNames applies the name-based protections to an image's current
 // names (pins and keep globs; Quadlet units were read moments ago).
-func (j *Job) recheckNames(it Item, names []string) (Reason, string) {
-	ps, err := pins.List(j.State)
-	if err != nil {
-		return KeptPinned, "pins unreadable: " + err.Error()
+func (j *Job) recheckNames(it Item, names []string, pinSet *pins.Set, pinErr error) (Reason, string) {
+	if pinErr != nil {
+		return KeptPinned, "pins unreadable: " + pinErr.Error()
 	}
-	if m := pins.NewSet(ps).Match(it.ID, names); m != "" {
+	if m := pinSet.Match(it.ID, names); m != "" {
 		return KeptPinned, m
 	}
 	for _, g := range j.Policy.Keep {

@@ -39,7 +39,7 @@ const (
 	KeptAgeUnknown   Reason = "age_unknown"  // no layer tells when it was pulled
 	KeptIntermediate Reason = "intermediate" // no names but other images build on it
 	KeptNotNeeded    Reason = "not_needed"   // eligible, but no rule asks for it
-	KeptIncomplete   Reason = "incomplete"   // a half-written layer storage cleans up itself
+	KeptGone         Reason = "gone"         // removed by someone else since the plan
 )
 
 // Matcher tells whether an image is protected by an external list (pins,

@@ -143,3 +143,14 @@ func NeedsList(img LocalImage, headDigest string, multiImage bool) bool {
 	}
 	return !slices.Contains(img.Digests, headDigest) && img.Digest != headDigest
 }
+
+// NormalizeReference returns ref in the fully qualified form history is
+// keyed by ("alpine" → "docker.io/library/alpine:latest"); unparsable input
+// is returned unchanged.
+func NormalizeReference(ref string) string {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ref
+	}
+	return reference.TagNameOnly(named).String()
+}

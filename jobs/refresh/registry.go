@@ -140,6 +140,10 @@ func (c *client) counters() map[string]Counters {
 	out := make(map[string]Counters, len(c.hosts))
 	for _, h := range c.hosts {
 		h.mu.Lock()
+		if h.counts.total() == 0 {
+			h.mu.Unlock()
+			continue // never contacted (a mirror answered first)
+		}
 		cur := out[h.name]
 		cur.Head += h.counts.Head
 		cur.Get += h.counts.Get
@@ -559,9 +563,9 @@ func (c *client) manifest(ctx context.Context, h *host, named reference.Named, r
 	mi := &manifestInfo{
 		digest:    resp.header.Get("Docker-Content-Digest"),
 		mediaType: manifest.NormalizedMIMEType(resp.header.Get("Content-Type")),
-		body:      resp.body,
 	}
 	if get {
+		mi.body = resp.body
 		if mi.mediaType == "" || mi.mediaType == "application/octet-stream" || mi.mediaType == "text/plain" {
 			mi.mediaType = manifest.GuessMIMEType(resp.body)
 		}

@@ -63,7 +63,6 @@ func (e *Evaluator) EvaluateImage(ctx context.Context, img storage.Image) []Resu
 	if len(img.Names) == 0 {
 		return results
 	}
-	signed := hasSignatures(img)
 	ref, err := storageTransport.Transport.NewStoreReference(e.store, nil, img.ID)
 	if err != nil {
 		for _, n := range img.Names {
@@ -80,6 +79,16 @@ func (e *Evaluator) EvaluateImage(ctx context.Context, img storage.Image) []Resu
 	}
 	defer src.Close()
 	un := image.UnparsedInstance(src, nil) // caches manifest and signatures across names
+	// Signatures as storage serves them (the image's metadata lists them;
+	// a stale big-data item left by an unsigned re-pull does not count).
+	sigs, err := un.UntrustedSignatures(ctx)
+	if err != nil {
+		for _, n := range img.Names {
+			results = append(results, Result{ImageID: img.ID, Reference: n, Status: StatusError, Reason: fmt.Sprintf("reading signatures: %v", err)})
+		}
+		return results
+	}
+	signed := len(sigs) > 0
 	for _, n := range img.Names {
 		results = append(results, e.evaluateName(ctx, img.ID, n, un, signed))
 	}
@@ -115,21 +124,26 @@ func (e *Evaluator) evaluateName(ctx context.Context, id, name string, un types.
 //   - any other policy rejection (bad or untrusted signature, identity
 //     mismatch, a "reject" rule) → rejected, with the policy's message;
 //   - anything else (unreadable image, missing key file) → error.
+//
+// A policy rejection is a signature.PolicyRequirementError, or, when the
+// image carries exactly one signature, that signature's
+// signature.InvalidSignatureError (e.g. "Key not found for key ID …").
 func Classify(allowed bool, err error, rules []string, signed bool) (Status, string) {
 	if allowed {
 		return StatusAccepted, strings.Join(rules, "+")
 	}
+	if err == nil {
+		return StatusError, "policy denied without a reason"
+	}
 	var pre signature.PolicyRequirementError
-	if err == nil || !errors.As(err, &pre) {
-		if err == nil {
-			err = errors.New("policy denied without a reason")
-		}
+	var ise signature.InvalidSignatureError
+	if !errors.As(err, &pre) && !errors.As(err, &ise) {
 		return StatusError, err.Error()
 	}
 	if !signed && needsSignature(rules) && !contains(rules, RuleReject) {
-		return StatusUnsigned, pre.Error()
+		return StatusUnsigned, err.Error()
 	}
-	return StatusRejected, pre.Error()
+	return StatusRejected, err.Error()
 }
 
 func needsSignature(rules []string) bool {
@@ -182,15 +196,4 @@ func (e *Evaluator) ruleTypes(ref types.ImageReference) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// hasSignatures reports whether storage holds any signature for img (the
-// "signatures" big data item, or per-instance "signature-<digest>" items).
-func hasSignatures(img storage.Image) bool {
-	for k, size := range img.BigDataSizes {
-		if (k == "signatures" || strings.HasPrefix(k, "signature-")) && size > 0 {
-			return true
-		}
-	}
-	return false
 }

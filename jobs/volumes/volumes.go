@@ -29,6 +29,11 @@ var _ API = (*podmanapi.Client)(nil)
 type Report struct {
 	report.Common
 	PodmanVersion string `json:"podman_version"`
+	// PodmanSocket is the API socket used; PodmanStarted is true when
+	// stowage started a private podman service for the run (set by callers
+	// that connect, e.g. the CLI).
+	PodmanSocket  string `json:"podman_socket,omitempty"`
+	PodmanStarted bool   `json:"podman_started,omitempty"`
 	// Removed are the volumes deleted (with --dry-run: that would be).
 	Removed []Item `json:"removed"`
 	// Kept are all other volumes, each with the reason it stays.

@@ -26,7 +26,7 @@ type Backend interface {
 	Status() api.Status
 	Jobs() ([]api.Job, error)
 	Trigger(job string, dryRun bool) (*api.Run, error)
-	Run(id string) (*api.Run, error)
+	GetRun(id string) (*api.Run, error)
 	Latest(job string) (*api.Run, error)
 	History(job string, limit int) ([]*api.Run, error)
 	Reload() api.ReloadResult
@@ -115,6 +115,9 @@ func (s *Server) Serve(l net.Listener) error {
 // Shutdown stops accepting and waits for requests in flight.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
 
+// Conns is the number of open client connections.
+func (s *Server) Conns() int64 { return s.conns.Load() }
+
 // Idle reports whether no client is connected and none has been for d.
 func (s *Server) Idle(d time.Duration) bool {
 	return s.conns.Load() == 0 && time.Since(time.Unix(0, s.lastActive.Load())) >= d
@@ -191,7 +194,7 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) run(w http.ResponseWriter, r *http.Request) {
-	run, err := s.backend.Run(r.PathValue("id"))
+	run, err := s.backend.GetRun(r.PathValue("id"))
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return

@@ -213,7 +213,7 @@ func Export(opts Options) (*Server, error) {
 		Interfaces: []introspect.Interface{
 			introspect.IntrospectData,
 			prop.IntrospectData,
-			managerIntrospection(props.Introspection(Interface)),
+			managerIntrospection(s.status),
 		},
 	}
 	if err := s.conn.Export(introspect.NewIntrospectable(node), ObjectPath,
@@ -251,7 +251,8 @@ func (s *Server) Status() Status {
 }
 
 // Update changes the published status with fn and emits one
-// PropertiesChanged per changed property.
+// PropertiesChanged carrying the properties that changed (none: no signal).
+// A failed emit (bus gone) is logged, never fatal.
 func (s *Server) Update(fn func(*Status)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -259,10 +260,21 @@ func (s *Server) Update(fn func(*Status)) {
 	fn(&next)
 	old := propValues(s.status)
 	s.status = next
+	changed := map[string]dbus.Variant{}
 	for name, v := range propValues(next) {
 		if !equalValue(old[name], v) {
+			// Props are EmitFalse: SetMust only stores (same types, no
+			// error); we emit one signal for all of them below.
 			s.props.SetMust(Interface, name, v)
+			changed[name] = dbus.MakeVariant(v)
 		}
+	}
+	if len(changed) == 0 {
+		return
+	}
+	if err := s.conn.Emit(ObjectPath, "org.freedesktop.DBus.Properties.PropertiesChanged",
+		Interface, changed, []string{}); err != nil {
+		s.log.Warn("D-Bus PropertiesChanged not sent", "error", err)
 	}
 }
 

@@ -1,7 +1,11 @@
 package dbusapi
 
 import (
+	"maps"
 	"reflect"
+	"slices"
+
+	"github.com/godbus/dbus/v5"
 
 	"github.com/godbus/dbus/v5/introspect"
 	"github.com/godbus/dbus/v5/prop"
@@ -25,16 +29,34 @@ func propValues(st Status) map[string]any {
 	}
 }
 
+// propMap holds the values for prop's Get/GetAll. Server.Update emits
+// PropertiesChanged itself (one signal per update, and prop's own emit
+// panics when the bus is gone), so prop never emits.
 func propMap(st Status) map[string]*prop.Prop {
 	m := make(map[string]*prop.Prop)
 	for name, v := range propValues(st) {
-		emit := prop.EmitTrue
-		if name == "Version" {
-			emit = prop.EmitConst
-		}
-		m[name] = &prop.Prop{Value: v, Writable: false, Emit: emit}
+		m[name] = &prop.Prop{Value: v, Writable: false, Emit: prop.EmitFalse}
 	}
 	return m
+}
+
+// propIntrospection describes the properties: read-only, emitting
+// PropertiesChanged with the value, except the constant Version.
+func propIntrospection(st Status) []introspect.Property {
+	vals := propValues(st)
+	names := slices.Sorted(maps.Keys(vals))
+	out := make([]introspect.Property, 0, len(names))
+	for _, name := range names {
+		emits := "true"
+		if name == "Version" {
+			emits = "const"
+		}
+		out = append(out, introspect.Property{
+			Name: name, Type: dbus.SignatureOf(vals[name]).String(), Access: "read",
+			Annotations: []introspect.Annotation{{Name: "org.freedesktop.DBus.Property.EmitsChangedSignal", Value: emits}},
+		})
+	}
+	return out
 }
 
 func equalValue(a, b any) bool { return reflect.DeepEqual(a, b) }
@@ -46,10 +68,10 @@ func arg(name, typ, dir string) introspect.Arg {
 // jobsSig is the signature of ListJobs and the Jobs property.
 const jobsSig = "a(sstsstb)"
 
-func managerIntrospection(props []introspect.Property) introspect.Interface {
+func managerIntrospection(st Status) introspect.Interface {
 	return introspect.Interface{
 		Name:       Interface,
-		Properties: props,
+		Properties: propIntrospection(st),
 		Methods: []introspect.Method{
 			{Name: "ListJobs", Args: []introspect.Arg{arg("jobs", jobsSig, "out")}},
 			{Name: "RunJob", Args: []introspect.Arg{

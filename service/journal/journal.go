@@ -207,7 +207,13 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	})
 	pri := Priority(r.Level)
 	if h.journal {
-		return sdjournal.Send(r.Message, sdjournal.Priority(pri), Fields(attrs))
+		err := sdjournal.Send(r.Message, sdjournal.Priority(pri), Fields(attrs))
+		if err == nil {
+			return nil
+		}
+		// journald went away (restart, shutdown): keep the line on stderr,
+		// which systemd also collects, rather than lose it.
+		attrs = append(attrs, slog.String("journal_error", err.Error()))
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "<%d>%s", pri, oneLine(r.Message))
@@ -344,4 +350,48 @@ func isAction(kind string) bool {
 		return true
 	}
 	return false
+}
+
+// LogJobStarted logs the start of a run (MESSAGE_ID of KindJobStarted).
+func LogJobStarted(ctx context.Context, log *slog.Logger, job, runID string, dryRun bool) {
+	log.LogAttrs(ctx, slog.LevelInfo, fmt.Sprintf("%s job started", job),
+		slog.String(AttrKind, KindJobStarted), slog.String(AttrJob, job),
+		slog.String(AttrRunID, runID), slog.Bool("dry_run", dryRun))
+}
+
+// LogJobFinished logs a run that completed, with its one-line summary.
+func LogJobFinished(ctx context.Context, log *slog.Logger, job, runID, summary string, took time.Duration) {
+	msg := fmt.Sprintf("%s job finished", job)
+	if summary != "" {
+		msg += ": " + summary
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, msg,
+		slog.String(AttrKind, KindJobFinished), slog.String(AttrJob, job),
+		slog.String(AttrRunID, runID), slog.Duration("duration", took))
+}
+
+// LogJobFailed logs a run that failed (worker error, timeout, bad report).
+func LogJobFailed(ctx context.Context, log *slog.Logger, job, runID string, err error) {
+	log.LogAttrs(ctx, slog.LevelError, fmt.Sprintf("%s job failed: %v", job, err),
+		slog.String(AttrKind, KindJobFailed), slog.String(AttrJob, job),
+		slog.String(AttrRunID, runID), slog.String(AttrError, errString(err)))
+}
+
+// LogPolicyInvalid logs a policy that failed to load; kept says whether the
+// previous policy stays in force (a reload) or none is loaded (start).
+func LogPolicyInvalid(ctx context.Context, log *slog.Logger, path string, err error, kept bool) {
+	msg := "policy invalid"
+	if kept {
+		msg += ", keeping the previous policy"
+	}
+	log.LogAttrs(ctx, slog.LevelError, msg+": "+errString(err),
+		slog.String(AttrKind, KindPolicyInvalid), slog.String("policy_path", path),
+		slog.String(AttrError, errString(err)))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

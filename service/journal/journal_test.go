@@ -183,12 +183,12 @@ func TestJournalDatagrams(t *testing.T) {
 	ids := MessageIDs()
 	var entries []map[string]string
 	deadline := time.After(10 * time.Second)
-	for len(entries) < len(ids)+2 {
+	for len(entries) < len(ids)+6 {
 		select {
 		case e := <-got:
 			entries = append(entries, e)
 		case <-deadline:
-			t.Fatalf("got %d journal entries, want %d", len(entries), len(ids)+2)
+			t.Fatalf("got %d journal entries, want %d", len(entries), len(ids)+6)
 		}
 	}
 	kinds := slices.Sorted(maps.Keys(ids))
@@ -212,6 +212,25 @@ func TestJournalDatagrams(t *testing.T) {
 			t.Errorf("entry %d (%s):\n got %v\nwant %v", i, k, e, want)
 		}
 	}
+	// The daemon's helpers: job started/finished/failed, policy invalid.
+	for i, want := range []map[string]string{
+		{"MESSAGE": "prune job started", "MESSAGE_ID": ids[KindJobStarted], "PRIORITY": "6",
+			"STOWAGE_JOB": "prune", "STOWAGE_RUN_ID": "r-7", "STOWAGE_DRY_RUN": "true"},
+		{"MESSAGE": "prune job finished: freed 3 images", "MESSAGE_ID": ids[KindJobFinished], "PRIORITY": "6",
+			"STOWAGE_RUN_ID": "r-7", "STOWAGE_DURATION": "1.5s"},
+		{"MESSAGE": "refresh job failed: worker exited 1", "MESSAGE_ID": ids[KindJobFailed], "PRIORITY": "3",
+			"STOWAGE_JOB": "refresh", "STOWAGE_ERROR": "worker exited 1"},
+		{"MESSAGE_ID": ids[KindPolicyInvalid], "PRIORITY": "3",
+			"STOWAGE_POLICY_PATH": "/etc/stowage/policy.toml", "STOWAGE_ERROR": "policy.toml:3:1: unknown key"},
+	} {
+		e := entries[len(ids)+i]
+		for k, v := range want {
+			if e[k] != v {
+				t.Errorf("helper entry %d: %s = %q, want %q (entry %v)", i, k, e[k], v, e)
+			}
+		}
+	}
+	entries = append(entries[:len(ids)], entries[len(ids)+4:]...)
 	errEntry := entries[len(ids)]
 	for k, v := range map[string]string{
 		"MESSAGE": "worker\nfailed", "PRIORITY": "3", "STOWAGE_JOB": "verify",
@@ -244,9 +263,13 @@ func TestJournalDatagrams(t *testing.T) {
 		t.Fatalf("helper detected a journal that is gone: %q", out)
 	}
 	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
-	if len(lines) != len(ids)+2 {
-		t.Fatalf("stderr has %d lines, want %d:\n%s", len(lines), len(ids)+2, stderr.String())
+	if len(lines) != len(ids)+6 {
+		t.Fatalf("stderr has %d lines, want %d:\n%s", len(lines), len(ids)+6, stderr.String())
 	}
+	if want := "<6>prune job started kind=job_started job=prune run_id=r-7 dry_run=true"; lines[len(ids)] != want {
+		t.Errorf("stderr job line = %q, want %q", lines[len(ids)], want)
+	}
+	lines = append(lines[:len(ids)], lines[len(ids)+4:]...)
 	for i, k := range kinds {
 		if !strings.HasPrefix(lines[i], "<4>event "+k+" kind="+k+" ") {
 			t.Errorf("stderr line %d = %q", i, lines[i])
@@ -340,5 +363,44 @@ func TestCatalogMatchesCode(t *testing.T) {
 	slices.Sort(listed)
 	if !slices.Equal(listed, code) {
 		t.Errorf("journalctl lists %v\n      code has %v", listed, code)
+	}
+}
+
+// When journald goes away after start, records still reach stderr.
+func TestJournalGoneFallsBackToStderr(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "journal.sock")
+	bin := buildEmitter(t, socket)
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: socket, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "pause")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	first, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || first != "true\n" {
+		t.Fatalf("helper start: %q %v", first, err)
+	}
+	l.Close()
+	os.Remove(socket)
+	stdin.Write([]byte("go\n"))
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	line := strings.TrimSpace(stderr.String())
+	if !strings.HasPrefix(line, "<4>after journald left job=prune journal_error=") {
+		t.Errorf("stderr = %q, want the record with a <4> prefix", line)
 	}
 }

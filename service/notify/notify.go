@@ -193,11 +193,13 @@ func ignoreNotFound(err error) error {
 // empty names count as normal.
 func urgency(u policy.Urgency) byte { return u.Level() }
 
-// findingKey identifies a finding independently of its wording.
+// findingKey identifies a finding by what it is about, independently of
+// its wording and of the job that reported it.
 func findingKey(job string, ev report.Event) string {
-	parts := []string{job, ev.Kind, ev.Topic, ev.Image, ev.Reference, ev.Digest, ev.Volume}
+	parts := []string{ev.Kind, ev.Topic, ev.Image, ev.Reference, ev.Digest, ev.Volume}
 	if ev.Topic == "" && ev.Image == "" && ev.Reference == "" && ev.Digest == "" && ev.Volume == "" {
-		parts = append(parts, ev.Message)
+		// Nothing identifies it but its job and wording.
+		parts = append(parts, job, ev.Message)
 	}
 	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
 	return "seen/" + hex.EncodeToString(sum[:16])

@@ -47,7 +47,6 @@ if [ -z "$url" ]; then
 	exit 1
 fi
 echo "rootfs.sh: debootstrap $SUITE from $url into $dir (first run only)" >&2
-rm -rf "$dir"
 mkdir -p "$dir"
 log=$dir/build.log
 fail() {
@@ -55,10 +54,15 @@ fail() {
 	echo "rootfs.sh: building the rootfs failed; full log in $log" >&2
 	exit 1
 }
-debootstrap --variant=minbase --include="$BASE" "$SUITE" "$dir/rootfs" "$url" >"$log" 2>&1 || fail
+# Each stage leaves a marker, so an interrupted build resumes where it stopped.
+if [ ! -f "$dir/.debootstrapped" ]; then
+	rm -rf "$dir/rootfs"
+	debootstrap --variant=minbase --include="$BASE" "$SUITE" "$dir/rootfs" "$url" >"$log" 2>&1 || fail
+	touch "$dir/.debootstrapped"
+fi
 # Run apt inside the tree (not booted): nspawn provides /proc, /dev and the
 # host's network and resolv.conf.
-systemd-nspawn -q -D "$dir/rootfs" --register=no --resolv-conf=copy-host \
+systemd-nspawn -q -D "$dir/rootfs" --register=no --keep-unit --resolv-conf=copy-host \
 	env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $EXTRA >>"$log" 2>&1 || fail
 # The apt lists inside are not needed; keep the cached tree small.
 rm -rf "$dir/rootfs/var/cache/apt/archives/"*.deb "$dir/rootfs/var/lib/apt/lists/"*

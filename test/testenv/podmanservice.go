@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -94,5 +95,29 @@ func (s *PodmanService) Stop() {
 	case <-time.After(10 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.done
+	}
+}
+
+// IsolateEngine gives p's podman a private tmp_dir and file locks. Without
+// them every test store shares /run/libpod (which `podman system reset` in
+// another test's cleanup deletes, making podman "refresh" as after a reboot)
+// and the /dev/shm/libpod_lock segment (whose refresh frees other stores'
+// locks). Call it right after NewPodman, before any podman command.
+// (NewPodman should write these two settings itself; then this is a no-op.)
+func (p *Podman) IsolateEngine(t testing.TB) {
+	t.Helper()
+	conf := filepath.Join(p.dir, "containers.conf")
+	data, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	if strings.Contains(s, "tmp_dir") {
+		return
+	}
+	tmp := filepath.Join(p.dir, "libpod-tmp")
+	s = strings.Replace(s, "[engine]\n", "[engine]\ntmp_dir = \""+tmp+"\"\nlock_type = \"file\"\n", 1)
+	if err := os.WriteFile(conf, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

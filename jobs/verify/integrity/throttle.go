@@ -28,8 +28,8 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Throttle paces reads to at most Rate bytes per second averaged since the
-// first byte, so a long scan stays IO-friendly without bursts above the cap
+// Throttle paces reads to at most rate bytes per second averaged since it
+// was made, so a long scan stays IO-friendly without bursts above the cap
 // lasting longer than one read. A zero Rate disables it.
 type Throttle struct {
 	rate  int64
@@ -44,7 +44,7 @@ func NewThrottle(rate int64, clock Clock) *Throttle {
 	if clock == nil {
 		clock = realClock{}
 	}
-	return &Throttle{rate: rate, clock: clock}
+	return &Throttle{rate: rate, clock: clock, start: clock.Now()}
 }
 
 // Wait accounts n bytes just read and sleeps until the average rate is back
@@ -54,9 +54,6 @@ func (t *Throttle) Wait(ctx context.Context, n int) error {
 		return nil
 	}
 	now := t.clock.Now()
-	if t.start.IsZero() {
-		t.start = now
-	}
 	t.total += int64(n)
 	due := t.start.Add(time.Duration(float64(t.total) / float64(t.rate) * float64(time.Second)))
 	if d := due.Sub(now); d > 0 {

@@ -4,11 +4,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"time"
 
 	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/service/journal"
@@ -19,6 +22,12 @@ func main() {
 	fmt.Println(h.UsesJournal())
 	log := slog.New(h)
 	ctx := context.Background()
+	if len(os.Args) > 1 && os.Args[1] == "pause" {
+		// The test takes journald away, then lets us log.
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		log.Warn("after journald left", journal.AttrJob, "prune")
+		return
+	}
 	kinds := make([]string, 0)
 	for k := range journal.MessageIDs() {
 		kinds = append(kinds, k)
@@ -30,6 +39,10 @@ func main() {
 			Image: "img-" + k, Reference: "localhost/ref:" + k, Digest: "sha256:0123", Bytes: 4096,
 		})
 	}
+	journal.LogJobStarted(ctx, log, "prune", "r-7", true)
+	journal.LogJobFinished(ctx, log, "prune", "r-7", "freed 3 images", 1500*time.Millisecond)
+	journal.LogJobFailed(ctx, log, "refresh", "r-8", errors.New("worker exited 1"))
+	journal.LogPolicyInvalid(ctx, log, "/etc/stowage/policy.toml", errors.New("policy.toml:3:1: unknown key"), true)
 	log.With(journal.AttrJob, "verify").WithGroup("worker").Error("worker\nfailed",
 		journal.AttrError, errors.New("exit status 1"), "pid", 42)
 	log.Debug("debug line", "Mixed-Case key", "v w")

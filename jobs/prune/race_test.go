@@ -1,0 +1,224 @@
+package prune_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage/jobs/lastuse"
+	"github.com/stowage/stowage/jobs/pins"
+	"github.com/stowage/stowage/jobs/prune"
+	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/test/testenv"
+)
+
+// pushImages imports n small images and pushes them to reg as race/rN:1.
+func pushImages(t *testing.T, p *testenv.Podman, reg *testenv.Registry, n int) []string {
+	t.Helper()
+	var refs []string
+	for i := 0; i < n; i++ {
+		local := fmt.Sprintf("localhost/race/r%d:1", i)
+		imp(t, p, local, fmt.Sprintf("race%d", i))
+		ref := fmt.Sprintf("%s/race/r%d:1", reg.Addr, i)
+		p.Run(t, "push", "-q", "--tls-verify=false", local, ref)
+		p.Run(t, "rmi", local)
+		refs = append(refs, ref)
+	}
+	return refs
+}
+
+// TestRaceWithPodman runs podman create / create+rm (what run --rm leaves) /
+// pull in a loop on the same images while stowage prunes them over and over:
+// no image a container uses may ever go, podman must not fail, and the
+// store must stay consistent.
+func TestRaceWithPodman(t *testing.T) {
+	e := newEnv(t, "overlay")
+	p := e.p
+	reg := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	refs := pushImages(t, p, reg, 3)
+	for _, ref := range refs {
+		p.Run(t, "pull", "-q", "--tls-verify=false", ref)
+	}
+	// Everything unused goes on every run; orphan layers stay off because
+	// min_age 0 would race pulls' fresh layers (min_age is what protects
+	// them in real use).
+	e.writePolicy(t, `min_age = "0"
+keep_last = 0
+unused_for = "1ns"
+orphan_layers = false`)
+
+	const rounds = 120
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var pruneRuns, removedTotal int
+	var pruneErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			out, err := testenv.RunErr(p.Env, testenv.Stowage(t), append(p.Flags(), e.stowageArgs("run", "prune", "--format", "json", "--quadlet-dir", e.quadlet)...)...)
+			if err != nil {
+				pruneErr = fmt.Errorf("stowage run prune: %w\n%s", err, out)
+				return
+			}
+			var r prune.Report
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				pruneErr = err
+				return
+			}
+			pruneRuns++
+			removedTotal += len(r.Removed)
+		}
+	}()
+
+	podman := func(args ...string) (string, error) {
+		return testenv.RunErr(p.Env, "podman", append(p.Flags(), args...)...)
+	}
+	var failures []string
+	var kept []string // containers left in place for a while
+	for i := 0; i < rounds; i++ {
+		ref := refs[i%len(refs)]
+		switch i % 3 {
+		case 0: // create and keep: the image must survive while it exists
+			out, err := podman("create", "--pull=missing", "--tls-verify=false", ref, "/bin/true")
+			if err != nil {
+				failures = append(failures, fmt.Sprintf("round %d create: %v", i, err))
+				continue
+			}
+			kept = append(kept, strings.TrimSpace(lastLine(out)))
+		case 1: // what `podman run --rm` does to storage: create, then remove
+			out, err := podman("create", "--pull=missing", "--tls-verify=false", ref, "/bin/true")
+			if err != nil {
+				failures = append(failures, fmt.Sprintf("round %d create: %v", i, err))
+				continue
+			}
+			if _, err := podman("rm", strings.TrimSpace(lastLine(out))); err != nil {
+				failures = append(failures, fmt.Sprintf("round %d rm: %v", i, err))
+			}
+		case 2:
+			if _, err := podman("pull", "-q", "--tls-verify=false", ref); err != nil {
+				failures = append(failures, fmt.Sprintf("round %d pull: %v", i, err))
+			}
+		}
+		// Every kept container's image must still be there.
+		for _, c := range kept {
+			img, err := podman("container", "inspect", "--format", "{{.Image}}", c)
+			if err != nil {
+				failures = append(failures, fmt.Sprintf("round %d inspect %s: %v", i, c, err))
+				continue
+			}
+			if _, err := podman("image", "exists", strings.TrimSpace(img)); err != nil {
+				t.Errorf("round %d: image %s of container %.12s was removed", i, strings.TrimSpace(img), c)
+			}
+		}
+		if len(kept) > 2 { // release the oldest so its image becomes prunable
+			if _, err := podman("rm", kept[0]); err != nil {
+				failures = append(failures, fmt.Sprintf("round %d rm: %v", i, err))
+			}
+			kept = kept[1:]
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if pruneErr != nil {
+		t.Fatal(pruneErr)
+	}
+	for _, f := range failures {
+		t.Error(f)
+	}
+	t.Logf("%d rounds, %d prune runs removed %d images", rounds, pruneRuns, removedTotal)
+	if pruneRuns < 3 || removedTotal == 0 {
+		t.Fatalf("prune ran %d times and removed %d images: the race was not exercised", pruneRuns, removedTotal)
+	}
+	checkStore(t, p)
+	p.Run(t, "create", "--pull=missing", "--tls-verify=false", refs[0], "/bin/true")
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// TestKill9 kills `stowage run prune` at random moments (≥ 20 trials): the
+// next run must complete, the store stay consistent and the state readable.
+func TestKill9(t *testing.T) {
+	e := newEnv(t, "vfs")
+	p := e.p
+	var refs []string
+	for i := 0; i < 8; i++ {
+		ref := fmt.Sprintf("localhost/k%d:1", i)
+		imp(t, p, ref, ref)
+		refs = append(refs, ref)
+	}
+	archive := filepath.Join(p.Dir(), "all.tar")
+	p.Run(t, append([]string{"save", "-q", "-m", "-o", archive}, refs...)...)
+	e.p.Stowage(t, e.stowageArgs("pin", "localhost/k0:1")...)
+	e.writePolicy(t, `min_age = "0"
+keep_last = 0
+unused_for = "1ns"`)
+	args := append(p.Flags(), e.stowageArgs("run", "prune", "--format", "json", "--quadlet-dir", e.quadlet)...)
+
+	// How long a full run takes, to spread the kills over it.
+	start := time.Now()
+	e.prune(t)
+	full := time.Since(start)
+	rng := rand.New(rand.NewPCG(1, 2))
+	const trials = 20
+	killedMidway := 0
+	for trial := 0; trial < trials; trial++ {
+		p.Run(t, "load", "-q", "-i", archive)
+		cmd := exec.Command(testenv.Stowage(t), args...)
+		cmd.Env = append(os.Environ(), p.Env...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rng.Int64N(int64(full))))
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		if err := cmd.Wait(); err != nil {
+			killedMidway++
+		}
+		// The next run completes and removes whatever is left to remove.
+		r := e.prune(t)
+		if len(r.Errors) > 0 {
+			t.Fatalf("trial %d: run after kill -9: %v", trial, r.Errors)
+		}
+		left := e.images(t)
+		if len(left) != 1 || !strings.Contains(fmt.Sprint(left), "localhost/k0:1") {
+			t.Fatalf("trial %d: images left %v, want only the pinned k0", trial, left)
+		}
+		checkStore(t, p)
+		db, err := state.Open(e.state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lastuse.Load(db); err != nil {
+			t.Fatalf("trial %d: last-use record: %v", trial, err)
+		}
+		if ps, err := pins.List(db); err != nil || len(ps) != 1 {
+			t.Fatalf("trial %d: pins %v, %v", trial, ps, err)
+		}
+	}
+	t.Logf("%d trials, %d killed before finishing (full run %v)", trials, killedMidway, full)
+	if killedMidway < trials/2 {
+		t.Fatalf("only %d of %d runs were killed midway", killedMidway, trials)
+	}
+}

@@ -1,0 +1,383 @@
+// Package refresh is the `refresh` job: it asks each image's registry, with
+// one HEAD per tag wherever possible, whether a tag held locally now points
+// to other content; it records what it saw per reference, reports each new
+// drift once, and in pull mode pulls the new content (signature policy
+// enforced) while keeping the old image.
+package refresh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/pkg/sysregistriesv2"
+	"go.podman.io/image/v5/types"
+	storage "go.podman.io/storage"
+
+	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/policy"
+)
+
+// Options configure one run.
+type Options struct {
+	Policy policy.Refresh
+	// Sys carries registries.conf, auth file, certs.d and signature policy
+	// paths; nil means the system defaults.
+	Sys    *types.SystemContext
+	DryRun bool
+	// Now is the clock for history times; nil means time.Now.
+	Now func() time.Time
+}
+
+// Result is the outcome for one reference.
+type Result struct {
+	Reference   string `json:"reference"`
+	ImageID     string `json:"image_id"`
+	LocalDigest string `json:"local_digest"`
+	// RemoteDigest is the digest the tag resolves to for the image's
+	// platform (the instance digest when the tag is a manifest list).
+	RemoteDigest string `json:"remote_digest,omitempty"`
+	// ListDigest is the tag's manifest list digest, when it is one.
+	ListDigest string             `json:"list_digest,omitempty"`
+	Status     Status             `json:"status"`
+	New        bool               `json:"new"`
+	Mode       policy.RefreshMode `json:"mode"`
+	// Registry is the endpoint (mirror or registry) that answered.
+	Registry string `json:"registry,omitempty"`
+	// PulledImageID is the new image's ID after a pull in pull mode.
+	PulledImageID string `json:"pulled_image_id,omitempty"`
+	Error         string `json:"error,omitempty"`
+}
+
+// Report is the refresh job's report.
+type Report struct {
+	report.Common
+	Results []Result  `json:"results"`
+	Skipped []Skipped `json:"skipped,omitempty"`
+	// Registries holds the requests sent, per registry host.
+	Registries   map[string]Counters `json:"registries"`
+	HeadRequests int                 `json:"head_requests"`
+	GetRequests  int                 `json:"get_requests"`
+}
+
+// Run checks every tagged registry reference in the store.
+func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.DB, o Options) (*Report, error) {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	sys := o.Sys
+	if sys == nil {
+		sys = &types.SystemContext{}
+	}
+	rep := &Report{Common: report.Common{Job: report.JobRefresh, DryRun: o.DryRun, Started: now(), Events: []report.Event{}}}
+	// registries.conf is cached per process; a run must see the current file.
+	sysregistriesv2.InvalidateCache()
+
+	images, err := localImages(store)
+	if err != nil {
+		return nil, err
+	}
+	targets, skipped := Plan(images, o.Policy)
+	rep.Skipped = skipped
+	refs := make([]string, len(targets))
+	for i, t := range targets {
+		refs[i] = t.Reference
+	}
+	lists := map[string]map[string]string{}
+	if len(refs) > 0 {
+		recs, err := loadRecords(db, refs)
+		if err != nil {
+			return nil, err
+		}
+		for ref, r := range recs {
+			lists[ref] = r.Lists
+		}
+	}
+
+	c := newClient(sys, log, o.Policy.Concurrency, o.Policy.PerRegistry, o.Policy.Budget, o.Policy.Timeout.Duration)
+	plat := &platforms{store: store, cache: map[string]LocalImage{}}
+	results := make([]Result, len(targets))
+	obs := make([]*observation, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], obs[i] = c.check(ctx, t, plat, lists[t.Reference])
+		}()
+	}
+	wg.Wait()
+
+	var toCommit []observation
+	for _, ob := range obs {
+		if ob != nil {
+			toCommit = append(toCommit, *ob)
+		}
+	}
+	if len(toCommit) > 0 {
+		isNew, err := commit(db, toCommit, now(), o.DryRun)
+		if err != nil {
+			return nil, err
+		}
+		for i := range results {
+			results[i].New = results[i].Status == StatusDrifted && isNew[results[i].Reference]
+		}
+	}
+
+	for i := range results {
+		r := &results[i]
+		if r.Status == StatusDrifted && r.New {
+			rep.Events = append(rep.Events, report.Event{
+				Kind: report.EventDriftDetected, Severity: report.SeverityNormal,
+				Message:   fmt.Sprintf("%s now points to %s (local image %.12s)", r.Reference, r.RemoteDigest, r.ImageID),
+				Topic:     "refresh:" + r.Reference,
+				Image:     r.ImageID,
+				Reference: r.Reference,
+				Digest:    r.RemoteDigest,
+			})
+		}
+	}
+	pulled := pullDrifted(ctx, log, store, sys, targets, results, o.DryRun, rep)
+
+	rep.Results = results
+	rep.Registries = c.counters()
+	for _, cnt := range rep.Registries {
+		rep.HeadRequests += cnt.Head
+		rep.GetRequests += cnt.Get
+	}
+	rep.Metrics, rep.Summary = summarize(results, rep, pulled)
+	rep.Finished = now()
+	return rep, nil
+}
+
+// pullDrifted pulls the drifted references whose mode is pull; it returns
+// how many were pulled.
+func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, targets []Target, results []Result, dryRun bool, rep *Report) int {
+	if dryRun {
+		return 0
+	}
+	var p *puller
+	n := 0
+	for i := range results {
+		r := &results[i]
+		if r.Status != StatusDrifted || targets[i].Mode != policy.RefreshPull {
+			continue
+		}
+		if p == nil {
+			var err error
+			if p, err = newPuller(store, sys); err != nil {
+				r.Error = err.Error()
+				log.Error("cannot pull", "err", err)
+				continue
+			}
+			defer p.Close()
+		}
+		id, dgst, err := p.pull(ctx, targets[i].Named, targets[i].Image)
+		if err != nil {
+			r.Error = err.Error()
+			log.Warn("pull failed", "reference", r.Reference, "err", err)
+			continue
+		}
+		n++
+		r.PulledImageID = id
+		rep.Events = append(rep.Events, report.Event{
+			Kind: report.EventImagePulled, Severity: report.SeverityLow,
+			Message:   fmt.Sprintf("pulled %s (%s); the previous image %.12s is kept", r.Reference, dgst, r.ImageID),
+			Topic:     "refresh:" + r.Reference,
+			Image:     id,
+			Reference: r.Reference,
+			Digest:    dgst,
+		})
+	}
+	return n
+}
+
+func summarize(results []Result, rep *Report, pulled int) (map[string]float64, string) {
+	count := map[Status]int{}
+	newDrifts := 0
+	for _, r := range results {
+		count[r.Status]++
+		if r.New {
+			newDrifts++
+		}
+	}
+	errs := count[StatusError] + count[StatusUnauthorized]
+	m := map[string]float64{
+		"checked":       float64(len(results)),
+		"drifted":       float64(count[StatusDrifted]),
+		"new_drifts":    float64(newDrifts),
+		"current":       float64(count[StatusCurrent]),
+		"missing":       float64(count[StatusMissing]),
+		"blocked":       float64(count[StatusBlocked]),
+		"errors":        float64(errs),
+		"pulled":        float64(pulled),
+		"head_requests": float64(rep.HeadRequests),
+		"get_requests":  float64(rep.GetRequests),
+	}
+	var parts []string
+	parts = append(parts, fmt.Sprintf("%d references checked", len(results)))
+	for _, s := range []Status{StatusCurrent, StatusDrifted, StatusMissing, StatusBlocked, StatusUnauthorized, StatusError} {
+		if count[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", count[s], s))
+		}
+	}
+	if newDrifts > 0 {
+		parts = append(parts, fmt.Sprintf("%d new drifts", newDrifts))
+	}
+	if pulled > 0 {
+		parts = append(parts, fmt.Sprintf("%d pulled", pulled))
+	}
+	parts = append(parts, fmt.Sprintf("%d HEAD, %d GET", rep.HeadRequests, rep.GetRequests))
+	return m, strings.Join(parts, ", ")
+}
+
+// check resolves one target, trying the pull sources in order.
+func (c *client) check(ctx context.Context, t Target, plat *platforms, lists map[string]string) (Result, *observation) {
+	res := Result{Reference: t.Reference, ImageID: t.Image.ID, LocalDigest: t.Image.Digest, Mode: t.Mode}
+	srcs, err := c.sources(t.Named)
+	if err != nil {
+		res.Status, res.Error = statusOf(err), err.Error()
+		return res, nil
+	}
+	var errs []error
+	for _, s := range srcs {
+		remote, ob, err := c.checkSource(ctx, s, t, plat, lists)
+		if err != nil {
+			c.log.Debug("pull source failed", "reference", t.Reference, "source", s.host.name, "err", err)
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		res.Registry = s.host.name
+		res.Status, res.RemoteDigest = Classify(t.Image, remote)
+		if remote.Instance != "" {
+			res.ListDigest = remote.Digest
+		}
+		ob.ref, ob.digest, ob.drift = t.Reference, res.RemoteDigest, res.Status == StatusDrifted
+		return res, ob
+	}
+	// The registry itself is the last source; its answer classifies.
+	last := errs[len(errs)-1]
+	res.Status = statusOf(last)
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	res.Error = strings.Join(msgs, "; ")
+	return res, nil
+}
+
+func (c *client) checkSource(ctx context.Context, s source, t Target, plat *platforms, lists map[string]string) (Remote, *observation, error) {
+	tag := t.Named.Tag()
+	mi, err := c.manifest(ctx, s.host, s.named, tag, false)
+	if err != nil {
+		return Remote{}, nil, err
+	}
+	ob := &observation{}
+	remote := Remote{Digest: mi.digest}
+	multi := mi.mediaType == "" || manifest.MIMETypeIsMultiImage(mi.mediaType)
+	if !NeedsList(t.Image, mi.digest, multi) {
+		return remote, ob, nil
+	}
+	img := plat.get(t.Image)
+	key := listKey(mi.digest, img)
+	if inst, ok := lists[key]; ok {
+		remote.Instance = inst
+		return remote, ob, nil
+	}
+	if mi.body == nil {
+		if mi, err = c.manifest(ctx, s.host, s.named, mi.digest, true); err != nil {
+			return Remote{}, nil, err
+		}
+	}
+	if !manifest.MIMETypeIsMultiImage(mi.mediaType) {
+		return remote, ob, nil
+	}
+	list, err := manifest.ListFromBlob(mi.body, mi.mediaType)
+	if err != nil {
+		return Remote{}, nil, fmt.Errorf("parsing manifest list of %s: %w", t.Reference, err)
+	}
+	inst, err := list.ChooseInstance(&types.SystemContext{OSChoice: img.OS, ArchitectureChoice: img.Architecture, VariantChoice: img.Variant})
+	if err != nil {
+		// Our platform left the list: that is drift, to the list itself.
+		c.log.Debug("no instance for the image's platform", "reference", t.Reference, "err", err)
+		return remote, ob, nil
+	}
+	remote.Instance = inst.String()
+	ob.listKey, ob.inst = key, remote.Instance
+	return remote, ob, nil
+}
+
+func statusOf(err error) Status {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return StatusMissing
+	case errors.Is(err, ErrUnauthorized):
+		return StatusUnauthorized
+	case errors.Is(err, ErrBlocked):
+		return StatusBlocked
+	}
+	return StatusError
+}
+
+// localImages reads the store's images.
+func localImages(store storage.Store) ([]LocalImage, error) {
+	imgs, err := store.Images()
+	if err != nil {
+		return nil, fmt.Errorf("listing images: %w", err)
+	}
+	out := make([]LocalImage, 0, len(imgs))
+	for _, img := range imgs {
+		li := LocalImage{ID: img.ID, Names: img.Names, Digest: img.Digest.String()}
+		for _, d := range img.Digests {
+			li.Digests = append(li.Digests, d.String())
+		}
+		out = append(out, li)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// platforms reads images' os/arch/variant from their config, lazily: only
+// tags that became manifest lists need it.
+type platforms struct {
+	store storage.Store
+	mu    sync.Mutex
+	cache map[string]LocalImage
+}
+
+func (p *platforms) get(img LocalImage) LocalImage {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.cache[img.ID]; ok {
+		return c
+	}
+	if blob, err := p.store.ImageBigData(img.ID, storage.ImageDigestBigDataKey); err == nil {
+		if m, err := manifest.FromBlob(blob, manifest.GuessMIMEType(blob)); err == nil {
+			if cfg, err := p.store.ImageBigData(img.ID, m.ConfigInfo().Digest.String()); err == nil {
+				var c struct {
+					OS           string `json:"os"`
+					Architecture string `json:"architecture"`
+					Variant      string `json:"variant"`
+				}
+				if json.Unmarshal(cfg, &c) == nil {
+					img.OS, img.Architecture, img.Variant = c.OS, c.Architecture, c.Variant
+				}
+			}
+		}
+	}
+	// Unknown fields fall back to this host's platform in ChooseInstance.
+	p.cache[img.ID] = img
+	return img
+}

@@ -1,0 +1,446 @@
+// Package daemon is the stowage daemon's lifecycle: it takes the control
+// socket (socket activation or its own), schedules job runs as worker
+// processes, records them, serves the control API, speaks the sd_notify
+// protocol, reloads the policy on SIGHUP or request, and exits when idle.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/service/api"
+	"github.com/stowage/stowage/service/control"
+	"github.com/stowage/stowage/service/journal"
+	"github.com/stowage/stowage/service/runs"
+	"github.com/stowage/stowage/service/scheduler"
+	"github.com/stowage/stowage/service/worker"
+)
+
+// ListenerName is the FileDescriptorName= of the control socket in the
+// .socket unit.
+const ListenerName = "control"
+
+// shutdownGrace bounds the wait for API requests in flight at shutdown.
+const shutdownGrace = 5 * time.Second
+
+// Observer is told about runs and reloads (D-Bus signals and properties,
+// desktop notifications). Calls are made without the daemon's locks held
+// and must not block for long.
+type Observer interface {
+	RunStarted(r *api.Run)
+	RunFinished(ctx context.Context, r *api.Run)
+	PolicyLoaded(p *policy.Policy, err error)
+	StateChanged(s api.Status)
+}
+
+// Options configure a daemon.
+type Options struct {
+	System  bool
+	Version string
+	// IdleExit > 0 makes Run return when no client is connected, no run is
+	// queued or in progress, and no scheduled run is due within IdleExit.
+	IdleExit time.Duration
+	// LoadPolicy reads the policy; it returns the files it read.
+	LoadPolicy func() (*policy.Policy, []string, error)
+	Runs       *runs.Store
+	Spawner    *worker.Spawner
+	Logger     *slog.Logger
+	// Listener is the control socket; nil takes the activated fd named
+	// "control", else listens on SocketPath (or api.SocketPath).
+	Listener   net.Listener
+	SocketPath string
+	Clock      scheduler.Clock
+	// Observers are optional; see Observer.
+	Observers []Observer
+	// State is the state database (pins over D-Bus, notification memory).
+	State *state.DB
+	// NoBus skips D-Bus; BusAddress overrides the session/system bus.
+	NoBus      bool
+	BusAddress string
+	// InvalidateCaches is called after a successful reload (registries.conf).
+	InvalidateCaches func()
+}
+
+// Daemon is one daemon instance.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *control.Metrics
+	sched   *scheduler.Scheduler
+	server  *control.Server
+	started time.Time
+
+	reloadMu sync.Mutex // serializes reloads
+
+	mu          sync.Mutex
+	pol         *policy.Policy
+	policyFiles []string
+	policyErr   string
+	policyLoad  time.Time
+	active      map[string]*api.Run // queued and running runs by id
+	bus         string              // D-Bus state for status
+	// observers are fixed before the scheduler starts.
+	observers []Observer
+	// last caches each job's last finished run (without its report): the
+	// daemon is the only writer, and status/jobs requests then never wait
+	// on the state database's file lock.
+	last map[string]*api.Run
+}
+
+// New loads the policy and builds the daemon; nothing runs until Run.
+func New(o Options) (*Daemon, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Runs == nil || o.Spawner == nil || o.LoadPolicy == nil {
+		return nil, errors.New("daemon: Runs, Spawner and LoadPolicy are required")
+	}
+	p, files, err := o.LoadPolicy()
+	if err != nil {
+		return nil, fmt.Errorf("loading policy: %w", err)
+	}
+	last, err := o.Runs.Last()
+	if err != nil {
+		return nil, fmt.Errorf("reading last runs: %w", err)
+	}
+	for _, r := range last {
+		r.Report = nil
+	}
+	d := &Daemon{
+		opts: o, log: o.Logger, metrics: control.NewMetrics(), started: time.Now(),
+		pol: p, policyFiles: files, policyLoad: time.Now(), active: map[string]*api.Run{}, last: last,
+		observers: append([]Observer(nil), o.Observers...),
+	}
+	d.sched = scheduler.New(scheduleConfig(p), d.execute, scheduler.Options{
+		Clock: o.Clock, Logger: o.Logger, NewID: runs.NewID, Changed: d.stateChanged,
+	})
+	uid := os.Geteuid()
+	d.server = control.NewServer(d, d.metrics, control.Access{System: o.System, UID: uid}, o.Logger)
+	return d, nil
+}
+
+// Metrics are the daemon's metrics.
+func (d *Daemon) Metrics() *control.Metrics { return d.metrics }
+
+// Mode is "system" or "user".
+func (d *Daemon) Mode() string {
+	if d.opts.System {
+		return "system"
+	}
+	return "user"
+}
+
+// scheduleConfig turns the policy into the scheduler's configuration.
+func scheduleConfig(p *policy.Policy) scheduler.Config {
+	s := p.Schedule
+	specs := map[string]policy.CronSpec{
+		report.JobRefresh: s.Refresh, report.JobVerify: s.Verify,
+		report.JobPrune: s.Prune, report.JobVolumes: s.Volumes,
+	}
+	cfg := scheduler.Config{Jitter: s.Jitter.Duration, Timeout: s.RunTimeout.Duration}
+	for _, name := range report.Jobs {
+		cfg.Jobs = append(cfg.Jobs, scheduler.Job{
+			Name: name, Spec: specs[name].Spec, Schedule: specs[name].Sched, Mutating: Mutating(p, name),
+		})
+	}
+	return cfg
+}
+
+// Mutating reports whether a (non-dry) run of job may change storage or
+// volumes under policy p.
+func Mutating(p *policy.Policy, job string) bool {
+	switch job {
+	case report.JobRefresh:
+		if p.Refresh.Mode == policy.RefreshPull {
+			return true
+		}
+		for _, r := range p.Refresh.Rules {
+			if r.Mode == policy.RefreshPull {
+				return true
+			}
+		}
+		return false
+	case report.JobVerify:
+		return p.Verify.Mode == policy.VerifyUntag || p.Verify.Mode == policy.VerifyRemove
+	case report.JobPrune:
+		return p.Prune.Enabled
+	case report.JobVolumes:
+		return p.Volumes.Enabled
+	}
+	return true
+}
+
+// Run serves until ctx ends, SIGTERM/SIGINT arrive (the caller's ctx), or
+// the daemon has been idle for IdleExit.
+func (d *Daemon) Run(ctx context.Context) error {
+	l, err := d.listen()
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	stopBus := d.startBus()
+	defer stopBus()
+
+	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
+	schedDone := make(chan struct{})
+	go func() { d.sched.Run(schedCtx); close(schedDone) }()
+	d.catchUp()
+
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- d.server.Serve(l) }()
+
+	d.notifyLoaded()
+	d.notify("READY=1\nSTATUS=" + d.statusLine())
+	d.log.Info("stowage daemon ready", "mode", d.Mode(), "socket", l.Addr().String(), "pid", os.Getpid())
+
+	var watchdog <-chan time.Time
+	if wd, err := sddaemon.SdWatchdogEnabled(false); err == nil && wd > 0 {
+		t := time.NewTicker(wd / 2)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	var idle <-chan time.Time
+	if d.opts.IdleExit > 0 {
+		t := time.NewTicker(min(max(d.opts.IdleExit/4, 10*time.Millisecond), 5*time.Second))
+		defer t.Stop()
+		idle = t.C
+	}
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping", "reason", context.Cause(ctx))
+			break loop
+		case <-hup:
+			d.Reload()
+		case <-watchdog:
+			d.notify("WATCHDOG=1")
+		case <-idle:
+			if d.idle() {
+				d.log.Info("exiting: idle", "idle_exit", d.opts.IdleExit)
+				break loop
+			}
+		case err := <-srvErr:
+			runErr = fmt.Errorf("control socket: %w", err)
+			break loop
+		}
+	}
+
+	d.notify("STOPPING=1")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	_ = d.server.Shutdown(sctx)
+	cancel()
+	stopSched()
+	<-schedDone
+	return runErr
+}
+
+// idle reports whether the daemon may exit now.
+func (d *Daemon) idle() bool {
+	if !d.server.Idle(d.opts.IdleExit) || d.sched.Busy() {
+		return false
+	}
+	next := d.sched.NextDue()
+	return next.IsZero() || next.Sub(d.now()) > d.opts.IdleExit
+}
+
+func (d *Daemon) now() time.Time {
+	if d.opts.Clock != nil {
+		return d.opts.Clock.Now()
+	}
+	return time.Now()
+}
+
+// catchUp queues the runs missed while the daemon was not running.
+func (d *Daemon) catchUp() {
+	starts := map[string]time.Time{}
+	d.mu.Lock()
+	for job, r := range d.last {
+		starts[job] = r.Started
+	}
+	d.mu.Unlock()
+	d.sched.CatchUp(starts)
+}
+
+// listen returns the control socket.
+func (d *Daemon) listen() (net.Listener, error) {
+	if d.opts.Listener != nil {
+		return d.opts.Listener, nil
+	}
+	named, err := activation.ListenersWithNames()
+	if err != nil {
+		return nil, fmt.Errorf("socket activation: %w", err)
+	}
+	if ls := named[ListenerName]; len(ls) > 0 && ls[0] != nil {
+		for _, extra := range ls[1:] {
+			_ = extra.Close()
+		}
+		return ls[0], nil
+	}
+	for name, ls := range named {
+		d.log.Warn("ignoring activated sockets without the name "+ListenerName, "name", name, "count", len(ls))
+		for _, l := range ls {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+	}
+	path := d.opts.SocketPath
+	if path == "" {
+		if path, err = api.SocketPath(d.opts.System); err != nil {
+			return nil, err
+		}
+	}
+	return listenUnix(path, d.opts.System, d.log)
+}
+
+// listenUnix creates the socket at path: 0600 for a user, 0660 root:stowage
+// for the system service when the group exists (else 0600).
+func listenUnix(path string, system bool, log *slog.Logger) (net.Listener, error) {
+	dirMode := os.FileMode(0o700)
+	if system {
+		dirMode = 0o755
+	}
+	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
+		return nil, fmt.Errorf("creating socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another daemon is listening on %s", path)
+		}
+		_ = os.Remove(path) // stale socket of a dead daemon
+	}
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if system {
+		if g, err := user.LookupGroup("stowage"); err == nil {
+			gid, _ := strconv.Atoi(g.Gid)
+			if err := os.Chown(path, 0, gid); err != nil {
+				log.Warn("socket group", "err", err)
+			} else if err := os.Chmod(path, 0o660); err != nil {
+				log.Warn("socket mode", "err", err)
+			}
+		}
+	}
+	return l, nil
+}
+
+// notify sends an sd_notify message (a no-op without NOTIFY_SOCKET).
+func (d *Daemon) notify(state string) {
+	if _, err := sddaemon.SdNotify(false, state); err != nil {
+		d.log.Debug("sd_notify", "err", err)
+	}
+}
+
+func (d *Daemon) statusLine() string {
+	var running []string
+	for _, j := range d.sched.Jobs() {
+		if j.Running != nil {
+			running = append(running, j.Name)
+		}
+	}
+	d.mu.Lock()
+	perr := d.policyErr
+	d.mu.Unlock()
+	s := "idle"
+	if len(running) > 0 {
+		s = "running " + strings.Join(running, ", ")
+	}
+	if perr != "" {
+		s += "; policy invalid (previous policy in force)"
+	}
+	return s
+}
+
+func (d *Daemon) stateChanged() {
+	d.notify("STATUS=" + d.statusLine())
+	if len(d.observers) == 0 {
+		return
+	}
+	st := d.Status()
+	for _, o := range d.observers {
+		o.StateChanged(st)
+	}
+}
+
+// Reload re-reads the policy. An invalid policy keeps the previous one in
+// force; the error is reported in the result, the status and the log.
+func (d *Daemon) Reload() api.ReloadResult {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.notify("RELOADING=1\nMONOTONIC_USEC=" + sddaemon.SdNotifyMonotonicUsec())
+	defer d.notify("READY=1\nSTATUS=" + d.statusLine())
+	p, files, err := d.opts.LoadPolicy()
+	d.mu.Lock()
+	d.policyLoad = time.Now()
+	if err != nil {
+		d.policyErr = err.Error()
+	} else {
+		d.pol, d.policyFiles, d.policyErr = p, files, ""
+	}
+	d.mu.Unlock()
+	d.metrics.Reloaded(err == nil)
+	if err != nil {
+		d.log.Error("policy invalid: keeping the previous policy", journal.AttrKind, journal.KindPolicyInvalid, journal.AttrError, err)
+		for _, o := range d.observers {
+			o.PolicyLoaded(nil, err)
+		}
+		return api.ReloadResult{OK: false, Error: err.Error()}
+	}
+	if d.opts.InvalidateCaches != nil {
+		d.opts.InvalidateCaches()
+	}
+	d.sched.Reconfigure(scheduleConfig(p))
+	d.log.Info("policy reloaded", "files", strings.Join(files, ","))
+	d.notifyLoaded()
+	return api.ReloadResult{OK: true}
+}
+
+func (d *Daemon) notifyLoaded() {
+	d.mu.Lock()
+	p := d.pol
+	d.mu.Unlock()
+	for _, o := range d.observers {
+		o.PolicyLoaded(p, nil)
+	}
+}
+
+// Policy returns the policy in force.
+func (d *Daemon) Policy() *policy.Policy {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pol
+}

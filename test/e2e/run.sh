@@ -1,0 +1,284 @@
+#!/bin/bash
+# run.sh DEB — stowage end-to-end test under a real systemd.
+#
+# Boots a cached Debian 12 rootfs (test/e2e/rootfs.sh) with systemd-nspawn,
+# installs the .deb, starts a docker-registry on the host's 127.0.0.1, and
+# proves the user-mode and system-mode scenarios and the broken-policy reload
+# of issue 8. Every check prints PASS or FAIL; the last line is
+# "N passed, N failed" and the exit status is non-zero on any failure.
+# Must run as root. Set STOWAGE_E2E_KEEP=1 to keep the work directory.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+deb=${1:-}
+[ -n "$deb" ] && [ -f "$deb" ] || { echo "usage: $0 STOWAGE.deb" >&2; exit 2; }
+deb=$(readlink -f "$deb")
+[ "$(id -u)" = 0 ] || { echo "run.sh: must run as root" >&2; exit 2; }
+for t in systemd-nspawn nsenter debootstrap docker-registry curl; do
+	command -v "$t" >/dev/null || { echo "run.sh: $t is missing (test/deps.sh installs it)" >&2; exit 2; }
+done
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+# check NAME CMD... — one assertion.
+check() {
+	local name=$1
+	shift
+	if out=$("$@" 2>&1); then
+		pass "$name"
+	else
+		fail "$name"
+		printf '%s\n' "$out" | tail -n 15 | sed 's/^/    | /'
+	fi
+}
+finish() {
+	echo "$passed passed, $failed failed"
+	[ "$failed" = 0 ]
+	exit $?
+}
+
+rootfs=$(bash "$here/rootfs.sh") || { fail "build the Debian 12 rootfs"; finish; }
+work=$(mktemp -d /var/tmp/stowage-e2e.XXXXXX)
+nspawn_pid=
+registry_pid=
+cleanup() {
+	if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+		kill -TERM "$nspawn_pid" 2>/dev/null # nspawn -b: SIGTERM = clean shutdown
+		for _ in $(seq 60); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 1; done
+		kill -KILL "$nspawn_pid" 2>/dev/null
+	fi
+	[ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null
+	if [ "${STOWAGE_E2E_KEEP:-}" = 1 ]; then
+		echo "work directory kept: $work"
+	else
+		rm -rf "$work"
+	fi
+}
+trap cleanup EXIT
+
+# --- registry on the host's 127.0.0.1 ----------------------------------------
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+reg=127.0.0.1:$port
+mkdir -p "$work/registry"
+cat >"$work/registry/config.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $work/registry/data}
+  delete: {enabled: true}
+http: {addr: $reg}
+EOF
+docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 50); do curl -fs "http://$reg/v2/" >/dev/null && break; sleep 0.2; done
+check "registry up on $reg" curl -fs "http://$reg/v2/"
+
+# --- boot the container -------------------------------------------------------
+root=$work/root
+cp -a "$rootfs" "$root"
+# Persistent journal: per-user journal files, so `journalctl --user` works.
+mkdir -p "$root/var/log/journal"
+echo stowage-e2e >"$root/etc/hostname"
+cp "$deb" "$root/var/tmp/stowage.deb"
+systemd-nspawn -q -D "$root" --register=no --keep-unit -b \
+	--resolv-conf=copy-host >"$work/console.log" 2>&1 </dev/null &
+nspawn_pid=$!
+leader=
+for _ in $(seq 100); do
+	leader=$(ps --ppid "$nspawn_pid" -o pid= | tr -d ' ' | head -n1)
+	[ -n "$leader" ] && break
+	sleep 0.2
+done
+[ -n "$leader" ] || { fail "boot the container"; cat "$work/console.log"; finish; }
+
+PATHIN=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# ct CMD... — run as root inside the container.
+ct() { nsenter -t "$leader" -a -- env -i PATH=$PATHIN LANG=C.UTF-8 "$@"; }
+# wait_for SECONDS CMD... — poll until CMD succeeds.
+wait_for() {
+	local n=$1
+	shift
+	for _ in $(seq $((n * 2))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+	"$@"
+}
+state() { ct systemctl is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'; }
+check "systemd boots in the container" wait_for 120 state
+ct systemctl --failed --no-legend | sed 's/^/    failed unit: /'
+
+# --- install the package --------------------------------------------------------
+check "dpkg -i installs the package" ct dpkg -i /var/tmp/stowage.deb
+for f in /usr/bin/stowage /etc/stowage/stowage.toml \
+	/usr/lib/systemd/user/stowage.socket /usr/lib/systemd/system/stowage.service \
+	/usr/share/dbus-1/system.d/io.github.stowage.Stowage1.conf \
+	/usr/share/polkit-1/actions/io.github.stowage.policy \
+	/usr/lib/systemd/catalog/stowage.catalog /usr/share/man/man5/stowage.toml.5.gz; do
+	check "installed $f" ct test -f "$f"
+done
+check "systemd-analyze verify of the installed units" ct systemd-analyze verify \
+	/usr/lib/systemd/system/stowage.service /usr/lib/systemd/system/stowage.socket /usr/lib/systemd/system/stowage.timer
+catalog_listed() { ct journalctl --list-catalog | grep -qi stowage; }
+check "postinst registered the journal catalog" catalog_listed
+
+# Catalog MESSAGE_IDs (the "-- <id>" lines), for the journal checks.
+ids=$(grep -E '^-- [0-9a-f]{32}' "$root/usr/lib/systemd/catalog/stowage.catalog" | awk '{print $2}' | paste -sd'|')
+
+# ========================== 1. user mode ========================================
+user=stwg-e2e
+ct useradd -m -s /bin/bash "$user"
+ct usermod --add-subuids 200000-265535 --add-subgids 200000-265535 "$user"
+uid=$(ct id -u "$user")
+ct loginctl enable-linger "$user"
+check "linger starts user@$uid.service with a session bus" wait_for 60 ct test -S "/run/user/$uid/bus"
+# as CMD... — run as the test user inside the container, with its session.
+as() {
+	nsenter -t "$leader" -a -- env -i PATH=$PATHIN LANG=C.UTF-8 HOME=/home/$user USER=$user LOGNAME=$user \
+		XDG_RUNTIME_DIR=/run/user/$uid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$uid/bus \
+		setpriv --reuid="$uid" --regid="$uid" --init-groups -- "$@"
+}
+
+# podman_images_fixture PODMAN... — build the image set both modes prune:
+#   base:1 pulled from the registry, used by a container (must stay);
+#   app:1 built FROM base, matched by prune.keep (must stay);
+#   an older app:1 build whose tag moved on: dangling (must go).
+podman_fixture() {
+	local sh=$1
+	$sh bash -euc "
+		cd \$(mktemp -d)
+		mkdir rootfs && echo base >rootfs/base.txt
+		tar -C rootfs -cf base.tar .
+		podman import -q base.tar $reg/e2e/base:1 >/dev/null
+		podman push -q --tls-verify=false $reg/e2e/base:1
+		podman rmi -f $reg/e2e/base:1 >/dev/null
+		podman pull -q --tls-verify=false $reg/e2e/base:1 >/dev/null
+		printf 'FROM $reg/e2e/base:1\nCOPY v.txt /v.txt\n' >Containerfile
+		echo old >v.txt
+		podman build -q -t $reg/e2e/app:1 . >/dev/null
+		podman inspect --format '{{.Id}}' $reg/e2e/app:1 >/tmp/stowage-e2e-dangling.\$(id -u)
+		echo new >v.txt
+		podman build -q -t $reg/e2e/app:1 . >/dev/null
+		podman create -q --name user-of-base $reg/e2e/base:1 /bin/true >/dev/null
+	"
+}
+# fixture_state PODMAN... — prints which fixture items exist.
+fixture_state() {
+	local sh=$1 dangling
+	dangling=$($sh cat "/tmp/stowage-e2e-dangling.$($sh id -u)")
+	$sh podman image exists "$reg/e2e/base:1" && echo base
+	$sh podman image exists "$reg/e2e/app:1" && echo app
+	$sh podman image exists "$dangling" && echo dangling
+	$sh podman container exists user-of-base && echo container
+}
+expect_state() { [ "$(fixture_state "$1" | paste -sd' ')" = "$2" ]; }
+
+prune_policy() {
+	cat <<EOF
+version = 1
+[prune]
+min_age = "0"
+keep = ["$reg/e2e/app*"]
+keep_last = 1
+dangling = true
+orphan_layers = false
+[notify]
+desktop = false
+EOF
+}
+
+check "user: rootless podman pulls, builds and creates containers" podman_fixture as
+check "user: fixture has base, app, a dangling image, a container" expect_state as "base app dangling container"
+as mkdir -p "/home/$user/.config/stowage" "/home/$user/.config/systemd/user/stowage.service.d"
+prune_policy | as tee "/home/$user/.config/stowage/stowage.toml" >/dev/null
+# A short idle timeout, so the test sees the service exit and re-activate.
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/stowage daemon --user --idle-exit 10s\n' |
+	as tee "/home/$user/.config/systemd/user/stowage.service.d/e2e.conf" >/dev/null
+as systemctl --user daemon-reload
+check "user: systemctl --user enable --now stowage.socket stowage.timer" \
+	as systemctl --user enable --now stowage.socket stowage.timer
+check "user: control socket listening" as test -S "/run/user/$uid/stowage/stowage.sock"
+check "user: stowage status answers" as stowage status
+check "user: stowage status activated stowage.service" as systemctl --user is-active stowage.service
+check "user: stowage trigger prune --wait" as stowage trigger prune --wait
+check "user: prune removed the dangling image and nothing else" expect_state as "base app container"
+introspects() { "$@" introspect io.github.stowage.Stowage1 /io/github/stowage/Stowage1 | grep -q 'io.github.stowage.Stowage1.Manager'; }
+check "user: busctl --user introspect shows the Manager interface" introspects as busctl --user
+has_ids() { "$@" -o verbose | grep -qE "MESSAGE_ID=($ids)"; }
+has_catalog() { "$@" -x | grep -q 'Defined-By: stowage'; }
+check "user: journalctl --user -u stowage has catalogued MESSAGE_IDs" has_ids as journalctl --user -u stowage.service --no-pager
+check "user: journalctl --user -x shows the catalog text" has_catalog as journalctl --user -u stowage.service --no-pager
+inactive() { ! as systemctl --user is-active -q stowage.service; }
+check "user: service exits after the idle timeout" wait_for 90 inactive
+clean_exit() { "$@" show -p Result --value stowage.service | grep -qx success; }
+check "user: idle exit was clean (Result=success)" clean_exit as systemctl --user
+check "user: the next connection activates it again" as stowage status
+check "user: stowage.service active again" as systemctl --user is-active stowage.service
+
+# ========================== 2. system mode ======================================
+check "system: rootful podman pulls, builds and creates containers" podman_fixture ct
+check "system: fixture has base, app, a dangling image, a container" expect_state ct "base app dangling container"
+prune_policy | ct tee /etc/stowage/stowage.toml >/dev/null
+ct mkdir -p /etc/systemd/system/stowage.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/stowage daemon --system --idle-exit 10s\n' |
+	ct tee /etc/systemd/system/stowage.service.d/e2e.conf >/dev/null
+ct systemctl daemon-reload
+check "system: systemctl enable --now stowage.socket" ct systemctl enable --now stowage.socket
+check "system: control socket /run/stowage/stowage.sock" ct test -S /run/stowage/stowage.sock
+check "system: stowage status answers" ct stowage status
+check "system: stowage status activated stowage.service" ct systemctl is-active stowage.service
+check "system: stowage trigger prune --wait" ct stowage trigger prune --wait
+check "system: prune removed the dangling image and nothing else in /var/lib/containers/storage" \
+	expect_state ct "base app container"
+check "system: busctl --system introspect shows the Manager interface" introspects ct busctl --system
+check "system: a non-root caller may read the status over D-Bus" \
+	as busctl --system call io.github.stowage.Stowage1 /io/github/stowage/Stowage1 io.github.stowage.Stowage1.Manager ListJobs
+refused() {
+	local out
+	out=$(as busctl --system call io.github.stowage.Stowage1 /io/github/stowage/Stowage1 \
+		io.github.stowage.Stowage1.Manager RunJob sb prune true 2>&1) && { echo "allowed: $out"; return 1; }
+	echo "$out"
+	# Refused by the service (access denied/not authorized), not a missing method.
+	! echo "$out" | grep -qiE 'unknown method|no such|not found'
+}
+check "system: a non-root caller is refused for RunJob" refused
+check "system: journalctl -u stowage has catalogued MESSAGE_IDs" has_ids ct journalctl -u stowage.service --no-pager
+check "system: journalctl -x shows the catalog text" has_catalog ct journalctl -u stowage.service --no-pager
+no_denials() { ! ct journalctl -u stowage.service --no-pager | grep -iE 'permission denied|operation not permitted'; }
+check "system: the hardened service hit no EPERM/EACCES" no_denials
+
+# ========================== 3. broken policy + reload ===========================
+ct stowage status >/dev/null 2>&1 # make sure it is running
+pid_before=$(ct systemctl show -p MainPID --value stowage.service)
+ct cp /etc/stowage/stowage.toml /etc/stowage/stowage.toml.good
+printf 'version = 1\n[prune]\nquota = "plenty"\n' | ct tee /etc/stowage/stowage.toml >/dev/null
+since=$(ct date '+%Y-%m-%d %H:%M:%S')
+sleep 1
+check "reload: systemctl reload stowage" ct systemctl reload stowage.service
+sleep 2
+check "reload: service still active" ct systemctl is-active stowage.service
+same_pid() { [ "$(ct systemctl show -p MainPID --value stowage.service)" = "$pid_before" ]; }
+check "reload: same main process (not restarted)" same_pid
+says_why() {
+	local j
+	j=$(ct journalctl -u stowage.service --since "$since" --no-pager)
+	echo "$j"
+	echo "$j" | grep -q 'stowage.toml' && echo "$j" | grep -q 'quota'
+}
+check "reload: journal says why (names stowage.toml and the bad key)" says_why
+check "reload: still answers on the old policy" ct stowage status
+ct mv /etc/stowage/stowage.toml.good /etc/stowage/stowage.toml
+
+# ========================== 4. removal ==========================================
+# The package's prerm stops and disables the enabled system units itself.
+ct rm -rf /etc/systemd/system/stowage.service.d
+check "dpkg --purge removes the package" ct dpkg --purge stowage
+leftovers() {
+	! ls -d "$root"/usr/bin/stowage "$root"/etc/stowage "$root"/usr/lib/systemd/*/stowage.* \
+		"$root"/var/lib/stowage "$root"/etc/systemd/system/*/stowage.* \
+		"$root"/usr/share/dbus-1/*/io.github.stowage.* "$root"/usr/lib/systemd/catalog/stowage.catalog 2>/dev/null
+}
+check "purge left no stowage files" leftovers
+not_running() { ! ct systemctl is-active -q stowage.service stowage.socket; }
+check "purge stopped the system units" not_running
+
+finish

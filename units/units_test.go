@@ -1,0 +1,328 @@
+// Package units holds stowage's systemd units, D-Bus activation and policy
+// files and the polkit action; its tests check them with the real tools.
+package units
+
+import (
+	"bufio"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/stowage/stowage/test/testenv"
+)
+
+const (
+	busName   = "io.github.stowage.Stowage1"
+	objPath   = "/io/github/stowage/Stowage1"
+	ifaceName = "io.github.stowage.Stowage1.Manager"
+	nobody    = 65534
+)
+
+// stage copies units of one mode to a temp dir with ExecStart pointing at a
+// real stowage binary (systemd-analyze verify checks it is executable).
+func stage(t *testing.T, mode string) string {
+	t.Helper()
+	bin := testenv.Stowage(t)
+	dir := t.TempDir()
+	for _, u := range []string{"stowage.socket", "stowage.service", "stowage.timer"} {
+		b, err := os.ReadFile(filepath.Join(mode, u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = []byte(strings.ReplaceAll(string(b), "/usr/bin/stowage", bin))
+		if err := os.WriteFile(filepath.Join(dir, u), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func verify(t *testing.T, env []string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("systemd-analyze", args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func TestUnitsVerify(t *testing.T) {
+	testenv.RequireTool(t, "systemd-analyze")
+	sys := stage(t, "system")
+	verify(t, nil, "verify", "--man=no", filepath.Join(sys, "stowage.service"),
+		filepath.Join(sys, "stowage.socket"), filepath.Join(sys, "stowage.timer"))
+
+	user := stage(t, "user")
+	rt := t.TempDir() // the user manager needs a runtime directory
+	verify(t, []string{"XDG_RUNTIME_DIR=" + rt}, "--user", "verify", "--man=no",
+		filepath.Join(user, "stowage.service"), filepath.Join(user, "stowage.socket"), filepath.Join(user, "stowage.timer"))
+}
+
+// TestSystemServiceExposure holds the hardening to the issue's bar: an
+// overall exposure of at most 2.5 in `systemd-analyze security`.
+func TestSystemServiceExposure(t *testing.T) {
+	testenv.RequireTool(t, "systemd-analyze")
+	sys := stage(t, "system")
+	out, err := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager",
+		filepath.Join(sys, "stowage.service")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`Overall exposure level for stowage.service: ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no exposure level in:\n%s", out)
+	}
+	level, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("system stowage.service exposure: %.1f", level)
+	if level > 2.5 {
+		t.Errorf("exposure %.1f > 2.5:\n%s", level, out)
+	}
+}
+
+// iniKeys reads KEY=VALUE lines of a unit-style file, by "Section.Key".
+func iniKeys(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	keys := map[string][]string{}
+	sec := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+		case strings.HasPrefix(line, "["):
+			sec = strings.Trim(line, "[]")
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				t.Fatalf("%s: bad line %q", path, line)
+			}
+			keys[sec+"."+k] = append(keys[sec+"."+k], v)
+		}
+	}
+	return keys
+}
+
+func want(t *testing.T, file string, keys map[string][]string, key, value string) {
+	t.Helper()
+	for _, v := range keys[key] {
+		if v == value {
+			return
+		}
+	}
+	t.Errorf("%s: %s=%q, want %q", file, key, keys[key], value)
+}
+
+// TestUnitContract checks the settings the daemon and the tests rely on.
+func TestUnitContract(t *testing.T) {
+	for _, mode := range []string{"user", "system"} {
+		sock := iniKeys(t, filepath.Join(mode, "stowage.socket"))
+		svc := iniKeys(t, filepath.Join(mode, "stowage.service"))
+		tmr := iniKeys(t, filepath.Join(mode, "stowage.timer"))
+		path := "/run/stowage/stowage.sock"
+		mflag := "--system"
+		if mode == "user" {
+			path, mflag = "%t/stowage/stowage.sock", "--user"
+		}
+		want(t, mode+"/stowage.socket", sock, "Socket.ListenStream", path)
+		want(t, mode+"/stowage.socket", sock, "Socket.FileDescriptorName", "control")
+		want(t, mode+"/stowage.service", svc, "Service.Type", "notify")
+		want(t, mode+"/stowage.service", svc, "Service.NotifyAccess", "main")
+		want(t, mode+"/stowage.service", svc, "Service.Restart", "on-failure")
+		want(t, mode+"/stowage.service", svc, "Service.ExecReload", "/bin/kill -HUP $MAINPID")
+		want(t, mode+"/stowage.service", svc, "Service.ExecStart", "/usr/bin/stowage daemon "+mflag+" --idle-exit 5m")
+		if len(svc["Service.WatchdogSec"]) != 1 {
+			t.Errorf("%s/stowage.service: no WatchdogSec", mode)
+		}
+		want(t, mode+"/stowage.timer", tmr, "Timer.Persistent", "true")
+		want(t, mode+"/stowage.timer", tmr, "Timer.Unit", "stowage.service")
+		if len(tmr["Timer.RandomizedDelaySec"]) != 1 {
+			t.Errorf("%s/stowage.timer: no RandomizedDelaySec", mode)
+		}
+	}
+	for file, wantExec := range map[string]string{
+		"dbus/session.service": "/usr/bin/stowage daemon --user --idle-exit 5m",
+		"dbus/system.service":  "/bin/false",
+	} {
+		k := iniKeys(t, file)
+		want(t, file, k, "D-BUS Service.Name", busName)
+		want(t, file, k, "D-BUS Service.SystemdService", "stowage.service")
+		want(t, file, k, "D-BUS Service.Exec", wantExec)
+	}
+	want(t, "dbus/system.service", iniKeys(t, "dbus/system.service"), "D-BUS Service.User", "root")
+}
+
+func TestPolkitAction(t *testing.T) {
+	b, err := os.ReadFile("polkit/io.github.stowage.policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pc struct {
+		Actions []struct {
+			ID          string `xml:"id,attr"`
+			Desc        string `xml:"description"`
+			Message     string `xml:"message"`
+			AllowAny    string `xml:"defaults>allow_any"`
+			AllowActive string `xml:"defaults>allow_active"`
+		} `xml:"action"`
+	}
+	if err := xml.Unmarshal(b, &pc); err != nil {
+		t.Fatalf("polkit action file: %v", err)
+	}
+	if len(pc.Actions) != 1 || pc.Actions[0].ID != "io.github.stowage.manage" {
+		t.Fatalf("actions = %+v, want io.github.stowage.manage", pc.Actions)
+	}
+	a := pc.Actions[0]
+	if a.Desc == "" || a.Message == "" {
+		t.Error("action without description or message")
+	}
+	if a.AllowAny != "auth_admin" || !strings.HasPrefix(a.AllowActive, "auth_admin") {
+		t.Errorf("defaults any=%q active=%q: only administrators may manage", a.AllowAny, a.AllowActive)
+	}
+}
+
+// systemBus starts a real dbus-daemon with a system-bus-like default policy
+// (deny own, deny method calls) plus units/dbus' policy file.
+func systemBus(t *testing.T) string {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "dbus-daemon", "busctl")
+	dir, err := os.MkdirTemp("", "stwg-units-bus-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := filepath.Abs("dbus/io.github.stowage.Stowage1.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=%s/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>
+  <include>%s</include>
+</busconfig>
+`, dir, policy)
+	if err := os.WriteFile(filepath.Join(dir, "bus.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("dbus-daemon", "--config-file="+filepath.Join(dir, "bus.conf"),
+		"--fork", "--print-address=1", "--print-pid=1").Output()
+	if err != nil {
+		t.Fatalf("dbus-daemon: %v", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		t.Fatalf("dbus-daemon printed %q", out)
+	}
+	pid, err := strconv.Atoi(f[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGTERM) })
+	return f[0]
+}
+
+// denied reports whether busctl failed because the bus policy refused.
+func denied(err error) bool {
+	m := strings.ToLower(err.Error())
+	return strings.Contains(m, "access denied") || strings.Contains(m, "not allowed") || strings.Contains(m, "rejected")
+}
+
+type manager struct{}
+
+func (manager) ListJobs() ([]string, *dbus.Error) { return []string{"prune"}, nil }
+
+type other struct{}
+
+func (other) Secret() (string, *dbus.Error) { return "leak", nil }
+
+// TestSystemBusPolicy proves the system.d file on a real dbus-daemon: only
+// root owns the name; anyone may call the Manager interface (the daemon asks
+// polkit for mutations); other interfaces of the name stay closed.
+func TestSystemBusPolicy(t *testing.T) {
+	addr := systemBus(t)
+	requestName := []string{"--address=" + addr, "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+		"org.freedesktop.DBus", "RequestName", "su", busName, "0"}
+
+	if _, err := testenv.RunAs(nobody, nobody, "busctl", requestName...); err == nil || !denied(err) {
+		t.Errorf("non-root RequestName(%s): %v, want access denied", busName, err)
+	}
+
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Export(manager{}, objPath, ifaceName); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Export(other{}, objPath, "io.github.stowage.Stowage1.Internal"); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := conn.RequestName(busName, dbus.NameFlagDoNotQueue)
+	if err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("root RequestName: %v %v", reply, err)
+	}
+
+	var out string
+	for i := 0; i < 50; i++ { // the name is owned synchronously; retry only for safety
+		out, err = testenv.RunAs(nobody, nobody, "busctl", "--address="+addr, "call", busName, objPath, ifaceName, "ListJobs")
+		if err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || !strings.Contains(out, "prune") {
+		t.Errorf("non-root call of %s.ListJobs: %q %v, want allowed", ifaceName, out, err)
+	}
+	out, err = testenv.RunAs(nobody, nobody, "busctl", "--address="+addr, "call", busName, objPath,
+		"io.github.stowage.Stowage1.Internal", "Secret")
+	if err == nil || !denied(err) {
+		t.Errorf("non-root call of another interface: %q %v, want access denied", out, err)
+	}
+	// Introspectable is open: the call reaches the object (which, here,
+	// does not implement it) instead of being rejected by the bus.
+	_, err = testenv.RunAs(nobody, nobody, "busctl", "--address="+addr, "call", busName, objPath,
+		"org.freedesktop.DBus.Introspectable", "Introspect")
+	if err == nil || denied(err) {
+		t.Errorf("non-root Introspect: %v, want the object's own error", err)
+	}
+}
