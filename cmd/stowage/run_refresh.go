@@ -40,8 +40,9 @@ insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.`,
 			if err != nil {
 				return err
 			}
-			// Notify mode only reads the store; pull mode writes images.
-			st, _, err := g.openStore(p, false)
+			// Notify mode only reads the store; pull mode writes layers, which
+			// a rootless user can only do inside the user namespace.
+			st, _, err := g.openStore(p, !dryRun && refresh.MayPull(p.Refresh))
 			if err != nil {
 				return err
 			}

@@ -48,7 +48,10 @@ remove failing images when [verify] mode says so. With --integrity (or
 			if v.IntegrityRate.IsPercent {
 				return fmt.Errorf("[verify] integrity_rate must be a size per second (\"200MiB\"), not a percentage")
 			}
-			willDelete := !dryRun && (v.Mode == policy.VerifyUntag || v.Mode == policy.VerifyRemove)
+			integ = integ || v.Integrity
+			// Reading subuid-owned layer files (integrity) needs the rootless
+			// user namespace just as deleting does.
+			willDelete := integ || !dryRun && (v.Mode == policy.VerifyUntag || v.Mode == policy.VerifyRemove)
 			st, so, err := g.openStore(p, willDelete)
 			if err != nil {
 				return err
@@ -61,7 +64,7 @@ remove failing images when [verify] mode says so. With --integrity (or
 			rep, err := verify.Run(cmd.Context(), st, verify.Options{
 				Mode:          v.Mode,
 				PolicyJSON:    v.PolicyJSON,
-				Integrity:     integ || v.Integrity,
+				Integrity:     integ,
 				IntegrityRate: v.IntegrityRate.Bytes,
 				DryRun:        dryRun,
 				GraphRoot:     so.GraphRoot,

@@ -201,6 +201,20 @@ func TestDF(t *testing.T) {
 				}
 			}
 
+			// The CLI, pointed at the store with podman's global flags, prints
+			// the same figures, and a podman-like table.
+			var cli inventory.Accounting
+			if err := json.Unmarshal([]byte(p.Stowage(t, "df", "--format", "json")), &cli); err != nil {
+				t.Fatal(err)
+			}
+			if cli.TotalBytes != acc.TotalBytes || cli.ReclaimableBytes != acc.ReclaimableBytes || cli.Images.Count != acc.Images.Count || cli.Driver != driver {
+				t.Errorf("stowage df: %+v, in-process: %+v", cli, acc)
+			}
+			table := p.Stowage(t, "images")
+			if !strings.HasPrefix(table, "REPOSITORY") || strings.Count(table, "localhost/app ") != 3 || !strings.Contains(table, "<none>") {
+				t.Errorf("stowage images table:\n%s", table)
+			}
+
 			// reclaimable_bytes is exactly what podman image prune -a frees.
 			duBefore := duBytes(t, p.Root)
 			p.Run(t, "image", "prune", "-a", "-f")
@@ -338,4 +352,70 @@ func countPresent(sim *inventory.Simulation, s *inventory.Snapshot) int {
 		}
 	}
 	return n
+}
+
+// TestRO: images of an additional (read-only) image store are marked and
+// never counted as reclaimable; a layer built on them stops the walk.
+func TestRO(t *testing.T) {
+	testenv.RequireRoot(t)
+	ro := testenv.NewPodman(t, "vfs")
+	roID := ro.Import(t, "localhost/shared:1", map[string]string{"/s": blob(11, 80_000)})
+	p := testenv.NewPodman(t, "vfs")
+	own := p.Import(t, "localhost/own:1", map[string]string{"/o": blob(12, 20_000)})
+	st, err := storage.GetStore(types.StoreOptions{
+		GraphRoot: p.Root, RunRoot: p.RunRoot, GraphDriverName: "vfs",
+		GraphDriverOptions: []string{"vfs.imagestore=" + ro.Root},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = st.Shutdown(false) })
+	// A layer of the writable store on top of the read-only image's layer.
+	roImg, err := st.Image(roID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := st.CreateLayer("", roImg.TopLayer, nil, "", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateImage("", []string{"localhost/child:1"}, child.ID, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	snap, acc := collect(t, st)
+	by := map[string]inventory.ImageUsage{}
+	for _, u := range acc.PerImage {
+		by[u.ID] = u
+	}
+	if !by[roID].ReadOnly || by[own].ReadOnly || acc.Images.ReadOnlyCount != 1 || acc.Images.Count != 3 {
+		t.Fatalf("read-only flags: %+v", acc.PerImage)
+	}
+	if by[roID].UniqueBytes != 0 {
+		t.Errorf("read-only image frees %d", by[roID].UniqueBytes)
+	}
+	// Reclaimable: own (layer + record) and child (its empty layer + no
+	// big data); never the read-only layer under child.
+	var ownImg inventory.Image
+	for _, i := range snap.Images {
+		if i.ID == own {
+			ownImg = i
+		}
+	}
+	want := by[own].SizeBytes + layerBytes(snap, []string{child.ID})
+	if acc.ReclaimableBytes != want || ownImg.BigDataBytes == 0 {
+		t.Errorf("reclaimable %d, want %d", acc.ReclaimableBytes, want)
+	}
+	sim := inventory.NewSimulation(snap)
+	for _, id := range []string{by[own].ID, roID} {
+		if sim.InUse(id) {
+			t.Errorf("%s in use", id)
+		}
+	}
+	for _, u := range acc.PerImage {
+		if u.Names[0] == "localhost/child:1" {
+			if r := sim.Remove(u.ID); len(r.Layers) != 1 || r.Layers[0] != child.ID {
+				t.Errorf("child removal %v, want only %s", r.Layers, child.ID)
+			}
+		}
+	}
 }

@@ -143,8 +143,35 @@ type Version struct {
 	Arch          string `json:"Arch"`
 }
 
-// Version asks podman for its version (GET /libpod/version). It doubles as
-// the liveness probe of a socket.
+// Ping checks that podman answers (GET /libpod/_ping) and returns the
+// libpod API version it announces (Libpod-Api-Version), which is podman's
+// own version ("4.3.1"). It is cheap, unlike Version: podman 4.3 queries
+// the package manager for conmon and the OCI runtime on every /version.
+func (c *Client) Ping(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://d"+apiPrefix+"/_ping", nil)
+	if err != nil {
+		return "", fmt.Errorf("podman API ping: %w", err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("podman API GET /_ping via %s: %w", c.socket, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return "", &APIError{Method: http.MethodGet, Path: "/_ping", Status: resp.StatusCode, Message: resp.Status}
+	}
+	v := resp.Header.Get("Libpod-Api-Version")
+	if v == "" {
+		return "", fmt.Errorf("podman API ping via %s: no Libpod-Api-Version header (not a podman socket?)", c.socket)
+	}
+	return v, nil
+}
+
+// Version asks podman for its full version record (GET /libpod/version);
+// slow on podman 4.3 (see Ping).
 func (c *Client) Version(ctx context.Context) (Version, error) {
 	var v Version
 	err := c.do(ctx, http.MethodGet, "/version", nil, &v)

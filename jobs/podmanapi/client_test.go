@@ -40,6 +40,9 @@ func TestClientVolumes(t *testing.T) {
 	if v.Version != want {
 		t.Errorf("Version = %q, want %q (podman version)", v.Version, want)
 	}
+	if pv, err := c.Ping(ctx); err != nil || pv != want {
+		t.Errorf("Ping = %q, %v; want %q", pv, err, want)
+	}
 	info, err := c.Info(ctx)
 	if err != nil {
 		t.Fatal(err)

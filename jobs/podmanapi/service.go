@@ -135,7 +135,7 @@ func probe(ctx context.Context, c *Client, graphRoot string) (string, bool) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := c.Version(pctx); err != nil {
+	if _, err := c.Ping(pctx); err != nil {
 		return err.Error(), false
 	}
 	if graphRoot == "" {
@@ -235,7 +235,7 @@ func startService(ctx context.Context, bin string, o ConnectOptions, log *slog.L
 	defer tick.Stop()
 	for {
 		if _, err := os.Stat(sock); err == nil {
-			if _, err := c.Version(ctx); err == nil {
+			if _, err := c.Ping(ctx); err == nil {
 				log.Debug("podman API service answers", "socket", sock)
 				return s, nil
 			}

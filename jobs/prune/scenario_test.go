@@ -195,13 +195,13 @@ keep_last = 1`)
 		orphan.ID:                   prune.ReasonOrphan,
 	}
 	wantKept := map[string]prune.Reason{
-		ids["localhost/inuse:1"]:  prune.KeptInUse,
+		ids["localhost/inuse:1"]:    prune.KeptInUse,
 		ids["localhost/app:pinned"]: prune.KeptPinned,
-		ids["localhost/kept:1"]:   prune.KeptKeep,
-		ids["localhost/ql:1"]:     prune.KeptQuadlet,
-		ids["localhost/app:2"]:    prune.KeptKeepLast,
-		ids["localhost/old:1"]:    prune.KeptKeepLast, // alone in its repository
-		ids["localhost/young:1"]:  prune.KeptMinAge,
+		ids["localhost/kept:1"]:     prune.KeptKeep,
+		ids["localhost/ql:1"]:       prune.KeptQuadlet,
+		ids["localhost/app:2"]:      prune.KeptKeepLast,
+		ids["localhost/old:1"]:      prune.KeptKeepLast, // alone in its repository
+		ids["localhost/young:1"]:    prune.KeptMinAge,
 	}
 	for id, why := range wantRemoved {
 		if removed[id].Reason != why {

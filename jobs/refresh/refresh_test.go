@@ -1,7 +1,12 @@
 package refresh
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"go.podman.io/image/v5/types"
 
 	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/policy"
@@ -87,6 +92,18 @@ func TestRefreshDrift(t *testing.T) {
 	// Pull mode for c: the tag moves to the new content, the old image stays.
 	p := defaultRefresh()
 	p.Rules = []policy.RefreshRule{{Match: w.reg.Addr + "/app/c*", Mode: policy.RefreshPull}}
+	// The signature policy is enforced: a rejecting policy.json stops the pull.
+	reject := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(reject, []byte(`{"default":[{"type":"reject"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep = w.run(p, &types.SystemContext{SignaturePolicyPath: reject}, false)
+	if rc := byRef(rep)[c]; rc.Status != StatusDrifted || rc.PulledImageID != "" || !strings.Contains(rc.Error, "rejected") {
+		t.Errorf("pull under a rejecting policy: %+v", rc)
+	}
+	if got := w.host.Run(t, "image", "inspect", "--format", "{{.Id}}", c); got != cID {
+		t.Errorf("a rejected pull moved the tag to %s", got)
+	}
 	rep = w.run(p, nil, false)
 	rc := byRef(rep)[c]
 	if rc.Status != StatusDrifted || rc.PulledImageID == "" || rc.PulledImageID == cID {

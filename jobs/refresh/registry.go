@@ -168,7 +168,7 @@ func (c *client) host(name string, insecure bool) (*host, error) {
 		addr = dockerHubHost
 	}
 	tlsc := &tls.Config{MinVersion: tls.VersionTLS12}
-	dir, err := certDir(c.sys, name)
+	dir, err := certDir(c.sys, addr)
 	if err != nil {
 		return nil, err
 	}

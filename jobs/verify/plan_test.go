@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.podman.io/image/v5/signature"
+	storage "go.podman.io/storage"
 
 	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/policy"
@@ -103,11 +104,11 @@ func TestPlan(t *testing.T) {
 	results := []Result{
 		res("a", "bad/a:1", StatusRejected), res("a", "good/a:1", StatusAccepted), // one name passes
 		res("b", "bad/b:1", StatusUnsigned), res("b", "bad/b:2", StatusRejected), // container
-		res("c", "bad/c:1", StatusRejected), // removable
+		res("c", "bad/c:1", StatusRejected),                                   // removable
 		res("d", "bad/d:1", StatusRejected), res("d", "err/d:1", StatusError), // uncertain
 		res("e", "good/e:1", StatusAccepted), // nothing to do
-		res("f", "bad/f:1", StatusRejected), // read-only store
-		res("g", "bad/g:1", StatusRejected), // gained a name after the check
+		res("f", "bad/f:1", StatusRejected),  // read-only store
+		res("g", "bad/g:1", StatusRejected),  // gained a name after the check
 	}
 	images := []ImageInfo{
 		{ID: "a", Names: []string{"bad/a:1", "good/a:1"}},
@@ -160,5 +161,21 @@ func TestPlan(t *testing.T) {
 				t.Errorf("Plan(%s) =\n%+v\nwant\n%+v", tt.mode, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestLayerImages(t *testing.T) {
+	layers := []storage.Layer{{ID: "base"}, {ID: "mid", Parent: "base"}, {ID: "top", Parent: "mid"}, {ID: "other"}, {ID: "mapped", Parent: "base"}}
+	images := []storage.Image{
+		{ID: "i2", TopLayer: "top"},
+		{ID: "i1", TopLayer: "mid", MappedTopLayers: []string{"mapped"}},
+		{ID: "i3", TopLayer: "other"},
+	}
+	got := LayerImages(images, layers)
+	want := map[string][]string{
+		"base": {"i1", "i2"}, "mid": {"i1", "i2"}, "top": {"i2"}, "other": {"i3"}, "mapped": {"i1"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("LayerImages = %v, want %v", got, want)
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"go.podman.io/image/v5/copy"
-	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/signature"
 	storageTransport "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/types"
 	storage "go.podman.io/storage"

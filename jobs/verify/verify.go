@@ -199,7 +199,7 @@ func runIntegrity(ctx context.Context, st storage.Store, images []storage.Image,
 		if l.UncompressedDigest == "" {
 			continue
 		}
-		r := sc.Check(ctx, l.ID, l.UncompressedDigest)
+		r := sc.Check(ctx, l.ID, l.UncompressedDigest, l.ReadOnly)
 		r.Images = byLayer[l.ID]
 		if r.Status == integrity.StatusError {
 			// A layer deleted while we read it is not corruption.

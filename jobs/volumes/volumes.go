@@ -16,7 +16,7 @@ import (
 
 // API is what the job needs from podman; *podmanapi.Client implements it.
 type API interface {
-	Version(ctx context.Context) (podmanapi.Version, error)
+	Ping(ctx context.Context) (string, error)
 	Volumes(ctx context.Context, filters map[string][]string) ([]podmanapi.Volume, error)
 	InspectVolume(ctx context.Context, name string) (podmanapi.Volume, error)
 	RemoveVolume(ctx context.Context, name string) error
@@ -105,11 +105,11 @@ func Run(ctx context.Context, api API, p policy.Volumes, o Options) (*Report, er
 		r.Summary = summary(r, err)
 		return r, err
 	}
-	v, err := api.Version(ctx)
+	v, err := api.Ping(ctx)
 	if err != nil {
-		return finish(fmt.Errorf("podman version: %w", err))
+		return finish(err)
 	}
-	r.PodmanVersion = v.Version
+	r.PodmanVersion = v
 	snap, err := TakeSnapshot(ctx, api)
 	if err != nil {
 		return finish(err)

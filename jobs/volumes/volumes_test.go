@@ -321,6 +321,7 @@ func TestPodmanGone(t *testing.T) {
 // faultyPodman serves podman's answers from a real service but fails system
 // df with HTTP 500, a fault a healthy podman does not produce on demand.
 type faultyPodman struct {
+	hang    time.Duration // answer system df after this long instead of failing
 	mu      sync.Mutex
 	deletes int
 }
@@ -340,12 +341,19 @@ func (f *faultyPodman) start(t *testing.T, real string) string {
 			f.deletes++
 			f.mu.Unlock()
 			w.WriteHeader(http.StatusNoContent)
+		case strings.HasSuffix(r.URL.Path, "/system/df") && f.hang > 0:
+			select {
+			case <-time.After(f.hang):
+			case <-r.Context().Done():
+			}
+			writeJSONResp(w, podmanapi.SystemDF{})
 		case strings.HasSuffix(r.URL.Path, "/system/df"):
 			w.WriteHeader(http.StatusInternalServerError)
 			_, _ = w.Write([]byte(`{"cause":"boom","message":"disk usage walk failed","response":500}`))
-		case strings.HasSuffix(r.URL.Path, "/version"):
-			v, _ := proxy.Version(r.Context())
-			writeJSONResp(w, v)
+		case strings.HasSuffix(r.URL.Path, "/_ping"):
+			v, _ := proxy.Ping(r.Context())
+			w.Header().Set("Libpod-Api-Version", v)
+			_, _ = w.Write([]byte("OK"))
 		default:
 			vs, _ := proxy.Volumes(r.Context(), nil)
 			writeJSONResp(w, vs)
@@ -371,6 +379,21 @@ func TestAPIErrorRemovesNothing(t *testing.T) {
 	var apiErr *podmanapi.APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != 500 || !strings.Contains(err.Error(), "disk usage walk failed") {
 		t.Fatalf("Run = %v, want the API's 500 with its message", err)
+	}
+	if len(r.Removed) != 0 || f.deletes != 0 {
+		t.Errorf("removed %v, %d DELETEs sent; want none", r.Removed, f.deletes)
+	}
+}
+
+func TestAPITimeoutRemovesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.anonDangling(t, 100)
+	f := &faultyPodman{hang: 20 * time.Second}
+	c := podmanapi.New(f.start(t, e.svc.Socket), 500*time.Millisecond)
+	defer c.Close()
+	r, err := Run(context.Background(), c, policy.Volumes{AnonymousOnly: true}, Options{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run = %v, want a timeout", err)
 	}
 	if len(r.Removed) != 0 || f.deletes != 0 {
 		t.Errorf("removed %v, %d DELETEs sent; want none", r.Removed, f.deletes)

@@ -75,6 +75,8 @@ type Options struct {
 	// NoBus skips D-Bus; BusAddress overrides the session/system bus.
 	NoBus      bool
 	BusAddress string
+	// KeepStartupMemory skips releaseStartupMemory after READY=1.
+	KeepStartupMemory bool
 	// InvalidateCaches is called after a successful reload (registries.conf).
 	InvalidateCaches func()
 }
@@ -215,6 +217,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.notifyLoaded()
 	d.notify("READY=1\nSTATUS=" + d.statusLine())
 	d.log.Info("stowage daemon ready", "mode", d.Mode(), "socket", l.Addr().String(), "pid", os.Getpid())
+	if !d.opts.KeepStartupMemory {
+		kib, err := releaseStartupMemory()
+		d.log.Debug("released start-up memory", "kib", kib, "error", err)
+	}
 
 	var watchdog <-chan time.Time
 	if wd, err := sddaemon.SdWatchdogEnabled(false); err == nil && wd > 0 {

@@ -45,11 +45,17 @@ const (
 // Sentinels a Backend wraps (with %w) to give callers a specific D-Bus error
 // name; any other error becomes io.github.stowage.Stowage1.Error.Failed.
 var (
-	ErrUnknownJob      = errors.New("unknown job")
-	ErrUnknownRun      = errors.New("unknown run")
-	ErrBusy            = errors.New("busy")
-	ErrInvalidArgs     = errors.New("invalid arguments")
-	ErrNoBus           = errors.New("dbusapi: no bus")
+	ErrUnknownJob  = errors.New("unknown job")
+	ErrUnknownRun  = errors.New("unknown run")
+	ErrBusy        = errors.New("busy")
+	ErrInvalidArgs = errors.New("invalid arguments")
+)
+
+// Errors of Connect, ConnectAddress and Export.
+var (
+	// ErrNoBus: the bus is not reachable; the daemon runs without it.
+	ErrNoBus = errors.New("dbusapi: no bus")
+	// ErrNameNotAcquired: another process owns BusName.
 	ErrNameNotAcquired = errors.New("dbusapi: bus name not acquired")
 )
 
@@ -76,7 +82,7 @@ type Job struct {
 	Name        string
 	Schedule    string
 	LastRun     time.Time
-	LastOutcome string // e.g. "success", "failed", "" when never run
+	LastOutcome string // e.g. "succeeded", "failed"; "" when never run
 	LastSummary string
 	NextRun     time.Time
 	Running     bool
@@ -208,6 +214,8 @@ func Export(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("dbusapi: exporting properties: %w", err)
 	}
 	s.props = props
+	// NewIntrospectable adds org.freedesktop.DBus.Peer, which godbus
+	// answers on every object.
 	node := &introspect.Node{
 		Name: string(ObjectPath),
 		Interfaces: []introspect.Interface{
@@ -222,9 +230,11 @@ func Export(opts Options) (*Server, error) {
 	}
 	reply, err := s.conn.RequestName(BusName, dbus.NameFlagDoNotQueue)
 	if err != nil {
+		s.unexport()
 		return nil, fmt.Errorf("dbusapi: requesting %s: %w", BusName, err)
 	}
 	if reply != dbus.RequestNameReplyPrimaryOwner && reply != dbus.RequestNameReplyAlreadyOwner {
+		s.unexport()
 		return nil, fmt.Errorf("%w: %s (reply %d)", ErrNameNotAcquired, BusName, reply)
 	}
 	return s, nil
@@ -234,13 +244,17 @@ func Export(opts Options) (*Server, error) {
 // the connection.
 func (s *Server) Close() error {
 	_, err := s.conn.ReleaseName(BusName)
-	_ = s.conn.Export(nil, ObjectPath, Interface)
-	_ = s.conn.Export(nil, ObjectPath, "org.freedesktop.DBus.Introspectable")
-	_ = s.conn.Export(nil, ObjectPath, "org.freedesktop.DBus.Properties")
+	s.unexport()
 	if err != nil {
 		return fmt.Errorf("dbusapi: releasing %s: %w", BusName, err)
 	}
 	return nil
+}
+
+func (s *Server) unexport() {
+	for _, iface := range []string{Interface, "org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Properties"} {
+		_ = s.conn.Export(nil, ObjectPath, iface)
+	}
 }
 
 // Status returns a copy of the published status.

@@ -205,7 +205,8 @@ func TestSessionBus(t *testing.T) {
 				iface = &node.Interfaces[i]
 			}
 		}
-		for _, want := range []string{"org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Properties", Interface} {
+		for _, want := range []string{"org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Properties",
+			"org.freedesktop.DBus.Peer", Interface} {
 			if !slices.Contains(names, want) {
 				t.Errorf("interface %s not introspected (got %v)", want, names)
 			}
@@ -559,5 +560,44 @@ func TestBusGone(t *testing.T) {
 	}
 	if err := srv.EmitJobStarted("prune", "r", false); err == nil {
 		t.Error("EmitJobStarted on a closed connection returned nil")
+	}
+}
+
+// Method calls run concurrently (one goroutine each in godbus) while the
+// daemon updates properties: run under -race to check the locking.
+func TestConcurrentCalls(t *testing.T) {
+	bus := testenv.StartDBus(t, "session")
+	srv, _ := startServer(t, bus, false)
+	c := clientConn(t, bus)
+	obj := c.Object(BusName, ObjectPath)
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 20 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			var jobs []JobEntry
+			if err := obj.Call(Interface+".ListJobs", 0).Store(&jobs); err != nil {
+				errs <- err
+			}
+			v, err := obj.GetProperty(Interface + ".StorageUsedBytes")
+			if err != nil {
+				errs <- err
+			} else if _, ok := v.Value().(uint64); !ok {
+				errs <- fmt.Errorf("StorageUsedBytes is %T", v.Value())
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			srv.Update(func(s *Status) { s.StorageUsedBytes = uint64(i) })
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if err := obj.Call("org.freedesktop.DBus.Peer.Ping", 0).Err; err != nil {
+		t.Errorf("Peer.Ping: %v", err)
 	}
 }

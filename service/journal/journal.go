@@ -268,7 +268,17 @@ func FieldName(key string) string {
 	if s == "" {
 		return ""
 	}
-	return "STOWAGE_" + s
+	// journald drops fields whose names exceed 64 bytes.
+	return truncate("STOWAGE_"+s, maxFieldName)
+}
+
+const maxFieldName = 64
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func valueString(v slog.Value) string {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,7 @@ func TestFieldName(t *testing.T) {
 		{"worker_Exit-Code", "STOWAGE_WORKER_EXIT_CODE"},
 		{"  bytes ", "STOWAGE_BYTES"},
 		{"é", ""},
+		{strings.Repeat("x", 80), "STOWAGE_" + strings.Repeat("X", 56)},
 		{"", ""},
 	} {
 		if got := FieldName(tc.in); got != tc.want {
@@ -100,7 +102,8 @@ func TestStderrFallback(t *testing.T) {
 	}
 }
 
-// buildEmitter builds testdata/emit with the journal socket redirected.
+// buildEmitter builds testdata/emit with the journal socket redirected
+// (socket "" keeps go-systemd's default path).
 func buildEmitter(t *testing.T, socket string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -108,9 +111,11 @@ func buildEmitter(t *testing.T, socket string) string {
 		t.Fatalf("go toolchain needed to build the journal helper: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "emit")
-	cmd := exec.Command(goBin, "build", "-tags", testenv.Tags, "-o", bin,
-		"-ldflags", "-X github.com/coreos/go-systemd/v22/journal.journalSocket="+socket,
-		"./testdata/emit")
+	args := []string{"build", "-tags", testenv.Tags, "-o", bin}
+	if socket != "" {
+		args = append(args, "-ldflags", "-X github.com/coreos/go-systemd/v22/journal.journalSocket="+socket)
+	}
+	cmd := exec.Command(goBin, append(args, "./testdata/emit")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building helper: %v\n%s", err, out)
 	}
@@ -402,5 +407,101 @@ func TestJournalGoneFallsBackToStderr(t *testing.T) {
 	line := strings.TrimSpace(stderr.String())
 	if !strings.HasPrefix(line, "<4>after journald left job=prune journal_error=") {
 		t.Errorf("stderr = %q, want the record with a <4> prefix", line)
+	}
+}
+
+// realJournalScript runs systemd-journald in a private mount namespace
+// (tmpfs over /run and /var/log, our catalog bind-mounted over the system
+// catalog dir), logs with the helper, and prints the entries as JSON
+// followed by the catalog-expanded drift entry. Nothing on the host changes.
+const realJournalScript = `set -eu
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /var/log
+mount -t tmpfs tmpfs /var/lib/systemd/catalog
+mount --bind "$CATDIR" /usr/lib/systemd/catalog
+mkdir -p /run/systemd/journal
+journalctl --update-catalog
+/lib/systemd/systemd-journald </dev/null >/dev/null 2>&1 &
+jpid=$!
+trap 'kill $jpid 2>/dev/null' EXIT
+i=0
+while [ ! -S /run/systemd/journal/socket ]; do
+  i=$((i+1)); [ $i -lt 100 ] || { echo "journald did not start" >&2; exit 1; }
+  sleep 0.1
+done
+"$EMIT" >/dev/null 2>"$EMIT_ERR"
+journalctl --sync
+journalctl -o json SYSLOG_IDENTIFIER=stowage
+echo "--- catalog"
+journalctl -x -o short MESSAGE_ID="$DRIFT_ID"
+`
+
+// The real systemd-journald stores our entries with their fields, and
+// journalctl -x explains them from our catalog.
+func TestRealJournald(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "unshare", "journalctl")
+	if _, err := os.Stat("/lib/systemd/systemd-journald"); err != nil {
+		t.Fatalf("systemd-journald not installed: %v", err)
+	}
+	bin := buildEmitter(t, "")
+	catDir := t.TempDir()
+	data, err := os.ReadFile("stowage.catalog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(catDir, "stowage.catalog"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	errFile := filepath.Join(t.TempDir(), "emit.err")
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", realJournalScript)
+	cmd.Env = append(os.Environ(), "CATDIR="+catDir, "EMIT="+bin, "EMIT_ERR="+errFile,
+		"DRIFT_ID="+MessageID(report.EventDriftDetected))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("journald run: %v\n%s", err, stderr.String())
+	}
+	if b, _ := os.ReadFile(errFile); len(b) > 0 {
+		t.Errorf("helper wrote to stderr (journal not used?):\n%s", b)
+	}
+	entriesOut, catalogOut, ok := strings.Cut(string(out), "--- catalog\n")
+	if !ok {
+		t.Fatalf("no catalog section in output:\n%s", out)
+	}
+	ids := MessageIDs()
+	byID := map[string]map[string]any{}
+	for _, line := range strings.Split(strings.TrimSpace(entriesOut), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("journal JSON %q: %v", line, err)
+		}
+		if id, ok := e["MESSAGE_ID"].(string); ok {
+			byID[id] = e
+		}
+	}
+	for kind, id := range ids {
+		e, ok := byID[id]
+		if !ok {
+			t.Errorf("journald has no entry with MESSAGE_ID %s (%s)", id, kind)
+			continue
+		}
+		if e["_TRANSPORT"] != "journal" || e["SYSLOG_IDENTIFIER"] != "stowage" {
+			t.Errorf("%s: transport %v identifier %v", kind, e["_TRANSPORT"], e["SYSLOG_IDENTIFIER"])
+		}
+	}
+	drift := byID[ids["drift_detected"]]
+	for k, v := range map[string]string{"STOWAGE_REFERENCE": "localhost/ref:drift_detected",
+		"STOWAGE_DIGEST": "sha256:0123", "STOWAGE_IMAGE": "img-drift_detected", "PRIORITY": "4",
+		"STOWAGE_BYTES": "4096", "MESSAGE": "event drift_detected"} {
+		if drift[k] != v {
+			t.Errorf("drift entry %s = %v, want %q", k, drift[k], v)
+		}
+	}
+	wantCat := "The refresh job found that the registry's digest for localhost/ref:drift_detected"
+	t.Logf("journalctl -x:\n%s", catalogOut)
+	if !strings.Contains(strings.Join(strings.Fields(catalogOut), " "), wantCat) {
+		t.Errorf("journalctl -x did not expand the catalog entry:\n%s", catalogOut)
 	}
 }

@@ -115,10 +115,12 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 	if !n.pol.Desktop {
 		return nil, nil
 	}
-	floor := urgency(policy.Urgency(n.pol.MinUrgency))
+	floor := urgency(n.pol.MinUrgency)
 	var (
-		fresh []report.Event
-		keys  []string
+		fresh    []report.Event
+		keys     []string
+		sent     Sent
+		replaces uint32 // the topic's last notification id, 0 for a new one
 	)
 	err := n.db.View(Bucket, func(b *bolt.Bucket) error {
 		dup := map[string]bool{}
@@ -134,23 +136,20 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 			fresh = append(fresh, ev)
 			keys = append(keys, k)
 		}
-		return nil
+		if len(fresh) == 0 {
+			return nil
+		}
+		sent = compose(job, fresh)
+		if b == nil {
+			return nil
+		}
+		return ignoreNotFound(state.GetJSON(b, topicKey(sent.Topic), &replaces))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("notify: reading seen findings: %w", err)
 	}
 	if len(fresh) == 0 {
 		return nil, nil
-	}
-	sent := compose(job, fresh)
-	var replaces uint32
-	if err := n.db.View(Bucket, func(b *bolt.Bucket) error {
-		if b == nil {
-			return nil
-		}
-		return ignoreNotFound(state.GetJSON(b, topicKey(sent.Topic), &replaces))
-	}); err != nil {
-		return nil, fmt.Errorf("notify: reading topic id: %w", err)
 	}
 	hints := map[string]dbus.Variant{
 		"urgency":       dbus.MakeVariant(sent.Urgency),

@@ -25,7 +25,9 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-printf '[containers]\nnetns = "none"\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "%s/events.log"\n' "$work" >"$work/containers.conf"
+# Private tmp_dir and file locks: the default /run/libpod and the shared SHM
+# lock table collide with other podman stores in use on the machine.
+printf '[containers]\nnetns = "none"\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "%s/events.log"\ntmp_dir = "%s/tmp"\nlock_type = "file"\n' "$work" "$work" >"$work/containers.conf"
 printf 'unqualified-search-registries = []\n' >"$work/registries.conf"
 printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' "$root" "$run" >"$work/storage.conf"
 export CONTAINERS_CONF=$work/containers.conf CONTAINERS_REGISTRIES_CONF=$work/registries.conf CONTAINERS_STORAGE_CONF=$work/storage.conf

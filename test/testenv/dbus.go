@@ -1,11 +1,11 @@
 package testenv
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +17,6 @@ type DBus struct {
 	Address string
 	// Socket is the path of the bus socket.
 	Socket string
-	pid    int
 }
 
 // StartDBus starts a private dbus-daemon whose <type> is busType ("session"
@@ -67,21 +66,28 @@ func startDBus(t testing.TB, busType, policy string) *DBus {
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, busType, sock, policy)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("dbus-daemon", "--config-file="+conf, "--fork",
-		"--print-address=1", "--print-pid=1").Output()
+	// --nofork keeps the bus a child of the test; Pdeathsig takes it down
+	// even when the test binary dies without running its cleanups.
+	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--print-address=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
 		t.Fatalf("dbus-daemon: %v", err)
 	}
-	lines := strings.Fields(string(out))
-	if len(lines) != 2 {
-		t.Fatalf("dbus-daemon printed %q, want address and pid", out)
-	}
-	pid, err := strconv.Atoi(lines[1])
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		t.Fatalf("dbus-daemon pid %q: %v", lines[1], err)
+		t.Fatalf("dbus-daemon did not print its address: %v: %s", err, stderr.String())
 	}
-	b := &DBus{Address: lines[0], Socket: sock, pid: pid}
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGTERM) })
+	b := &DBus{Address: strings.TrimSpace(addr), Socket: sock}
 	return b
 }
 

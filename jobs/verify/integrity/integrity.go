@@ -70,8 +70,10 @@ type Scanner struct {
 }
 
 // Check re-hashes the layer id and compares it with expected. It never
-// returns an error: problems are part of the Result.
-func (s *Scanner) Check(ctx context.Context, id string, expected digest.Digest) Result {
+// returns an error: problems are part of the Result. Layers of read-only
+// additional stores (readOnly) live elsewhere: they are read through
+// store.Diff.
+func (s *Scanner) Check(ctx context.Context, id string, expected digest.Digest, readOnly bool) Result {
 	r := Result{ID: id, ExpectedDigest: expected.String()}
 	if err := expected.Validate(); err != nil {
 		r.Status, r.Reason = StatusSkipped, fmt.Sprintf("no usable recorded digest: %v", err)
@@ -81,7 +83,7 @@ func (s *Scanner) Check(ctx context.Context, id string, expected digest.Digest) 
 		s.buf = make([]byte, bufSize)
 	}
 	h := expected.Algorithm().Hash()
-	n, err := s.stream(ctx, id, h)
+	n, err := s.stream(ctx, id, h, readOnly)
 	r.Bytes = n
 	switch {
 	case errors.Is(err, errNoTarSplit):
@@ -128,10 +130,10 @@ func (s *Scanner) filesDir(id string) string {
 }
 
 // stream writes the reproduced layer tar into h and returns its length.
-func (s *Scanner) stream(ctx context.Context, id string, h hash.Hash) (int64, error) {
+func (s *Scanner) stream(ctx context.Context, id string, h hash.Hash, readOnly bool) (int64, error) {
 	dir := s.filesDir(id)
-	if dir == "" {
-		return s.streamDiff(ctx, id, h)
+	if dir == "" || readOnly {
+		return s.streamDiff(ctx, id, h, readOnly)
 	}
 	var n int64
 	err := s.walk(ctx, id, dir, func(b []byte) error {
@@ -142,9 +144,11 @@ func (s *Scanner) stream(ctx context.Context, id string, h hash.Hash) (int64, er
 	return n, err
 }
 
-// streamDiff uses store.Diff for drivers whose layout is not known here.
-func (s *Scanner) streamDiff(ctx context.Context, id string, h hash.Hash) (int64, error) {
-	if _, err := os.Stat(s.tarSplitPath(id)); errors.Is(err, fs.ErrNotExist) {
+// streamDiff uses store.Diff for drivers whose layout is not known here
+// and for read-only layers. Without tar-split metadata Diff would build a
+// new tar whose digest never matches: such layers are skipped, not flagged.
+func (s *Scanner) streamDiff(ctx context.Context, id string, h hash.Hash, readOnly bool) (int64, error) {
+	if _, err := os.Stat(s.tarSplitPath(id)); !readOnly && errors.Is(err, fs.ErrNotExist) {
 		return 0, errNoTarSplit
 	}
 	if s.Store == nil {
@@ -275,6 +279,9 @@ func (s *Scanner) locate(ctx context.Context, id string) ([]string, error) {
 	dir := s.filesDir(id)
 	if dir == "" {
 		return nil, errors.New("driver layout unknown")
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil, err
 	}
 	var bad []string
 	err := s.walk(ctx, id, dir, func([]byte) error { return nil }, func(name string, ok bool) {

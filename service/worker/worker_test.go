@@ -1,0 +1,90 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestClean(t *testing.T) {
+	in := []string{"PATH=/usr/bin", "NOTIFY_SOCKET=/run/x", "LISTEN_FDS=1", "LISTEN_PID=9", "LISTEN_FDNAMES=control",
+		"WATCHDOG_USEC=1", "WATCHDOG_PID=9", "INVOCATION_ID=abc", "HOME=/root", "LISTENER=keep", "XDG_RUNTIME_DIR=/run/user/0"}
+	want := []string{"PATH=/usr/bin", "HOME=/root", "LISTENER=keep", "XDG_RUNTIME_DIR=/run/user/0"}
+	if got := Clean(in); !slices.Equal(got, want) {
+		t.Fatalf("Clean = %v, want %v", got, want)
+	}
+}
+
+func sh(script string) *Spawner {
+	return &Spawner{Exe: "/bin/sh", GlobalArgs: []string{"-c", script, "sh", "--policy", "/p.toml"}, Env: os.Environ()}
+}
+
+func TestRun(t *testing.T) {
+	cases := []struct {
+		name     string
+		script   string
+		dryRun   bool
+		wantErr  bool
+		wantCode int
+		summary  string
+	}{
+		{"report", `printf '{"job":"prune","summary":"args %s"}' "$*"`, true, false, 0, "args --policy /p.toml run prune --format json --dry-run"},
+		{"failing with report", `printf '{"job":"prune","summary":"partial"}'; exit 2`, false, true, 2, "partial"},
+		{"not implemented", `echo "prune: not implemented yet" >&2; exit 1`, false, true, 1, ""},
+		{"garbage", `echo hello`, false, true, 0, ""},
+		{"other job", `printf '{"job":"verify"}'`, false, true, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := sh(c.script).Run(t.Context(), "prune", c.dryRun)
+			if (err != nil) != c.wantErr || (err != nil && !errors.Is(err, ErrFailed)) {
+				t.Fatalf("err = %v", err)
+			}
+			if res.ExitCode != c.wantCode {
+				t.Fatalf("exit code %d, want %d", res.ExitCode, c.wantCode)
+			}
+			got := ""
+			if res.Common != nil {
+				got = res.Common.Summary
+			}
+			if got != c.summary {
+				t.Fatalf("summary %q, want %q", got, c.summary)
+			}
+			if c.name == "not implemented" && !strings.Contains(err.Error(), "not implemented yet") {
+				t.Fatalf("stderr not in error: %v", err)
+			}
+		})
+	}
+}
+
+// TestRunCancelKillsProcessGroup: a canceled run stops the worker and its
+// children (a worker re-executed into a user namespace is two processes).
+func TestRunCancelKillsProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := sh(`sleep 60 & echo $! >`+pidFile+`; wait`).Run(ctx, "verify", false)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 15*time.Second {
+		t.Fatalf("err = %v after %v", err, time.Since(start))
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %d still alive", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
