@@ -26,7 +26,7 @@ func newDfCmd(g *globals) *cobra.Command {
 layers and the filesystem holding the graphroot.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := g.account(cmd.Context())
+			a, err := g.account(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
@@ -45,8 +45,9 @@ layers and the filesystem holding the graphroot.`,
 }
 
 // account opens the store read-only (entering the rootless user namespace
-// when the driver needs it), takes a snapshot and accounts for it.
-func (g *globals) account(ctx context.Context) (*inventory.Accounting, error) {
+// when the driver needs it), takes a snapshot and accounts for it. configs
+// reads every image config too (platform fields; costs a lock per image).
+func (g *globals) account(ctx context.Context, configs bool) (*inventory.Accounting, error) {
 	p, err := g.loadPolicy()
 	if err != nil {
 		return nil, err
@@ -59,6 +60,11 @@ func (g *globals) account(ctx context.Context) (*inventory.Accounting, error) {
 	snap, err := inventory.Collect(ctx, st, so.GraphRoot, time.Now())
 	if err != nil {
 		return nil, err
+	}
+	if configs {
+		if err := inventory.ReadConfigs(ctx, st, snap); err != nil {
+			return nil, err
+		}
 	}
 	return inventory.Account(snap), nil
 }

@@ -29,7 +29,7 @@ each image (fields: .ID .Names .Digest .Digests .SizeBytes .UniqueBytes
 json, size, ago).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := g.account(cmd.Context())
+			a, err := g.account(cmd.Context(), true)
 			if err != nil {
 				return err
 			}

@@ -10,9 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Collect takes a snapshot of st: images (with big data sizes and, read from
-// the image config, os/arch/variant), layers, containers, and statfs of the
-// filesystem holding fsPath (the graphroot when empty). It only reads.
+// Collect takes a snapshot of st: images (with big data sizes), layers,
+// containers, and statfs of the filesystem holding fsPath (the graphroot when
+// empty). It only reads. Image configs are read (os/arch/variant, history
+// length) only where telling dangling from intermediate images needs them:
+// each read takes the store's lock, and they dominate the cost on big
+// stores. ReadConfigs fills them for every image.
 func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time) (*Snapshot, error) {
 	s := &Snapshot{Taken: now, GraphRoot: st.GraphRoot(), RunRoot: st.RunRoot(), Driver: st.GraphDriverName()}
 	layers, err := st.Layers()
@@ -96,9 +99,9 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 			}
 			out.BigDataBytes += n
 		}
-		readConfig(st, img, &out)
 		s.Images = append(s.Images, out)
 	}
+	readNeededConfigs(st, s)
 
 	if fsPath == "" {
 		fsPath = s.GraphRoot
@@ -109,6 +112,52 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 	}
 	s.FS = fs
 	return s, nil
+}
+
+// ReadConfigs fills OS, Architecture, Variant and HistoryLen of every image
+// of s from its config (images whose config cannot be read keep them empty).
+func ReadConfigs(ctx context.Context, st storage.Store, s *Snapshot) error {
+	for i := range s.Images {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		readConfig(st, &s.Images[i])
+	}
+	return nil
+}
+
+// readNeededConfigs reads the configs libimage's parent/child rule needs: an
+// unnamed image with no child layer is dangling unless an image sharing its
+// top layer has a longer history, so read it and those peers.
+func readNeededConfigs(st storage.Store, s *Snapshot) {
+	parentOf := make(map[string]string, len(s.Layers))
+	for _, l := range s.Layers {
+		parentOf[l.ID] = l.Parent
+	}
+	byTop := make(map[string][]int, len(s.Images))
+	hasChildLayer := make(map[string]bool, len(s.Images))
+	for i := range s.Images {
+		top := s.Images[i].TopLayer
+		byTop[top] = append(byTop[top], i)
+		if p := parentOf[top]; top != "" && p != "" {
+			hasChildLayer[p] = true
+		}
+	}
+	read := make(map[int]bool)
+	for i := range s.Images {
+		img := &s.Images[i]
+		if len(img.Names) > 0 || (img.TopLayer != "" && hasChildLayer[img.TopLayer]) || len(byTop[img.TopLayer]) < 2 {
+			continue
+		}
+		for _, j := range byTop[img.TopLayer] {
+			if !read[j] {
+				read[j] = true
+				readConfig(st, &s.Images[j])
+			}
+		}
+	}
 }
 
 // isIncomplete reports storage's "incomplete" flag on a layer.
@@ -129,19 +178,8 @@ type imageConfig struct {
 // readConfig fills the platform and history length from the image config,
 // stored as big data under the config digest (= "sha256:" + image ID). A
 // missing or unreadable config leaves them empty: they are informative.
-func readConfig(st storage.Store, img *storage.Image, out *Image) {
-	key := "sha256:" + img.ID
-	found := false
-	for _, n := range img.BigDataNames {
-		if n == key {
-			found = true
-			break
-		}
-	}
-	if !found {
-		return
-	}
-	data, err := st.ImageBigData(img.ID, key)
+func readConfig(st storage.Store, out *Image) {
+	data, err := st.ImageBigData(out.ID, "sha256:"+out.ID)
 	if err != nil {
 		return
 	}

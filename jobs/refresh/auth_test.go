@@ -68,3 +68,34 @@ func TestRefreshAuthTLS(t *testing.T) {
 		t.Errorf("history: %s (%v)", out, err)
 	}
 }
+
+func TestRefreshBearerToken(t *testing.T) {
+	testenv.RequireRoot(t)
+	ts := testenv.StartTokenServer(t, "stwg-refresh", "tok3n")
+	w := newWorldWith(t, testenv.StartTokenRegistry(t, ts))
+	creds := []string{"--creds", "stwg-refresh:tok3n"}
+	refs := []string{w.reg.Addr + "/one/app:1", w.reg.Addr + "/one/app:2", w.reg.Addr + "/two/app:1"}
+	for _, r := range refs {
+		w.pushTo(r, creds...)
+		w.pull(r, creds...)
+	}
+	good := testenv.AuthJSON(t, map[string][2]string{w.reg.Addr: {"stwg-refresh", "tok3n"}})
+	before := len(ts.Scopes())
+	rep := w.run(defaultRefresh(), &types.SystemContext{AuthFilePath: good}, false)
+	expect(t, rep, map[string]Status{refs[0]: StatusCurrent, refs[1]: StatusCurrent, refs[2]: StatusCurrent})
+	// One token per repository scope, reused for every tag in it.
+	issued := map[string]int{}
+	for _, s := range ts.Scopes()[before:] {
+		issued[s]++
+	}
+	if len(issued) != 2 || issued["repository:one/app:pull"] != 1 || issued["repository:two/app:pull"] != 1 {
+		t.Errorf("tokens issued during the run: %v", issued)
+	}
+	if c := rep.Registries[w.reg.Addr]; c.Token != 2 || c.Head != 3 {
+		t.Errorf("counters: %+v", c)
+	}
+
+	bad := testenv.AuthJSON(t, map[string][2]string{w.reg.Addr: {"stwg-refresh", "nope"}})
+	rep = w.run(defaultRefresh(), &types.SystemContext{AuthFilePath: bad}, false)
+	expect(t, rep, map[string]Status{refs[0]: StatusUnauthorized, refs[2]: StatusUnauthorized})
+}

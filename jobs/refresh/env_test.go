@@ -38,12 +38,18 @@ type world struct {
 func newWorld(t *testing.T, regOpts testenv.RegistryOptions) *world {
 	t.Helper()
 	testenv.RequireRoot(t)
+	return newWorldWith(t, testenv.StartRegistry(t, regOpts))
+}
+
+// newWorldWith builds the world around an already started registry.
+func newWorldWith(t *testing.T, reg *testenv.Registry) *world {
+	t.Helper()
+	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "podman", "skopeo", "docker-registry")
-	w := &world{t: t, builder: testenv.NewPodman(t, "vfs"), host: testenv.NewPodman(t, "vfs")}
+	w := &world{t: t, builder: testenv.NewPodman(t, "vfs"), host: testenv.NewPodman(t, "vfs"), reg: reg}
 	for _, p := range []*testenv.Podman{w.builder, w.host} {
 		privateTmpDir(t, p)
 	}
-	w.reg = testenv.StartRegistry(t, regOpts)
 	db, err := state.Open(filepath.Join(t.TempDir(), "state"))
 	if err != nil {
 		t.Fatal(err)

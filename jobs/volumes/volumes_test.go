@@ -369,7 +369,7 @@ func writeJSONResp(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func TestAPIErrorRemovesNothing(t *testing.T) {
+func TestAPIError(t *testing.T) {
 	e := newEnv(t)
 	e.anonDangling(t, 100)
 	f := &faultyPodman{}
@@ -385,7 +385,7 @@ func TestAPIErrorRemovesNothing(t *testing.T) {
 	}
 }
 
-func TestAPITimeoutRemovesNothing(t *testing.T) {
+func TestAPITimeout(t *testing.T) {
 	e := newEnv(t)
 	e.anonDangling(t, 100)
 	f := &faultyPodman{hang: 20 * time.Second}

@@ -31,7 +31,11 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 		o.RunStarted(copyRun(r))
 	}
 
-	res, err := d.opts.Spawner.Run(ctx, r.Job, r.DryRun)
+	sp := *d.opts.Spawner
+	if sp.Logger != nil {
+		sp.Logger = sp.Logger.With(journal.AttrRunID, r.ID)
+	}
+	res, err := sp.Run(ctx, r.Job, r.DryRun)
 
 	done := copyRun(r)
 	done.Finished = time.Now()

@@ -78,6 +78,11 @@ func (s *Spawner) Run(ctx context.Context, job string, dryRun bool) (*Result, er
 	tail := &tailBuffer{max: stderrTail}
 	cmd.Stdout = &limitWriter{w: &stdout, n: maxReport}
 	cmd.Stderr = tail
+	if s.Logger != nil {
+		lw := &lineLogger{log: s.Logger.With("job", job)}
+		defer lw.flush()
+		cmd.Stderr = io.MultiWriter(tail, lw)
+	}
 	err := cmd.Run()
 	if errors.Is(err, exec.ErrWaitDelay) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -154,6 +159,52 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 		return n, err
 	}
 	return len(p), nil
+}
+
+// lineLogger logs each line a worker writes on stderr (its own log), so
+// that it reaches the daemon's journal.
+type lineLogger struct {
+	log     *slog.Logger
+	partial []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.logLine(string(l.partial[:i]))
+		l.partial = l.partial[i+1:]
+	}
+	if len(l.partial) > stderrTail { // an endless line: log it in pieces
+		l.flush()
+	}
+	return len(p), nil
+}
+
+func (l *lineLogger) flush() {
+	l.logLine(string(l.partial))
+	l.partial = l.partial[:0]
+}
+
+// logLine logs one line at the level the worker's text handler wrote.
+func (l *lineLogger) logLine(line string) {
+	line = strings.TrimSpace(line)
+	if line == "" {
+		return
+	}
+	level := slog.LevelInfo
+	switch {
+	case strings.Contains(line, "level=ERROR"):
+		level = slog.LevelError
+	case strings.Contains(line, "level=WARN"):
+		level = slog.LevelWarn
+	case strings.Contains(line, "level=DEBUG"):
+		level = slog.LevelDebug
+	}
+	l.log.Log(context.Background(), level, line, "source", "worker")
 }
 
 // tailBuffer keeps the last max bytes written.

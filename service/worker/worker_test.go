@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,5 +87,20 @@ func TestRunCancelKillsProcessGroup(t *testing.T) {
 			t.Fatalf("grandchild %d still alive", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestStderrIsLogged: the worker's own log lines reach the daemon's logger
+// at their level.
+func TestStderrIsLogged(t *testing.T) {
+	var buf strings.Builder
+	sp := sh(`echo 'time=x level=ERROR msg="cannot open store"' >&2; printf 'level=WARN msg=partial'  >&2; printf '{"job":"verify"}'`)
+	sp.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if _, err := sp.Run(t.Context(), "verify", false); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, `level=ERROR msg="time=x level=ERROR msg=\"cannot open store\""`) || !strings.Contains(out, "level=WARN") || !strings.Contains(out, "job=verify") {
+		t.Fatalf("logged:\n%s", out)
 	}
 }

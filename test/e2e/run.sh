@@ -85,13 +85,22 @@ cp "$deb" "$root/var/tmp/stowage.deb"
 systemd-nspawn -q -D "$root" --register=no --keep-unit -b \
 	--resolv-conf=copy-host >"$work/console.log" 2>&1 </dev/null &
 nspawn_pid=$!
+# The container's init is the child of nspawn that runs systemd (nspawn
+# forks helpers too, which come and go).
 leader=
-for _ in $(seq 100); do
-	leader=$(ps --ppid "$nspawn_pid" -o pid= | tr -d ' ' | head -n1)
+for _ in $(seq 150); do
+	for p in $(ps --ppid "$nspawn_pid" -o pid= 2>/dev/null); do
+		if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd ]; then leader=$p; fi
+	done
 	[ -n "$leader" ] && break
 	sleep 0.2
 done
-[ -n "$leader" ] || { fail "boot the container"; cat "$work/console.log"; finish; }
+boot_failed() {
+	fail "$1"
+	tail -n 40 "$work/console.log" | sed 's/^/    console| /'
+	finish
+}
+[ -n "$leader" ] || boot_failed "boot the container (no systemd under systemd-nspawn)"
 
 # Note: with pipefail, never end a pipeline in `grep -q` (the writer may die of
 # SIGPIPE and fail the pipeline); grep >/dev/null reads all input.
@@ -107,6 +116,7 @@ wait_for() {
 }
 state() { ct systemctl is-system-running 2>/dev/null | grep -E '^(running|degraded)$' >/dev/null; }
 check "systemd boots in the container" wait_for 120 state
+[ "$failed" = 0 ] || boot_failed "the container is not usable"
 ct systemctl --failed --no-legend | sed 's/^/    failed unit: /'
 
 # --- install the package --------------------------------------------------------

@@ -108,10 +108,16 @@ type Podman struct {
 
 // NewPodman makes an empty store in a temp dir with the given driver (vfs or
 // overlay). Containers use cgroupfs and no network: no systemd is needed.
+// Each store has its own libpod tmp_dir and file locks, so one test's
+// cleanup cannot reset another's podman state.
 func NewPodman(t testing.TB, driver string) *Podman {
 	t.Helper()
 	RequireTool(t, "podman")
-	dir := t.TempDir()
+	// Not t.TempDir(): podman refuses a runroot path longer than 50 bytes.
+	dir, err := os.MkdirTemp("", "stwg-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &Podman{Root: filepath.Join(dir, "root"), RunRoot: filepath.Join(dir, "run"), Driver: driver, dir: dir}
 	conf := filepath.Join(dir, "containers.conf")
 	writeFile(t, conf, `[containers]
@@ -120,6 +126,8 @@ netns = "none"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "`+filepath.Join(dir, "events.log")+`"
+tmp_dir = "`+filepath.Join(dir, "libpod-tmp")+`"
+lock_type = "file"
 `)
 	reg := filepath.Join(dir, "registries.conf")
 	writeFile(t, reg, "unqualified-search-registries = []\n")
@@ -134,6 +142,7 @@ events_logfile_path = "`+filepath.Join(dir, "events.log")+`"
 		// Unmount anything podman left mounted (overlay) before TempDir removal.
 		_, _ = RunErr(p.Env, "podman", append(p.Flags(), "rm", "-af", "-t", "0")...)
 		_, _ = RunErr(p.Env, "podman", append(p.Flags(), "system", "reset", "-f")...)
+		_ = os.RemoveAll(dir)
 	})
 	return p
 }
