@@ -17,7 +17,10 @@ import (
 
 // newImagesCmd is `stowage images`: every image with its exact accounting.
 func newImagesCmd(g *globals) *cobra.Command {
-	var format string
+	var (
+		format string
+		all    bool
+	)
 	c := &cobra.Command{
 		Use:   "images",
 		Short: "List images with their full, unique and shared sizes",
@@ -26,25 +29,32 @@ alone would free (UNIQUE), the bytes it shares with others, and how many
 containers use it. --format json|table|GO-TEMPLATE; a template is applied to
 each image (fields: .ID .Names .Digest .Digests .SizeBytes .UniqueBytes
 .SharedBytes .Containers .Dangling .Intermediate .ReadOnly .Created; functions:
-json, size, ago).`,
+json, size, ago). As podman images, intermediate images are listed with --all.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := g.account(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
+			imgs := make([]inventory.ImageUsage, 0, len(a.PerImage))
+			for _, i := range a.PerImage {
+				if all || !i.Intermediate {
+					imgs = append(imgs, i)
+				}
+			}
 			w := cmd.OutOrStdout()
 			switch format {
 			case "json":
-				return writeJSON(w, a.PerImage)
+				return writeJSON(w, imgs)
 			case "table", "":
-				return writeImagesTable(w, a.PerImage, time.Now())
+				return writeImagesTable(w, imgs, time.Now())
 			default:
-				return writeImagesTemplate(w, format, a.PerImage)
+				return writeImagesTemplate(w, format, imgs)
 			}
 		},
 	}
 	c.Flags().StringVar(&format, "format", "table", "output format: table, json or a Go template")
+	c.Flags().BoolVarP(&all, "all", "a", false, "show intermediate images too (as podman images -a)")
 	return c
 }
 

@@ -210,6 +210,15 @@ func TestDF(t *testing.T) {
 			if cli.TotalBytes != acc.TotalBytes || cli.ReclaimableBytes != acc.ReclaimableBytes || cli.Images.Count != acc.Images.Count || cli.Driver != driver {
 				t.Errorf("stowage df: %+v, in-process: %+v", cli, acc)
 			}
+			for _, all := range []bool{false, true} {
+				args, want := []string{"images", "--format", "{{.ID}}"}, top
+				if all {
+					args, want = append(args, "-a"), idSet(p.Run(t, "images", "-a", "-q", "--no-trunc"))
+				}
+				if got := idSet(p.Stowage(t, args...)); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("stowage %v lists %v, podman %v", args, got, want)
+				}
+			}
 			table := p.Stowage(t, "images")
 			if !strings.HasPrefix(table, "REPOSITORY") || strings.Count(table, "localhost/app ") != 3 || !strings.Contains(table, "<none>") {
 				t.Errorf("stowage images table:\n%s", table)

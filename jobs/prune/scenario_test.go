@@ -29,40 +29,11 @@ func newEnv(t *testing.T, driver string) *env {
 	t.Helper()
 	testenv.RequireRoot(t)
 	p := testenv.NewPodman(t, driver)
-	privateTmpDir(t, p)
 	e := &env{p: p, state: filepath.Join(p.Dir(), "state"), policy: filepath.Join(p.Dir(), "stowage.toml"), quadlet: filepath.Join(p.Dir(), "quadlet")}
 	if err := os.MkdirAll(e.quadlet, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return e
-}
-
-// privateTmpDir gives podman a tmp_dir of its own: the default /run/libpod is
-// shared by every test store on the machine, and each testenv cleanup's
-// `podman system reset` deletes it under the feet of concurrent tests.
-func privateTmpDir(t *testing.T, p *testenv.Podman) {
-	t.Helper()
-	for i, kv := range p.Env {
-		conf, ok := strings.CutPrefix(kv, "CONTAINERS_CONF=")
-		if !ok {
-			continue
-		}
-		data, err := os.ReadFile(conf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(data), "[engine]") {
-			data = append(data, "[engine]\n"...)
-		}
-		data = append(data, fmt.Sprintf("tmp_dir = %q\n", filepath.Join(p.Dir(), "libpod-tmp"))...)
-		priv := filepath.Join(p.Dir(), "containers-prune.conf")
-		if err := os.WriteFile(priv, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p.Env[i] = "CONTAINERS_CONF=" + priv
-		return
-	}
-	t.Fatal("testenv: no CONTAINERS_CONF in the podman environment")
 }
 
 func (e *env) writePolicy(t *testing.T, prune string) {

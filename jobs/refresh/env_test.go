@@ -47,9 +47,6 @@ func newWorldWith(t *testing.T, reg *testenv.Registry) *world {
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "podman", "skopeo", "docker-registry")
 	w := &world{t: t, builder: testenv.NewPodman(t, "vfs"), host: testenv.NewPodman(t, "vfs"), reg: reg}
-	for _, p := range []*testenv.Podman{w.builder, w.host} {
-		privateTmpDir(t, p)
-	}
 	db, err := state.Open(filepath.Join(t.TempDir(), "state"))
 	if err != nil {
 		t.Fatal(err)
@@ -190,23 +187,6 @@ func TestMain(m *testing.M) {
 		return
 	}
 	os.Exit(m.Run())
-}
-
-// privateTmpDir gives a test podman its own engine tmp_dir: the default
-// /run/libpod is shared with every other test's podman, and one's
-// `system reset` removes another's alive file.
-func privateTmpDir(t *testing.T, p *testenv.Podman) {
-	t.Helper()
-	conf := filepath.Join(p.Dir(), "containers.conf")
-	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	// containers.conf ends in its [engine] table.
-	if _, err := fmt.Fprintf(f, "tmp_dir = %q\n", filepath.Join(p.Dir(), "libpod-tmp")); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // containsDigestFor reports whether the manifest list JSON lists digest for arch.

@@ -70,6 +70,7 @@ type Report struct {
 
 // Run checks every tagged registry reference in the store.
 func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.DB, o Options) (*Report, error) {
+	t0 := time.Now() // for debug timings; now() may be a test clock
 	now := o.Now
 	if now == nil {
 		now = time.Now
@@ -88,6 +89,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 	}
 	targets, skipped := Plan(images, o.Policy)
 	rep.Skipped = skipped
+	log.Debug("planned", "images", len(images), "targets", len(targets), "skipped", len(skipped), "elapsed", time.Since(t0))
 	refs := make([]string, len(targets))
 	for i, t := range targets {
 		refs[i] = t.Reference
@@ -116,6 +118,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		}()
 	}
 	wg.Wait()
+	log.Debug("checked", "targets", len(targets), "elapsed", time.Since(t0))
 
 	var toCommit []observation
 	for _, ob := range obs {
@@ -133,6 +136,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		}
 	}
 
+	log.Debug("history committed", "elapsed", time.Since(t0))
 	for i := range results {
 		r := &results[i]
 		if r.Status == StatusDrifted && r.New {

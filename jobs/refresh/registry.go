@@ -104,6 +104,8 @@ type host struct {
 	scheme    string
 	challenge challenge
 
+	tokenMu sync.Mutex // serializes token fetches
+
 	mu         sync.Mutex
 	pauseUntil time.Time
 	counts     Counters
@@ -442,7 +444,10 @@ func parseChallenge(v string) challenge {
 }
 
 // authHeader returns the Authorization header for a pull of repo.
-func (c *client) authHeader(ctx context.Context, h *host, repo string, auth types.DockerAuthConfig, fresh bool) (string, error) {
+// A non-empty stale is a token the registry just rejected: it is replaced
+// unless another request already did so.
+func (c *client) authHeader(ctx context.Context, h *host, repo string, auth types.DockerAuthConfig, stale string) (string, error) {
+	fresh := stale != ""
 	switch h.challenge.scheme {
 	case "basic":
 		if auth.Username == "" {
@@ -451,10 +456,14 @@ func (c *client) authHeader(ctx context.Context, h *host, repo string, auth type
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(auth.Username+":"+auth.Password)), nil
 	case "bearer":
 		scope := "repository:" + repo + ":pull"
+		// One fetch at a time per host, so tags of one repository checked
+		// in parallel share a single token.
+		h.tokenMu.Lock()
+		defer h.tokenMu.Unlock()
 		h.mu.Lock()
 		tok, ok := h.tokens[scope]
 		h.mu.Unlock()
-		if ok && !fresh {
+		if ok && (!fresh || tok != stale) {
 			return "Bearer " + tok, nil
 		}
 		tok, err := c.fetchToken(ctx, h, scope, auth)
@@ -534,11 +543,13 @@ func (c *client) manifest(ctx context.Context, h *host, named reference.Named, r
 		method, kind = http.MethodGet, kindGet
 	}
 	var resp *response
+	stale := ""
 	for try := 0; try < 2; try++ {
-		authz, err := c.authHeader(ctx, h, repo, auth, try > 0)
+		authz, err := c.authHeader(ctx, h, repo, auth, stale)
 		if err != nil {
 			return nil, err
 		}
+		stale = strings.TrimPrefix(authz, "Bearer ")
 		hdr := http.Header{"Accept": manifest.DefaultRequestedManifestMIMETypes}
 		if authz != "" {
 			hdr.Set("Authorization", authz)

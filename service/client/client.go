@@ -58,6 +58,7 @@ type Error struct {
 	Message string
 }
 
+// Error returns the daemon's message.
 func (e *Error) Error() string { return e.Message }
 
 // Unwrap maps status codes to the package's sentinels.

@@ -85,7 +85,10 @@ func NewServer(b Backend, m *Metrics, a Access, log *slog.Logger) *Server {
 	s.http = &http.Server{
 		Handler:           s.authorize(mux),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// A client idling on a kept-alive connection must not keep an
+		// idle-exiting daemon up forever.
+		IdleTimeout: time.Minute,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, peerKey{}, peerOf(c))
 		},

@@ -99,7 +99,7 @@ func TestSocketActivation(t *testing.T) {
 	sock := filepath.Join(dir, "ctl.sock")
 	n := listenNotify(t, dir)
 
-	args := []string{"-l", sock, "--fdname=control", "-E", "NOTIFY_SOCKET=" + n.path, "-E", "PATH", "-E", "HOME"}
+	args := []string{"-l", sock, "--fdname=control", "-E", "NOTIFY_SOCKET=" + n.path, "-E", "WATCHDOG_USEC=200000", "-E", "PATH", "-E", "HOME"}
 	for _, kv := range p.Env {
 		args = append(args, "-E", kv)
 	}
@@ -136,6 +136,7 @@ func TestSocketActivation(t *testing.T) {
 		t.Fatalf("status %+v: want the activated process %d in user mode", st, cmd.Process.Pid)
 	}
 	waitFor(t, "READY=1", func() bool { return n.has("READY=1") })
+	waitFor(t, "WATCHDOG=1", func() bool { return n.has("WATCHDOG=1") })
 
 	// trigger --dry-run --wait through the CLI: a real worker plans the prune.
 	out, err := testenv.RunErr(nil, bin, "--user", "trigger", "prune", "--dry-run", "--wait", "--format", "json", "--socket", sock)
@@ -175,6 +176,14 @@ func TestSocketActivation(t *testing.T) {
 	// The text report by job name.
 	if out, err := testenv.RunErr(nil, bin, "--user", "report", "prune", "--socket", sock); err != nil || !strings.Contains(out, "would remove 2 images") {
 		t.Fatalf("report prune: %v\n%s", err, out)
+	}
+
+	// reload: RELOADING=1 with MONOTONIC_USEC, then READY=1 again.
+	if out, err := testenv.RunErr(nil, bin, "--user", "reload", "--socket", sock); err != nil || !strings.Contains(out, "policy reloaded") {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if !n.has("RELOADING=1") || !n.has("MONOTONIC_USEC=") {
+		t.Fatalf("no RELOADING=1/MONOTONIC_USEC: %s", n.all())
 	}
 
 	c.Close()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/stowage/stowage/jobs/pins"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/dbusapi"
 	"github.com/stowage/stowage/test/testenv"
@@ -67,6 +68,18 @@ func TestDBusWiring(t *testing.T) {
 		t.Fatalf("RunJob(nope): %v", err)
 	}
 
+	// Pin writes the pin the prune job honours.
+	if err := obj.CallWithContext(ctx, dbusapi.Interface+".Pin", 0, "localhost/stwg-daemon/keep:1").Err; err != nil {
+		t.Fatalf("Pin: %v", err)
+	}
+	ps, err := pins.List(h.d.opts.State)
+	if err != nil || len(ps) != 1 || ps[0].Ref != "localhost/stwg-daemon/keep:1" {
+		t.Fatalf("pins after Pin: %v %v", ps, err)
+	}
+	if err := obj.CallWithContext(ctx, dbusapi.Interface+".Pin", 0, "NOT A REF!").Err; err == nil {
+		t.Fatal("Pin of an invalid reference succeeded")
+	}
+
 	// A bad reload over D-Bus fails and shows in PolicyError.
 	writePolicy(t, h.policy, "version = 1\nnonsense = true\n")
 	if err := obj.CallWithContext(ctx, dbusapi.Interface+".Reload", 0).Err; err == nil {
@@ -75,5 +88,62 @@ func TestDBusWiring(t *testing.T) {
 	v, err := obj.GetProperty(dbusapi.Interface + ".PolicyError")
 	if err != nil || !strings.Contains(v.Value().(string), "nonsense") {
 		t.Fatalf("PolicyError = %v, %v", v, err)
+	}
+}
+
+// notifyServer records Notify calls, as a desktop's notification daemon.
+type notifyServer struct {
+	calls chan []any
+	next  uint32
+}
+
+func (s *notifyServer) Notify(app string, replaces uint32, icon, summary, body string, actions []string,
+	hints map[string]dbus.Variant, timeout int32) (uint32, *dbus.Error) {
+	s.next++
+	s.calls <- []any{app, replaces, summary, body}
+	return s.next, nil
+}
+
+// TestDesktopNotificationWiring: in user mode a run's new finding becomes
+// one desktop notification; the same finding in the next run does not.
+func TestDesktopNotificationWiring(t *testing.T) {
+	bus := testenv.StartDBus(t, "session")
+	srvConn, err := dbus.Connect(bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srvConn.Close()
+	ns := &notifyServer{calls: make(chan []any, 8)}
+	if err := srvConn.Export(ns, "/org/freedesktop/Notifications", "org.freedesktop.Notifications"); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := srvConn.RequestName("org.freedesktop.Notifications", dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("RequestName: %v %v", reply, err)
+	}
+	script := `printf '{"job":"%s","summary":"1 drifted","events":[{"kind":"drift_detected","severity":"normal","message":"docker.io/library/alpine:3 changed","reference":"docker.io/library/alpine:3","digest":"sha256:aa"}]}' "$2"`
+	h := start(t, shWorker(script), basePolicy+"[notify]\ndesktop = true\nmin_urgency = \"normal\"\n",
+		func(o *Options) { o.NoBus, o.BusAddress = false, bus.Address })
+	ctx := t.Context()
+	for i := range 2 {
+		r, err := h.c.Trigger(ctx, "refresh", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err = h.c.Wait(ctx, r.ID); err != nil || r.Outcome != api.OutcomeSucceeded {
+			t.Fatalf("run %d: %+v %v", i, r, err)
+		}
+	}
+	select {
+	case c := <-ns.calls:
+		if c[0] != "stowage" || !strings.Contains(c[3].(string), "alpine:3 changed") {
+			t.Fatalf("Notify%v", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification")
+	}
+	select {
+	case c := <-ns.calls:
+		t.Fatalf("the same finding was notified twice: %v", c)
+	case <-time.After(500 * time.Millisecond):
 	}
 }

@@ -50,7 +50,7 @@ stat() { field "$2" <"$work/$1.txt" | median; }
 	echo "# median of $REPS runs; round trips: $REQUESTS per run (GET /v1/status vs podman GET /_ping)"
 	echo "# stowage $("$STOWAGE_BIN" --version | awk '{print $NF}'), $(podman --version)"
 	printf '%-28s %12s %12s %8s\n' metric stowage podman ratio
-	for m in ready_ms rss_kib rss_anon_kib p50_us p99_us fresh_p50_us fresh_p99_us; do
+	for m in ready_ms ready_cpu_ms rss_kib rss_anon_kib p50_us p99_us fresh_p50_us fresh_p99_us; do
 		s=$(stat stowage "$m") p=$(stat podman "$m")
 		printf '%-28s %12s %12s %8s\n' "$m" "$s" "$p" "$(awk -v s="$s" -v p="$p" 'BEGIN { if (p > 0) printf "%.2f", s / p; else print "-" }')"
 	done

@@ -59,7 +59,11 @@ cleanup() {
 trap cleanup EXIT
 
 # --- registry on the host's 127.0.0.1 ----------------------------------------
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A port nobody listens on (bash's /dev/tcp connect fails).
+for _ in $(seq 50); do
+	port=$(shuf -i 20000-60000 -n 1)
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+done
 reg=127.0.0.1:$port
 mkdir -p "$work/registry"
 cat >"$work/registry/config.yml" <<EOF
@@ -152,10 +156,13 @@ as() {
 		setpriv --reuid="$uid" --regid="$uid" --init-groups -- "$@"
 }
 
-# podman_images_fixture PODMAN... — build the image set both modes prune:
+# podman_fixture RUNNER — build the image set both modes prune:
 #   base:1 pulled from the registry, used by a container (must stay);
 #   app:1 built FROM base, matched by prune.keep (must stay);
-#   an older app:1 build whose tag moved on: dangling (must go).
+#   junk:1 imported, the only tag of its repository (must stay);
+#   the previous junk:1, whose tag moved on: dangling (must go). Its layer
+#   holds a read-only directory and file owned by uid 1234, as real image
+#   layers do, so deleting it needs the service's DAC capabilities.
 podman_fixture() {
 	local sh=$1
 	$sh bash -euc "
@@ -167,11 +174,14 @@ podman_fixture() {
 		podman rmi -f $reg/e2e/base:1 >/dev/null
 		podman pull -q --tls-verify=false $reg/e2e/base:1 >/dev/null
 		printf 'FROM $reg/e2e/base:1\nCOPY v.txt /v.txt\n' >Containerfile
-		echo old >v.txt
+		echo v1 >v.txt
 		podman build -q -t $reg/e2e/app:1 . >/dev/null
-		podman inspect --format '{{.Id}}' $reg/e2e/app:1 >/tmp/stowage-e2e-dangling.\$(id -u)
-		echo new >v.txt
-		podman build -q -t $reg/e2e/app:1 . >/dev/null
+		mkdir -p old/locked && echo secret >old/locked/secret
+		tar -C old --owner=1234 --group=1234 --mode=go-rwx,u-w -cf old.tar .
+		podman import -q old.tar $reg/e2e/junk:1 >/tmp/stowage-e2e-dangling.\$(id -u)
+		echo new >rootfs/new.txt
+		tar -C rootfs -cf new.tar .
+		podman import -q new.tar $reg/e2e/junk:1 >/dev/null
 		podman create -q --name user-of-base $reg/e2e/base:1 /bin/true >/dev/null
 	"
 }
@@ -181,6 +191,7 @@ fixture_state() {
 	dangling=$($sh cat "/tmp/stowage-e2e-dangling.$($sh id -u)")
 	$sh podman image exists "$reg/e2e/base:1" && echo base
 	$sh podman image exists "$reg/e2e/app:1" && echo app
+	$sh podman image exists "$reg/e2e/junk:1" && echo junk
 	$sh podman image exists "$dangling" && echo dangling
 	$sh podman container exists user-of-base && echo container
 }
@@ -201,7 +212,7 @@ EOF
 }
 
 check "user: rootless podman pulls, builds and creates containers" podman_fixture as
-check "user: fixture has base, app, a dangling image, a container" expect_state as "base app dangling container"
+check "user: fixture has base, app, junk, a dangling image, a container" expect_state as "base app junk dangling container"
 as mkdir -p "/home/$user/.config/stowage" "/home/$user/.config/systemd/user/stowage.service.d"
 prune_policy | as tee "/home/$user/.config/stowage/stowage.toml" >/dev/null
 # A short idle timeout, so the test sees the service exit and re-activate.
@@ -214,7 +225,7 @@ check "user: control socket listening" as test -S "/run/user/$uid/stowage/stowag
 check "user: stowage status answers" as stowage status
 check "user: stowage status activated stowage.service" as systemctl --user is-active stowage.service
 check "user: stowage trigger prune --wait" as stowage trigger prune --wait
-check "user: prune removed the dangling image and nothing else" expect_state as "base app container"
+check "user: prune removed the dangling image and nothing else" expect_state as "base app junk container"
 introspects() { "$@" introspect io.github.stowage.Stowage1 /io/github/stowage/Stowage1 | grep 'io.github.stowage.Stowage1.Manager' >/dev/null; }
 check "user: busctl --user introspect shows the Manager interface" introspects as busctl --user
 has_ids() { "$@" -o verbose | grep -E "MESSAGE_ID=($ids)" >/dev/null; }
@@ -230,14 +241,16 @@ check "user: stowage.service active again" as systemctl --user is-active stowage
 
 # ========================== 2. system mode ======================================
 check "system: rootful podman pulls, builds and creates containers" podman_fixture ct
-check "system: fixture has base, app, a dangling image, a container" expect_state ct "base app dangling container"
+check "system: fixture has base, app, junk, a dangling image, a container" expect_state ct "base app junk dangling container"
 prune_policy | ct tee /etc/stowage/stowage.toml >/dev/null
 # Reinstalling (as an upgrade does) keeps the administrator's policy.
 ct dpkg -i /var/tmp/stowage.deb >/dev/null 2>&1
 kept_conffile() { ct grep -q 'e2e/app' /etc/stowage/stowage.toml; }
 check "system: dpkg -i again keeps the edited /etc/stowage/stowage.toml" kept_conffile
 ct mkdir -p /etc/systemd/system/stowage.service.d
-printf '[Service]\nExecStart=\nExecStart=/usr/bin/stowage daemon --system --idle-exit 10s\n' |
+# STOWAGE_E2E_SYSTEM_EXTRA: more [Service] lines, e.g. to try a smaller
+# CapabilityBoundingSet= against the real workload.
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/stowage daemon --system --idle-exit 10s\n%b\n' "${STOWAGE_E2E_SYSTEM_EXTRA:-}" |
 	ct tee /etc/systemd/system/stowage.service.d/e2e.conf >/dev/null
 ct systemctl daemon-reload
 check "system: systemctl enable --now stowage.socket" ct systemctl enable --now stowage.socket
@@ -254,7 +267,7 @@ no_false_overlay() { ! ct sh -c 'ls /run/containers/storage/overlay/ | grep -x o
 check "system: the hardened service did not mark overlay unsupported" no_false_overlay
 check "system: podman still works on the store afterwards" ct podman images
 check "system: prune removed the dangling image and nothing else in /var/lib/containers/storage" \
-	expect_state ct "base app container"
+	expect_state ct "base app junk container"
 check "system: busctl --system introspect shows the Manager interface" introspects ct busctl --system
 check "system: a non-root caller may read the status over D-Bus" \
 	as busctl --system call io.github.stowage.Stowage1 /io/github/stowage/Stowage1 io.github.stowage.Stowage1.Manager ListJobs
@@ -287,7 +300,7 @@ same_pid() { [ "$(ct systemctl show -p MainPID --value stowage.service)" = "$pid
 check "reload: same main process (not restarted)" same_pid
 says_why() {
 	local j
-	j=$(ct journalctl -u stowage.service --since "$since" --no-pager "$@")
+	j=$(ct journalctl -u stowage.service --since "$since" --no-pager "$@" | grep -vE '^ +_|^ +(CODE_|JOB_|INVOCATION_ID|UNIT=|SYSLOG_)')
 	echo "$j"
 	echo "$j" | grep -q 'stowage.toml' && echo "$j" | grep -q 'quota'
 }
