@@ -37,7 +37,9 @@ type Image struct {
 	Created time.Time `json:"created"`
 	// ReadOnly images live in an additional, read-only image store.
 	ReadOnly bool `json:"read_only"`
-	// Architecture/OS/Variant come from the image config when known.
+	// OS/Architecture/Variant/HistoryLen come from the image config: Collect
+	// reads it only where dangling/intermediate needs it, ReadConfigs for
+	// every image.
 	OS           string `json:"os,omitempty"`
 	Architecture string `json:"architecture,omitempty"`
 	Variant      string `json:"variant,omitempty"`

@@ -9,6 +9,9 @@ package inventory
 //   - is the top or a mapped top layer of another image, or
 //   - has a child layer that is not being removed (for the top layer, the
 //     children of the mapped top layers count too).
+// One deliberate difference: a layer that is missing or lives in a read-only
+// store stops the walk (DeleteImage would list it and then fail to delete
+// it), so no bytes are promised that cannot be freed.
 // Simulation keeps reference counts so that each Cost or Remove costs time
 // proportional to the chain it walks, not to the size of the store.
 

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -116,6 +117,9 @@ func (s *Store) Get(id string) (*api.Run, error) {
 // Last returns each job's last finished (non-dry) run.
 func (s *Store) Last() (map[string]*api.Run, error) {
 	out := map[string]*api.Run{}
+	if _, err := os.Stat(s.db.Path()); errors.Is(err, os.ErrNotExist) {
+		return out, nil // first start: no need to create (and fsync) the file yet
+	}
 	err := s.db.View(bucketRuns, func(b *bolt.Bucket) error {
 		if b == nil {
 			return nil

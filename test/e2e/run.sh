@@ -161,8 +161,9 @@ as() {
 #   app:1 built FROM base, matched by prune.keep (must stay);
 #   junk:1 imported, the only tag of its repository (must stay);
 #   the previous junk:1, whose tag moved on: dangling (must go). Its layer
-#   holds a read-only directory and file owned by uid 1234, as real image
-#   layers do, so deleting it needs the service's DAC capabilities.
+#   holds, owned by uid 1234 as in real images, a read-only directory and a
+#   sticky directory with a file: deleting them as root needs the service's
+#   CAP_DAC_OVERRIDE and CAP_FOWNER.
 podman_fixture() {
 	local sh=$1
 	$sh bash -euc "
@@ -176,8 +177,10 @@ podman_fixture() {
 		printf 'FROM $reg/e2e/base:1\nCOPY v.txt /v.txt\n' >Containerfile
 		echo v1 >v.txt
 		podman build -q -t $reg/e2e/app:1 . >/dev/null
-		mkdir -p old/locked && echo secret >old/locked/secret
-		tar -C old --owner=1234 --group=1234 --mode=go-rwx,u-w -cf old.tar .
+		mkdir -p old/locked old/sticky
+		echo secret >old/locked/secret && chmod 0400 old/locked/secret && chmod 0500 old/locked
+		echo tmp >old/sticky/file && chmod 1777 old/sticky
+		tar -C old --owner=1234 --group=1234 -cf old.tar .
 		podman import -q old.tar $reg/e2e/junk:1 >/tmp/stowage-e2e-dangling.\$(id -u)
 		echo new >rootfs/new.txt
 		tar -C rootfs -cf new.tar .

@@ -28,9 +28,8 @@ type Usage struct {
 const (
 	qGetQuota = 0x800007
 	usrQuota  = 0
-	// qifBlimits|qifSpace: the fields Get reads.
+	// qifBlimits marks valid block limits in dqb_valid (QIF_BLIMITS).
 	qifBlimits = 1
-	qifSpace   = 4
 	// dqBlkSize is the unit of dqb_b*limit (QIF_DQBLKSIZE).
 	dqBlkSize = 1024
 )

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Prune benchmarks (run by `make bench` with STOWAGE_BIN set):
+#  1. planning: BenchmarkPlan on synthetic snapshots up to 10,000 images /
+#     30,000 layers / 2,000 containers (time and allocations per size, to show
+#     linear growth);
+#  2. removal: the same N images removed by `stowage run prune` and by
+#     `podman rmi` on two fresh copies of one store, in this run; the ratio
+#     stowage/podman (target <= 1.0) and freed bytes vs the plan.
+# Only local files; no network.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TAGS="containers_image_openpgp exclude_graphdriver_btrfs"
+OUT=test/bench/results/prune.txt
+N=${PRUNE_BENCH_IMAGES:-200}
+mkdir -p test/bench/results
+BIN=${STOWAGE_BIN:-}
+WORK=$(mktemp -d /tmp/stwg-prune-bench.XXXXXX)
+cleanup() {
+  for s in A B S; do
+    [ -d "$WORK/$s" ] && podman --root "$WORK/$s/root" --runroot "$WORK/$s/run" --storage-driver vfs system reset -f >/dev/null 2>&1 || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+if [ -z "$BIN" ]; then
+  BIN=$WORK/stowage
+  go build -tags "$TAGS" -o "$BIN" ./cmd/stowage
+fi
+
+{
+  echo "# stowage prune benchmarks — $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) CPUs"
+  echo
+  echo "## 1. planning (go test -bench BenchmarkPlan ./jobs/prune)"
+} >"$OUT"
+go test -tags "$TAGS" -run '^$' -bench BenchmarkPlan -benchmem -benchtime 5x ./jobs/prune | tee "$WORK/plan.txt" | grep Benchmark >>"$OUT"
+awk '/BenchmarkPlan/ { split($1, a, "/"); n = a[2]; sub("images=", "", n); printf "  %s images: %.3f s, %.1f ns/image, %d allocs = %.2f allocs/image\n", n, $3 / 1e9, $3 / n, $7, $7 / n }' "$WORK/plan.txt" >>"$OUT"
+
+# 2. removal: one store with N single-layer images, two copies.
+export CONTAINERS_CONF=$WORK/containers.conf CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf
+printf '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\ntmp_dir = "%s/libpod-tmp"\n' "$WORK" >"$CONTAINERS_CONF"
+echo 'unqualified-search-registries = []' >"$CONTAINERS_REGISTRIES_CONF"
+S="--root $WORK/S/root --runroot $WORK/S/run --storage-driver vfs"
+mkdir -p "$WORK/src"
+for i in $(seq 1 "$N"); do
+  head -c 65536 /dev/urandom >"$WORK/src/f"
+  tar -C "$WORK/src" -cf "$WORK/src/l.tar" f
+  podman $S import -q "$WORK/src/l.tar" "localhost/bench/img$i:1" >/dev/null
+done
+podman $S images -q --no-trunc | sort -u >"$WORK/ids"
+[ "$(wc -l <"$WORK/ids")" -ge "$N" ] || { echo "store has fewer than $N images" >&2; exit 1; }
+for s in A B; do cp -a "$WORK/S" "$WORK/$s"; done
+A="--root $WORK/A/root --runroot $WORK/A/run --storage-driver vfs"
+B="--root $WORK/B/root --runroot $WORK/B/run --storage-driver vfs"
+printf 'version = 1\n[prune]\nmin_free = "0"\nmin_age = "0"\nkeep_last = 0\nunused_for = "1ns"\n' >"$WORK/policy.toml"
+mkdir -p "$WORK/quadlet"
+SARGS=(--policy "$WORK/policy.toml" --state-dir "$WORK/state" run prune --format json --quadlet-dir "$WORK/quadlet")
+
+"$BIN" $A "${SARGS[@]}" --dry-run >"$WORK/plan.json"
+planned=$(jq .planned_free_bytes "$WORK/plan.json")
+nplan=$(jq '[.removed[] | select(.layer | not)] | length' "$WORK/plan.json")
+du_a0=$(du -sb "$WORK/A/root" | cut -f1)
+t0=$(date +%s%N)
+"$BIN" $A "${SARGS[@]}" >"$WORK/apply.json"
+t1=$(date +%s%N)
+xargs podman $B rmi <"$WORK/ids" >/dev/null
+t2=$(date +%s%N)
+du_a1=$(du -sb "$WORK/A/root" | cut -f1)
+freed=$(jq .freed_bytes "$WORK/apply.json")
+nrem=$(jq '[.removed[] | select(.layer | not)] | length' "$WORK/apply.json")
+left_a=$(podman $A images -q | wc -l)
+left_b=$(podman $B images -q | wc -l)
+ts=$(( (t1 - t0) / 1000000 )); tp=$(( (t2 - t1) / 1000000 ))
+{
+  echo
+  echo "## 2. removal of the same $nplan images (vfs store, fresh copies)"
+  echo "  stowage run prune: ${ts} ms (removed $nrem, $left_a images left)"
+  echo "  podman rmi:        ${tp} ms ($left_b images left)"
+  awk -v s="$ts" -v p="$tp" 'BEGIN { printf "  ratio stowage/podman = %.2f (target <= 1.00)\n", s / p }'
+  echo "  planned_free_bytes = $planned, freed_bytes = $freed ($( [ "$planned" = "$freed" ] && echo equal || echo DIFFERENT)); du of graphroot shrank by $((du_a0 - du_a1)) bytes"
+} >>"$OUT"
+cat "$OUT"
