@@ -13,11 +13,13 @@ import (
 
 	"github.com/stowage/stowage/jobs/inventory"
 	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/volumes"
+	"github.com/stowage/stowage/policy"
 )
 
 // newDfCmd is `stowage df`: exact disk accounting of the store.
 func newDfCmd(g *globals) *cobra.Command {
-	var format string
+	var format, vols string
 	c := &cobra.Command{
 		Use:   "df",
 		Short: "Show exact disk usage and reclaimable space of the image store",
@@ -26,32 +28,71 @@ func newDfCmd(g *globals) *cobra.Command {
 layers and the filesystem holding the graphroot.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := g.account(cmd.Context(), false)
+			if format != "json" && format != "table" && format != "" {
+				return fmt.Errorf("df: unknown --format %q (json or table)", format)
+			}
+			if vols != "auto" && vols != "yes" && vols != "no" {
+				return fmt.Errorf("df: unknown --volumes %q (auto, yes or no)", vols)
+			}
+			p, err := g.loadPolicy()
 			if err != nil {
 				return err
 			}
+			// account may re-execute this process inside the rootless user
+			// namespace; podman's socket is reachable from there as well.
+			a, err := g.account(cmd.Context(), p, false)
+			if err != nil {
+				return err
+			}
+			var vs *volumes.DFSection
+			if vols != "no" {
+				vs, err = g.volumeUsage(cmd.Context(), p, vols == "yes")
+				if err != nil && vols == "yes" {
+					return err
+				}
+				if err != nil {
+					g.logger().Debug("df: no volumes section", "err", err)
+				}
+			}
+			out := dfOutput{Accounting: a, Volumes: vs}
 			switch format {
 			case "json":
-				return writeJSON(cmd.OutOrStdout(), a)
-			case "table", "":
-				return writeDfTable(cmd.OutOrStdout(), a)
+				return writeJSON(cmd.OutOrStdout(), out)
 			default:
-				return fmt.Errorf("df: unknown --format %q (json or table)", format)
+				return writeDfTable(cmd.OutOrStdout(), out)
 			}
 		},
 	}
 	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	c.Flags().StringVar(&vols, "volumes", "auto", "volumes section: auto (from a running podman service), yes (start a private one if none runs), no")
 	return c
+}
+
+// dfOutput is `stowage df`: the store's accounting plus podman's volumes.
+type dfOutput struct {
+	*inventory.Accounting
+	Volumes *volumes.DFSection `json:"volumes,omitempty"`
+}
+
+// volumeUsage asks podman's API for volume usage; with mayStart it starts a
+// private `podman system service` when no socket answers.
+func (g *globals) volumeUsage(ctx context.Context, p *policy.Policy, mayStart bool) (*volumes.DFSection, error) {
+	conn, err := g.podmanConn(ctx, p, mayStart)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	d, err := volumes.Usage(ctx, conn, p.Volumes, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("volumes: %w", err)
+	}
+	return &d, nil
 }
 
 // account opens the store read-only (entering the rootless user namespace
 // when the driver needs it), takes a snapshot and accounts for it. configs
 // reads every image config too (platform fields; costs a lock per image).
-func (g *globals) account(ctx context.Context, configs bool) (*inventory.Accounting, error) {
-	p, err := g.loadPolicy()
-	if err != nil {
-		return nil, err
-	}
+func (g *globals) account(ctx context.Context, p *policy.Policy, configs bool) (*inventory.Accounting, error) {
 	st, so, err := g.openStore(p, false)
 	if err != nil {
 		return nil, err
@@ -87,7 +128,8 @@ func percent(part, whole int64) string {
 }
 
 // writeDfTable prints the accounting like `podman system df`.
-func writeDfTable(w io.Writer, a *inventory.Accounting) error {
+func writeDfTable(w io.Writer, out dfOutput) error {
+	a := out.Accounting
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE")
 	fmt.Fprintf(tw, "Images\t%d\t%d\t%s\t%s (%s)\n", a.Images.Count, a.Images.InUseCount,
@@ -95,6 +137,10 @@ func writeDfTable(w io.Writer, a *inventory.Accounting) error {
 	fmt.Fprintf(tw, "Orphan layers\t%d\t0\t%s\t%s (%s)\n", a.Layers.OrphanCount,
 		humanSize(a.Layers.OrphanBytes), humanSize(a.Layers.OrphanBytes), percent(a.Layers.OrphanBytes, a.TotalBytes))
 	fmt.Fprintf(tw, "Containers\t%d\t%d\t\t\n", a.Containers.Count, a.Containers.Count)
+	if v := out.Volumes; v != nil {
+		fmt.Fprintf(tw, "Local Volumes\t%d\t%d\t%s\t%s (%s)\n", v.Count, v.Count-v.DanglingCount,
+			humanSize(v.Bytes), humanSize(v.ReclaimableBytes), percent(v.ReclaimableBytes, v.Bytes))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

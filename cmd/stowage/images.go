@@ -32,7 +32,11 @@ each image (fields: .ID .Names .Digest .Digests .SizeBytes .UniqueBytes
 json, size, ago). As podman images, intermediate images are listed with --all.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := g.account(cmd.Context(), true)
+			p, err := g.loadPolicy()
+			if err != nil {
+				return err
+			}
+			a, err := g.account(cmd.Context(), p, true)
 			if err != nil {
 				return err
 			}

@@ -38,7 +38,7 @@ starts using meanwhile is refused by podman and kept.`,
 				return err
 			}
 			ctx := cmd.Context()
-			conn, err := g.podmanConn(ctx, p)
+			conn, err := g.podmanConn(ctx, p, true)
 			if err != nil {
 				return fmt.Errorf("run volumes: %w", err)
 			}
@@ -67,8 +67,8 @@ starts using meanwhile is refused by podman and kept.`,
 // store was chosen with --root/--runroot/--storage-driver (that podman would
 // serve another store); else a private `podman system service` over the same
 // store, stopped by Conn.Close.
-func (g *globals) podmanConn(ctx context.Context, p *policy.Policy) (*podmanapi.Conn, error) {
-	o := podmanapi.ConnectOptions{Logger: g.logger(), Timeout: p.Schedule.RunTimeout.Duration}
+func (g *globals) podmanConn(ctx context.Context, p *policy.Policy, mayStart bool) (*podmanapi.Conn, error) {
+	o := podmanapi.ConnectOptions{Logger: g.logger(), Timeout: p.Schedule.RunTimeout.Duration, NoStart: !mayStart}
 	explicitStore := g.store.GraphRoot != "" || g.store.RunRoot != "" || g.store.Driver != ""
 	so, soErr := g.storeOptions(p)
 	switch {

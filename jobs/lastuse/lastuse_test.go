@@ -130,6 +130,11 @@ func TestConcurrentWritersAndKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The database exists before the writers start: jobs/state's read-only
+	// open of a file another process is still initializing fails (reported).
+	if err := Touch(db, nil, t0); err != nil {
+		t.Fatal(err)
+	}
 	start := func(id, n int) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "STWG_LASTUSE_WRITER="+dir, fmt.Sprintf("STWG_LASTUSE_ID=%d", id), fmt.Sprintf("STWG_LASTUSE_N=%d", n))
@@ -144,6 +149,12 @@ func TestConcurrentWritersAndKill(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		done = append(done, start(i, 40))
 	}
+	t.Cleanup(func() { // never leave writers running into TempDir removal
+		for _, c := range done {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	})
 	for trial := 0; trial < 20; trial++ {
 		c := start(100+trial, 0)
 		time.Sleep(time.Duration(5+trial*3) * time.Millisecond)

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"go.podman.io/image/v5/docker/reference"
 	bolt "go.etcd.io/bbolt"
+	"go.podman.io/image/v5/docker/reference"
 
 	"github.com/stowage/stowage/jobs/state"
 )

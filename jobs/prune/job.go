@@ -121,6 +121,12 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 		j.Log = slog.New(slog.DiscardHandler)
 	}
 	started := j.now()
+	if !j.Policy.Enabled && !dryRun {
+		return &Report{
+			Common:  report.Common{Job: report.JobPrune, Started: started, Finished: j.now(), Summary: "prune is disabled by the policy ([prune] enabled = false)", Events: []report.Event{}},
+			Removed: []Item{}, Kept: []Item{},
+		}, nil
+	}
 	snap, plan, err := j.Prepare(ctx)
 	if err != nil {
 		return nil, err

@@ -76,6 +76,16 @@ func TestRefreshFaults(t *testing.T) {
 		t.Errorf("fine: %d requests", n)
 	}
 
+	// per_registry bounds the requests in flight to one registry.
+	proxy.SetFaults(testenv.Fault{Match: "/manifests/", Delay: 300 * time.Millisecond})
+	proxy.Reset()
+	p.Concurrency, p.PerRegistry = 8, 2
+	rep = w.run(p, nil, false)
+	if n := proxy.MaxInFlight(); n != 2 {
+		t.Errorf("per_registry 2: %d requests in flight at most, want 2", n)
+	}
+	expect(t, rep, map[string]Status{ref["fine"]: StatusCurrent, ref["busy"]: StatusCurrent})
+
 	// A per-run budget: once spent (pings included), nothing more is sent.
 	proxy.SetFaults()
 	proxy.Reset()

@@ -151,3 +151,27 @@ func TestNormalizeReference(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseChallenge(f *testing.F) {
+	for _, s := range []string{`Bearer realm="https://a/token",service="b"`, `Basic realm="x"`, `Bearer realm="unterminated`, `Bearer ,,=,"`, ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c := parseChallenge(s) // must not panic or loop
+		if c.params == nil {
+			t.Fatal("nil params")
+		}
+	})
+}
+
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{"", "0", "120", "-1", "Wed, 21 Oct 2015 07:28:00 GMT", "soon"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		if d := retryAfter(s, now, time.Second); d < 0 {
+			t.Fatalf("retryAfter(%q) = %s", s, d)
+		}
+	})
+}

@@ -44,7 +44,7 @@ type Result struct {
 	LocalDigest string `json:"local_digest"`
 	// RemoteDigest is the digest the tag resolves to for the image's
 	// platform (the instance digest when the tag is a manifest list).
-	RemoteDigest string `json:"remote_digest,omitempty"`
+	RemoteDigest string `json:"remote_digest"`
 	// ListDigest is the tag's manifest list digest, when it is one.
 	ListDigest string             `json:"list_digest,omitempty"`
 	Status     Status             `json:"status"`
@@ -54,7 +54,7 @@ type Result struct {
 	Registry string `json:"registry,omitempty"`
 	// PulledImageID is the new image's ID after a pull in pull mode.
 	PulledImageID string `json:"pulled_image_id,omitempty"`
-	Error         string `json:"error,omitempty"`
+	Error         string `json:"error"`
 }
 
 // Report is the refresh job's report.

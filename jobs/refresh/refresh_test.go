@@ -92,6 +92,12 @@ func TestRefreshDrift(t *testing.T) {
 	// Pull mode for c: the tag moves to the new content, the old image stays.
 	p := defaultRefresh()
 	p.Rules = []policy.RefreshRule{{Match: w.reg.Addr + "/app/c*", Mode: policy.RefreshPull}}
+	// A dry run in pull mode pulls nothing.
+	rep = w.run(p, nil, true)
+	if rc := byRef(rep)[c]; rc.Status != StatusDrifted || rc.PulledImageID != "" {
+		t.Errorf("dry run in pull mode: %+v", rc)
+	}
+
 	// The signature policy is enforced: a rejecting policy.json stops the pull.
 	reject := filepath.Join(t.TempDir(), "policy.json")
 	if err := os.WriteFile(reject, []byte(`{"default":[{"type":"reject"}]}`), 0o644); err != nil {

@@ -263,13 +263,22 @@ func (c *client) do(ctx context.Context, h *host, kind reqKind, method, u string
 		if err := h.take(kind, c.budget); err != nil {
 			return nil, err
 		}
+		// The host's slot first, so requests queued for a busy registry do
+		// not hold overall slots other registries could use.
+		select {
+		case h.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		select {
 		case c.global <- struct{}{}:
 		case <-ctx.Done():
+			<-h.sem
 			return nil, ctx.Err()
 		}
 		resp, err := c.roundTrip(ctx, h, method, u, hdr)
 		<-c.global
+		<-h.sem
 		if err != nil {
 			return nil, err
 		}

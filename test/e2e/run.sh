@@ -218,12 +218,15 @@ check "user: rootless podman pulls, builds and creates containers" podman_fixtur
 check "user: fixture has base, app, junk, a dangling image, a container" expect_state as "base app junk dangling container"
 as mkdir -p "/home/$user/.config/stowage" "/home/$user/.config/systemd/user/stowage.service.d"
 prune_policy | as tee "/home/$user/.config/stowage/stowage.toml" >/dev/null
-# A short idle timeout, so the test sees the service exit and re-activate.
-printf '[Service]\nExecStart=\nExecStart=/usr/bin/stowage daemon --user --idle-exit 10s\n' |
+# A short idle timeout, so the test sees the service exit and re-activate,
+# and a watchdog far shorter than the daemon's life, so a daemon that does
+# not send WATCHDOG=1 is killed (Result=watchdog) and the checks fail.
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/stowage daemon --user --idle-exit 10s\nWatchdogSec=3s\n' |
 	as tee "/home/$user/.config/systemd/user/stowage.service.d/e2e.conf" >/dev/null
 as systemctl --user daemon-reload
 check "user: systemctl --user enable --now stowage.socket stowage.timer" \
 	as systemctl --user enable --now stowage.socket stowage.timer
+check "user: stowage.timer is active" as systemctl --user is-active stowage.timer
 check "user: control socket listening" as test -S "/run/user/$uid/stowage/stowage.sock"
 check "user: stowage status answers" as stowage status
 check "user: stowage status activated stowage.service" as systemctl --user is-active stowage.service
@@ -241,6 +244,10 @@ clean_exit() { "$@" show -p Result --value stowage.service | grep -x success >/d
 check "user: idle exit was clean (Result=success)" clean_exit as systemctl --user
 check "user: the next connection activates it again" as stowage status
 check "user: stowage.service active again" as systemctl --user is-active stowage.service
+check "user: service exits after the idle timeout again" wait_for 90 inactive
+check "user: a D-Bus call activates it (SystemdService=stowage.service)" \
+	as busctl --user call io.github.stowage.Stowage1 /io/github/stowage/Stowage1 io.github.stowage.Stowage1.Manager ListJobs
+check "user: stowage.service active after D-Bus activation" as systemctl --user is-active stowage.service
 
 # ========================== 2. system mode ======================================
 check "system: rootful podman pulls, builds and creates containers" podman_fixture ct
@@ -253,7 +260,7 @@ check "system: dpkg -i again keeps the edited /etc/stowage/stowage.toml" kept_co
 ct mkdir -p /etc/systemd/system/stowage.service.d
 # STOWAGE_E2E_SYSTEM_EXTRA: more [Service] lines, e.g. to try a smaller
 # CapabilityBoundingSet= against the real workload.
-printf '[Service]\nExecStart=\nExecStart=/usr/bin/stowage daemon --system --idle-exit 10s\n%b\n' "${STOWAGE_E2E_SYSTEM_EXTRA:-}" |
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/stowage daemon --system --idle-exit 10s\nWatchdogSec=3s\n%b\n' "${STOWAGE_E2E_SYSTEM_EXTRA:-}" |
 	ct tee /etc/systemd/system/stowage.service.d/e2e.conf >/dev/null
 ct systemctl daemon-reload
 check "system: systemctl enable --now stowage.socket" ct systemctl enable --now stowage.socket
@@ -289,6 +296,15 @@ check "system: journalctl -x shows the catalog text" has_catalog ct journalctl -
 no_denials() { ! ct journalctl -u stowage.service --no-pager | grep -iE 'permission denied|operation not permitted'; }
 check "system: the hardened service hit no EPERM/EACCES" no_denials
 
+sys_inactive() { ! ct systemctl is-active -q stowage.service; }
+check "system: service exits after the idle timeout" wait_for 90 sys_inactive
+check "system: idle exit was clean (Result=success, no watchdog kill)" clean_exit ct systemctl
+no_restarts() { [ "$(ct systemctl show -p NRestarts --value stowage.service)" = 0 ]; }
+check "system: never restarted (NRestarts=0)" no_restarts
+check "system: a non-root D-Bus call activates it (system bus, SystemdService=)" \
+	as busctl --system call io.github.stowage.Stowage1 /io/github/stowage/Stowage1 io.github.stowage.Stowage1.Manager ListJobs
+check "system: stowage.service active after D-Bus activation" ct systemctl is-active stowage.service
+
 # ========================== 3. broken policy + reload ===========================
 ct stowage status >/dev/null 2>&1 # make sure it is running
 pid_before=$(ct systemctl show -p MainPID --value stowage.service)
@@ -307,7 +323,7 @@ says_why() {
 	echo "$j"
 	echo "$j" | grep -q 'stowage.toml' && echo "$j" | grep -q 'quota'
 }
-check "reload: journal entry says why (fields name stowage.toml and the bad key)" says_why -o verbose
+check "reload: journal entry says why (fields name stowage.toml and the bad key)" wait_for 10 says_why -o verbose
 check "reload: journal message says why (journalctl -u stowage names stowage.toml and the bad key)" says_why
 check "reload: still answers on the old policy" ct stowage status
 ct mv /etc/stowage/stowage.toml.good /etc/stowage/stowage.toml

@@ -43,6 +43,31 @@ type FaultProxy struct {
 	faults   []Fault
 	hits     map[int]int
 	requests []ProxyRequest
+	inFlight int
+	maxIn    int
+}
+
+// MaxInFlight is the largest number of requests the proxy was serving at
+// once since the last Reset.
+func (p *FaultProxy) MaxInFlight() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.maxIn
+}
+
+func (p *FaultProxy) enter() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inFlight++
+	if p.inFlight > p.maxIn {
+		p.maxIn = p.inFlight
+	}
+}
+
+func (p *FaultProxy) leave() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inFlight--
 }
 
 // StartFaultProxy proxies to the plain-HTTP registry at target (host:port).
@@ -61,6 +86,8 @@ func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 		return nil
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.enter()
+		defer p.leave()
 		f, i, ok := p.match(r.URL.Path, true)
 		status := 0
 		defer func() { p.record(r, status) }()
@@ -115,6 +142,7 @@ func (p *FaultProxy) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.requests = nil
+	p.maxIn = p.inFlight
 }
 
 func (p *FaultProxy) match(path string, count bool) (Fault, int, bool) {
