@@ -63,8 +63,10 @@ func DefaultDir(root bool) (string, error) {
 
 func (d *DB) open(readOnly bool) (*bolt.DB, error) {
 	if readOnly {
-		if _, err := os.Stat(d.path); errors.Is(err, os.ErrNotExist) {
-			readOnly = false // create it so readers always see a valid file
+		// A missing file is created; an empty one is still being created by
+		// another process, whose lock a writable open waits for.
+		if fi, err := os.Stat(d.path); errors.Is(err, os.ErrNotExist) || err == nil && fi.Size() == 0 {
+			readOnly = false
 		}
 	}
 	db, err := bolt.Open(d.path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly})

@@ -325,7 +325,20 @@ says_why() {
 }
 check "reload: journal entry says why (fields name stowage.toml and the bad key)" wait_for 10 says_why -o verbose
 check "reload: journal message says why (journalctl -u stowage names stowage.toml and the bad key)" says_why
-check "reload: still answers on the old policy" ct stowage status
+status_says_kept() {
+	local out
+	out=$(ct stowage status 2>&1)
+	echo "$out"
+	echo "$out" | grep -i 'previous policy' | grep quota >/dev/null
+}
+check "reload: stowage status answers, old policy in force, error shown" status_says_kept
+reload_rejected() {
+	local out
+	out=$(ct stowage reload 2>&1) && { echo "accepted: $out"; return 1; }
+	echo "$out"
+	echo "$out" | grep -i 'rejected' | grep quota >/dev/null
+}
+check "reload: stowage reload fails and says why" reload_rejected
 ct mv /etc/stowage/stowage.toml.good /etc/stowage/stowage.toml
 
 # ========================== 4. removal ==========================================
