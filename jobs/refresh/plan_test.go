@@ -116,6 +116,7 @@ func TestRetryAfter(t *testing.T) {
 		{"", time.Second},
 		{"3", 3 * time.Second},
 		{"garbage", time.Second},
+		{"99999999999999", 24 * time.Hour},
 		{now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second},
 		{now.Add(-5 * time.Second).Format(http.TimeFormat), 0},
 	} {

@@ -331,7 +331,7 @@ func retryAfter(v string, now time.Time, fallback time.Duration) time.Duration {
 		return fallback
 	}
 	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
+		return time.Duration(min(s, 86400)) * time.Second // no overflow
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {

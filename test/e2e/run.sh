@@ -57,6 +57,7 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # --- registry on the host's 127.0.0.1 ----------------------------------------
 # A port nobody listens on (bash's /dev/tcp connect fails).
