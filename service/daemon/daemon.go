@@ -420,7 +420,9 @@ func (d *Daemon) Reload() api.ReloadResult {
 	d.mu.Unlock()
 	d.metrics.Reloaded(err == nil)
 	if err != nil {
-		d.log.Error("policy invalid: keeping the previous policy", journal.AttrKind, journal.KindPolicyInvalid, journal.AttrError, err)
+		// The message itself says why: `journalctl -u stowage` shows it
+		// without -o verbose.
+		journal.LogPolicyInvalid(context.Background(), d.log, strings.Join(files, " "), err, true)
 		for _, o := range d.observers {
 			o.PolicyLoaded(nil, err)
 		}
