@@ -13,8 +13,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -144,34 +142,5 @@ func (ts *TokenServer) sign(claims map[string]any) (string, error) {
 // requires bearer tokens from ts; it is stopped when the test ends.
 func StartTokenRegistry(t testing.TB, ts *TokenServer) *Registry {
 	t.Helper()
-	RequireTool(t, "docker-registry")
-	dir := t.TempDir()
-	r := &Registry{Addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), LogPath: filepath.Join(dir, "registry.log"), Dir: dir}
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n%s",
-		filepath.Join(dir, "data"), r.Addr, ts.RegistryConfig())
-	cfgPath := filepath.Join(dir, "config.yml")
-	writeFile(t, cfgPath, cfg)
-	logf, err := os.Create(r.LogPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); _ = logf.Close() })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", r.Addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return r
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(r.LogPath)
-			t.Fatalf("docker-registry did not start on %s: %s", r.Addr, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return StartRegistry(t, RegistryOptions{Extra: ts.RegistryConfig()})
 }

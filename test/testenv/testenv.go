@@ -227,6 +227,8 @@ type RegistryOptions struct {
 	Htpasswd string // path of an htpasswd file (bcrypt) to require auth
 	CertFile string // TLS certificate and key; empty = plain HTTP
 	KeyFile  string
+	// Extra is raw YAML appended to the configuration (e.g. token auth).
+	Extra string
 }
 
 // StartRegistry starts docker-registry on a free loopback port; it is stopped
@@ -245,6 +247,7 @@ func StartRegistry(t testing.TB, o RegistryOptions) *Registry {
 	if o.Htpasswd != "" {
 		fmt.Fprintf(&cfg, "auth:\n  htpasswd:\n    realm: stowage-test\n    path: %s\n", o.Htpasswd)
 	}
+	cfg.WriteString(o.Extra)
 	cfgPath := filepath.Join(dir, "config.yml")
 	writeFile(t, cfgPath, cfg.String())
 	logf, err := os.Create(r.LogPath)
