@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,9 +35,15 @@ layers and the filesystem holding the graphroot.`,
 			if vols != "auto" && vols != "yes" && vols != "no" {
 				return fmt.Errorf("df: unknown --volumes %q (auto, yes or no)", vols)
 			}
+			if os.Getenv("DFTRACE") != "" {
+				fmt.Fprintln(os.Stderr, "runE", time.Now().UnixMicro())
+			}
 			p, err := g.loadPolicy()
 			if err != nil {
 				return err
+			}
+			if os.Getenv("DFTRACE") != "" {
+				fmt.Fprintln(os.Stderr, "policy", time.Now().UnixMicro())
 			}
 			// account may re-execute this process inside the rootless user
 			// namespace; podman's socket is reachable from there as well.
@@ -53,6 +60,10 @@ layers and the filesystem holding the graphroot.`,
 				if err != nil {
 					g.logger().Debug("df: no volumes section", "err", err)
 				}
+			}
+			if os.Getenv("DFTRACE") != "" {
+				fmt.Fprintln(os.Stderr, "vols", time.Now().UnixMicro())
+				defer func() { fmt.Fprintln(os.Stderr, "out", time.Now().UnixMicro()) }()
 			}
 			out := dfOutput{Accounting: a, Volumes: vs}
 			switch format {
@@ -93,15 +104,24 @@ func (g *globals) volumeUsage(ctx context.Context, p *policy.Policy, mayStart bo
 // when the driver needs it), takes a snapshot and accounts for it. configs
 // reads every image config too (platform fields; costs a lock per image).
 func (g *globals) account(ctx context.Context, p *policy.Policy, configs bool) (*inventory.Accounting, error) {
+
+	tr := func(s string) {
+		if os.Getenv("DFTRACE") != "" {
+			fmt.Fprintln(os.Stderr, s, time.Now().UnixMicro())
+		}
+	}
 	st, so, err := g.openStore(p, false)
 	if err != nil {
 		return nil, err
 	}
-	defer storeopen.Close(st)
+	tr("open")
+	defer func() { storeopen.Close(st); tr("close") }()
 	snap, err := inventory.Collect(ctx, st, so.GraphRoot, time.Now())
 	if err != nil {
 		return nil, err
 	}
+	tr("collect")
+	defer tr("account")
 	if configs {
 		if err := inventory.ReadConfigs(ctx, st, snap); err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	storage "go.podman.io/storage"
@@ -18,20 +19,34 @@ import (
 // stores. ReadConfigs fills them for every image.
 func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time) (*Snapshot, error) {
 	s := &Snapshot{Taken: now, GraphRoot: st.GraphRoot(), RunRoot: st.RunRoot(), Driver: st.GraphDriverName()}
-	layers, err := st.Layers()
-	if err != nil {
-		return nil, fmt.Errorf("listing layers: %w", err)
+	// The three stores have their own locks and the layer store loads on
+	// first use: list them side by side (the library is goroutine-safe).
+	var (
+		wg                 sync.WaitGroup
+		layers             []storage.Layer
+		containers         []storage.Container
+		errLayers, errCtrs error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if layers, errLayers = st.Layers(); errLayers != nil {
+			return
+		}
+		containers, errCtrs = st.Containers()
+	}()
+	images, err := st.Images()
+	wg.Wait()
+	switch {
+	case errLayers != nil:
+		return nil, fmt.Errorf("listing layers: %w", errLayers)
+	case err != nil:
+		return nil, fmt.Errorf("listing images: %w", err)
+	case errCtrs != nil:
+		return nil, fmt.Errorf("listing containers: %w", errCtrs)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
-	}
-	images, err := st.Images()
-	if err != nil {
-		return nil, fmt.Errorf("listing images: %w", err)
-	}
-	containers, err := st.Containers()
-	if err != nil {
-		return nil, fmt.Errorf("listing containers: %w", err)
 	}
 
 	containerLayers := make(map[string]struct{}, len(containers))
@@ -117,15 +132,15 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 // ReadConfigs fills OS, Architecture, Variant and HistoryLen of every image
 // of s from its config (images whose config cannot be read keep them empty).
 func ReadConfigs(ctx context.Context, st storage.Store, s *Snapshot) error {
-	for i := range s.Images {
-		if i%256 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		readConfig(st, &s.Images[i])
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return nil
+	idx := make([]int, len(s.Images))
+	for i := range idx {
+		idx[i] = i
+	}
+	readConfigs(st, s, idx)
+	return ctx.Err()
 }
 
 // readNeededConfigs reads the configs libimage's parent/child rule needs: an
@@ -146,6 +161,7 @@ func readNeededConfigs(st storage.Store, s *Snapshot) {
 		}
 	}
 	read := make(map[int]bool)
+	var idx []int
 	for i := range s.Images {
 		img := &s.Images[i]
 		if len(img.Names) > 0 || (img.TopLayer != "" && hasChildLayer[img.TopLayer]) || len(byTop[img.TopLayer]) < 2 {
@@ -154,10 +170,37 @@ func readNeededConfigs(st storage.Store, s *Snapshot) {
 		for _, j := range byTop[img.TopLayer] {
 			if !read[j] {
 				read[j] = true
-				readConfig(st, &s.Images[j])
+				idx = append(idx, j)
 			}
 		}
 	}
+	readConfigs(st, s, idx)
+}
+
+// configReaders bounds the goroutines reading image configs: each read
+// takes the image store's (shared) lock and reads one small file, so a few
+// readers overlap the system calls without crowding the store.
+const configReaders = 4
+
+// readConfigs reads the configs of the images at idx, concurrently.
+func readConfigs(st storage.Store, s *Snapshot, idx []int) {
+	workers := min(configReaders, len(idx)/8+1)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				readConfig(st, &s.Images[i]) // distinct elements: no race
+			}
+		}()
+	}
+	for _, i := range idx {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // isIncomplete reports storage's "incomplete" flag on a layer.

@@ -14,7 +14,8 @@ import (
 	"github.com/stowage/stowage/service/client"
 )
 
-// loadDuration is STOWAGE_LOAD_DURATION (e.g. "30s"), default 10s.
+// loadDuration is STOWAGE_LOAD_DURATION (e.g. "5s" while iterating),
+// default 30s, the duration the issue asks for.
 func loadDuration(t *testing.T) time.Duration {
 	if v := os.Getenv("STOWAGE_LOAD_DURATION"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -23,7 +24,7 @@ func loadDuration(t *testing.T) time.Duration {
 		}
 		return d
 	}
-	return 10 * time.Second
+	return 30 * time.Second
 }
 
 // TestControlLoad: 200 concurrent clients on the control socket while jobs
