@@ -82,10 +82,14 @@ type client struct {
 
 	mu    sync.Mutex
 	hosts map[string]*host
-	creds map[string]credEntry
+	creds map[string]*credEntry
 }
 
+// credEntry is one credential lookup, done once per run however many tags
+// of the repository are checked at the same time: a credential helper is a
+// process (maybe a keychain prompt), not a map read.
 type credEntry struct {
+	once sync.Once
 	auth types.DockerAuthConfig
 	err  error
 }
@@ -131,7 +135,7 @@ func newClient(sys *types.SystemContext, log *slog.Logger, concurrency, perRegis
 		sys: sys, log: log, timeout: timeout, budget: budget, perRegistry: perRegistry,
 		global: make(chan struct{}, concurrency),
 		hosts:  map[string]*host{},
-		creds:  map[string]credEntry{},
+		creds:  map[string]*credEntry{},
 	}
 }
 
@@ -231,18 +235,18 @@ func (c *client) credentials(named reference.Named) (types.DockerAuthConfig, err
 	key := named.Name()
 	c.mu.Lock()
 	e, ok := c.creds[key]
-	c.mu.Unlock()
-	if ok {
-		return e.auth, e.err
+	if !ok {
+		e = &credEntry{}
+		c.creds[key] = e
 	}
-	auth, err := config.GetCredentialsForRef(c.sys, named)
-	if err != nil {
-		err = fmt.Errorf("reading credentials for %s: %w", key, err)
-	}
-	c.mu.Lock()
-	c.creds[key] = credEntry{auth, err}
 	c.mu.Unlock()
-	return auth, err
+	e.once.Do(func() {
+		e.auth, e.err = config.GetCredentialsForRef(c.sys, named)
+		if e.err != nil {
+			e.err = fmt.Errorf("reading credentials for %s: %w", key, e.err)
+		}
+	})
+	return e.auth, e.err
 }
 
 // response is a fully read HTTP answer.
