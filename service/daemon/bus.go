@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -28,12 +26,6 @@ import (
 func (d *Daemon) startBus() func() {
 	if d.opts.NoBus {
 		d.setBus("none: disabled")
-		return func() {}
-	}
-	if !d.opts.System && d.opts.BusAddress == "" && !sessionBusExists() {
-		// godbus would otherwise autolaunch a private bus with dbus-launch.
-		d.log.Warn("running without D-Bus: no session bus (DBUS_SESSION_BUS_ADDRESS unset, no $XDG_RUNTIME_DIR/bus)")
-		d.setBus("none: no session bus")
 		return func() {}
 	}
 	var conn *dbus.Conn
@@ -60,6 +52,7 @@ func (d *Daemon) startBus() func() {
 		return func() {}
 	}
 	b.srv = srv
+	d.busSrv = srv
 	if !d.opts.System && d.opts.State != nil {
 		n, err := notify.New(notify.Options{Conn: conn, State: d.opts.State, Policy: d.Policy().Notify, Logger: d.log})
 		if err != nil {
@@ -75,20 +68,6 @@ func (d *Daemon) startBus() func() {
 		_ = srv.Close()
 		conn.Close()
 	}
-}
-
-// sessionBusExists reports whether a session bus address is known without
-// autolaunching one.
-func sessionBusExists() bool {
-	if os.Getenv("DBUS_SESSION_BUS_ADDRESS") != "" {
-		return true
-	}
-	dir := os.Getenv("XDG_RUNTIME_DIR")
-	if dir == "" {
-		return false
-	}
-	fi, err := os.Stat(filepath.Join(dir, "bus"))
-	return err == nil && fi.Mode().Type() == os.ModeSocket
 }
 
 func (d *Daemon) setBus(s string) {

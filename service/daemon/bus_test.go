@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +147,27 @@ func TestDesktopNotificationWiring(t *testing.T) {
 	case c := <-ns.calls:
 		t.Fatalf("the same finding was notified twice: %v", c)
 	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+// TestNoSessionBus: with no DBUS_SESSION_BUS_ADDRESS and no
+// $XDG_RUNTIME_DIR/bus the daemon runs without D-Bus and says so; it does
+// not autolaunch a bus (a dbus-launch first in PATH would record it).
+func TestNoSessionBus(t *testing.T) {
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "")
+	os.Unsetenv("DBUS_SESSION_BUS_ADDRESS")
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	bin, ran := t.TempDir(), filepath.Join(t.TempDir(), "ran")
+	if err := os.WriteFile(filepath.Join(bin, "dbus-launch"), []byte("#!/bin/sh\ntouch "+ran+"\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	h := start(t, shWorker(reportScript), basePolicy, func(o *Options) { o.NoBus = false })
+	st, err := h.c.Status(t.Context())
+	if err != nil || !strings.HasPrefix(st.Bus, "none: ") || !strings.Contains(st.Bus, "no session bus") {
+		t.Fatalf("status bus = %q, %v", st.Bus, err)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Fatal("dbus-launch was run")
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/control"
+	"github.com/stowage/stowage/service/dbusapi"
 	"github.com/stowage/stowage/service/journal"
 	"github.com/stowage/stowage/service/runs"
 	"github.com/stowage/stowage/service/scheduler"
@@ -55,8 +56,9 @@ type Observer interface {
 type Options struct {
 	System  bool
 	Version string
-	// IdleExit > 0 makes Run return when no client is connected, no run is
-	// queued or in progress, and no scheduled run is due within IdleExit.
+	// IdleExit > 0 makes Run return when no client is connected, no
+	// control request or D-Bus call came within IdleExit, no run is queued
+	// or in progress, and no scheduled run is due within IdleExit.
 	IdleExit time.Duration
 	// LoadPolicy reads the policy; it returns the files it read.
 	LoadPolicy func() (*policy.Policy, []string, error)
@@ -101,6 +103,9 @@ type Daemon struct {
 	bus         string              // D-Bus state for status
 	// observers are fixed before the scheduler starts.
 	observers []Observer
+	// busSrv is the D-Bus object, nil without a bus. startBus sets it and
+	// idle reads it, both on Run's goroutine.
+	busSrv *dbusapi.Server
 	// last caches each job's last finished run (without its report): the
 	// daemon is the only writer, and status/jobs requests then never wait
 	// on the state database's file lock.
@@ -266,9 +271,15 @@ loop:
 	return runErr
 }
 
-// idle reports whether the daemon may exit now.
+// idle reports whether the daemon may exit now: no client on the control
+// socket or D-Bus within the idle window, no run in progress or due.
 func (d *Daemon) idle() bool {
 	if !d.server.Idle(d.opts.IdleExit) || d.sched.Busy() {
+		return false
+	}
+	// A client using the daemon over D-Bus is as active as one on the
+	// control socket.
+	if d.busSrv != nil && !d.busSrv.Idle(d.opts.IdleExit) {
 		return false
 	}
 	next := d.sched.NextDue()

@@ -12,7 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -158,24 +161,53 @@ type Server struct {
 
 	mu     sync.Mutex // guards status
 	status Status
+
+	// Activity for Idle: calls in progress, and when the last one ended
+	// (unix nanoseconds, 0 = never).
+	inflight atomic.Int64
+	lastCall atomic.Int64
 }
 
 // Connect opens a private connection to the system or session bus. It
-// returns an error (wrapping ErrNoBus) when there is no bus.
+// returns an error (wrapping ErrNoBus) when there is no bus. It never
+// starts one: the session bus is $DBUS_SESSION_BUS_ADDRESS, else the socket
+// $XDG_RUNTIME_DIR/bus (where systemd --user keeps it), else there is none
+// (godbus would autolaunch a private bus with dbus-launch, which a daemon
+// must not leave behind).
 func Connect(system bool) (*dbus.Conn, error) {
-	var (
-		c   *dbus.Conn
-		err error
-	)
 	if system {
-		c, err = dbus.ConnectSystemBus()
-	} else {
-		c, err = dbus.ConnectSessionBus()
+		c, err := dbus.ConnectSystemBus()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNoBus, err)
+		}
+		return c, nil
 	}
+	addr, err := sessionBusAddress()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoBus, err)
+		return nil, err
 	}
-	return c, nil
+	return ConnectAddress(addr)
+}
+
+// sessionBusAddress finds the session bus without autolaunching one.
+func sessionBusAddress() (string, error) {
+	// "autolaunch:" asks for dbus-launch: the same as no address here.
+	if addr := os.Getenv("DBUS_SESSION_BUS_ADDRESS"); addr != "" && addr != "autolaunch:" {
+		return addr, nil
+	}
+	dir := os.Getenv("XDG_RUNTIME_DIR")
+	if dir == "" {
+		return "", fmt.Errorf("%w: no session bus (DBUS_SESSION_BUS_ADDRESS and XDG_RUNTIME_DIR unset)", ErrNoBus)
+	}
+	sock := filepath.Join(dir, "bus")
+	fi, err := os.Stat(sock)
+	if err != nil {
+		return "", fmt.Errorf("%w: no session bus (DBUS_SESSION_BUS_ADDRESS unset): %w", ErrNoBus, err)
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return "", fmt.Errorf("%w: no session bus (DBUS_SESSION_BUS_ADDRESS unset): %s is not a socket", ErrNoBus, sock)
+	}
+	return "unix:path=" + dbus.EscapeBusAddressValue(sock), nil
 }
 
 // ConnectAddress opens a private connection to the bus at a D-Bus address
@@ -214,6 +246,10 @@ func Export(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("dbusapi: exporting properties: %w", err)
 	}
 	s.props = props
+	// Replace prop's handler with one that counts Get/GetAll as activity.
+	if err := s.conn.Export(properties{s: s, p: props}, ObjectPath, "org.freedesktop.DBus.Properties"); err != nil {
+		return nil, fmt.Errorf("dbusapi: exporting properties: %w", err)
+	}
 	// NewIntrospectable adds org.freedesktop.DBus.Peer, which godbus
 	// answers on every object.
 	node := &introspect.Node{
@@ -224,7 +260,7 @@ func Export(opts Options) (*Server, error) {
 			managerIntrospection(s.status),
 		},
 	}
-	if err := s.conn.Export(introspect.NewIntrospectable(node), ObjectPath,
+	if err := s.conn.Export(introspectable{s: s, i: introspect.NewIntrospectable(node)}, ObjectPath,
 		"org.freedesktop.DBus.Introspectable"); err != nil {
 		return nil, fmt.Errorf("dbusapi: exporting introspection: %w", err)
 	}
@@ -254,6 +290,27 @@ func (s *Server) Close() error {
 func (s *Server) unexport() {
 	for _, iface := range []string{Interface, "org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Properties"} {
 		_ = s.conn.Export(nil, ObjectPath, iface)
+	}
+}
+
+// Idle reports whether no D-Bus call on the object is in progress and none
+// ended within d. Method calls, property reads and introspection count;
+// the daemon uses it for its idle exit.
+func (s *Server) Idle(d time.Duration) bool {
+	if s.inflight.Load() > 0 {
+		return false
+	}
+	last := s.lastCall.Load()
+	return last == 0 || time.Since(time.Unix(0, last)) >= d
+}
+
+// called marks the start of a call; the returned function marks its end.
+func (s *Server) called() func() {
+	s.inflight.Add(1)
+	return func() {
+		// lastCall first: Idle never sees no call in flight and an old end.
+		s.lastCall.Store(time.Now().UnixNano())
+		s.inflight.Add(-1)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
+	"github.com/godbus/dbus/v5/prop"
 )
 
 // methods is the exported Manager interface; godbus maps its exported
@@ -19,6 +21,7 @@ func (m *methods) ctx() (context.Context, context.CancelFunc) {
 
 // ListJobs returns a(sstsstb).
 func (m *methods) ListJobs() ([]JobEntry, *dbus.Error) {
+	defer m.s.called()()
 	ctx, cancel := m.ctx()
 	defer cancel()
 	jobs, err := m.s.backend.ListJobs(ctx)
@@ -34,6 +37,7 @@ func (m *methods) ListJobs() ([]JobEntry, *dbus.Error) {
 
 // RunJob(s job, b dry_run) → s run_id. Mutating.
 func (m *methods) RunJob(sender dbus.Sender, job string, dryRun bool) (string, *dbus.Error) {
+	defer m.s.called()()
 	ctx, cancel := m.ctx()
 	defer cancel()
 	if derr := m.s.authorize(ctx, sender, "RunJob"); derr != nil {
@@ -48,6 +52,7 @@ func (m *methods) RunJob(sender dbus.Sender, job string, dryRun bool) (string, *
 
 // GetReport(s run_id) → s json.
 func (m *methods) GetReport(runID string) (string, *dbus.Error) {
+	defer m.s.called()()
 	ctx, cancel := m.ctx()
 	defer cancel()
 	js, err := m.s.backend.GetReport(ctx, runID)
@@ -59,6 +64,7 @@ func (m *methods) GetReport(runID string) (string, *dbus.Error) {
 
 // Reload re-reads the policy. Mutating.
 func (m *methods) Reload(sender dbus.Sender) *dbus.Error {
+	defer m.s.called()()
 	ctx, cancel := m.ctx()
 	defer cancel()
 	if derr := m.s.authorize(ctx, sender, "Reload"); derr != nil {
@@ -69,6 +75,7 @@ func (m *methods) Reload(sender dbus.Sender) *dbus.Error {
 
 // Pin(s ref). Mutating.
 func (m *methods) Pin(sender dbus.Sender, ref string) *dbus.Error {
+	defer m.s.called()()
 	ctx, cancel := m.ctx()
 	defer cancel()
 	if derr := m.s.authorize(ctx, sender, "Pin"); derr != nil {
@@ -79,6 +86,7 @@ func (m *methods) Pin(sender dbus.Sender, ref string) *dbus.Error {
 
 // Unpin(s ref). Mutating.
 func (m *methods) Unpin(sender dbus.Sender, ref string) *dbus.Error {
+	defer m.s.called()()
 	ctx, cancel := m.ctx()
 	defer cancel()
 	if derr := m.s.authorize(ctx, sender, "Unpin"); derr != nil {
@@ -104,4 +112,43 @@ func toDBusError(err error) *dbus.Error {
 		name = ErrorInvalidArgs
 	}
 	return dbus.NewError(name, []any{err.Error()})
+}
+
+// properties serves org.freedesktop.DBus.Properties from prop, counting
+// each call as activity.
+type properties struct {
+	s *Server
+	p *prop.Properties
+}
+
+// Get implements org.freedesktop.DBus.Properties.Get.
+func (w properties) Get(iface, property string) (dbus.Variant, *dbus.Error) {
+	defer w.s.called()()
+	return w.p.Get(iface, property)
+}
+
+// GetAll implements org.freedesktop.DBus.Properties.GetAll.
+func (w properties) GetAll(iface string) (map[string]dbus.Variant, *dbus.Error) {
+	defer w.s.called()()
+	return w.p.GetAll(iface)
+}
+
+// Set implements org.freedesktop.DBus.Properties.Set (every property is
+// read-only: prop refuses).
+func (w properties) Set(iface, property string, v dbus.Variant) *dbus.Error {
+	defer w.s.called()()
+	return w.p.Set(iface, property, v)
+}
+
+// introspectable serves org.freedesktop.DBus.Introspectable, counting each
+// call as activity.
+type introspectable struct {
+	s *Server
+	i introspect.Introspectable
+}
+
+// Introspect implements org.freedesktop.DBus.Introspectable.Introspect.
+func (w introspectable) Introspect() (string, *dbus.Error) {
+	defer w.s.called()()
+	return w.i.Introspect()
 }
