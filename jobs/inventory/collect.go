@@ -15,8 +15,8 @@ import (
 // containers, and statfs of the filesystem holding fsPath (the graphroot when
 // empty). It only reads. Image configs are read (os/arch/variant, history
 // length) only where telling dangling from intermediate images needs them:
-// each read takes the store's lock, and they dominate the cost on big
-// stores. ReadConfigs fills them for every image.
+// each read takes the store's lock and opens a file, so they are read a few
+// at a time. ReadConfigs fills them for every image.
 func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time) (*Snapshot, error) {
 	s := &Snapshot{Taken: now, GraphRoot: st.GraphRoot(), RunRoot: st.RunRoot(), Driver: st.GraphDriverName()}
 	// The three stores have their own locks and the layer store loads on
@@ -116,7 +116,10 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 		}
 		s.Images = append(s.Images, out)
 	}
-	readNeededConfigs(st, s)
+	readNeededConfigs(ctx, st, s)
+	if err := ctx.Err(); err != nil {
+		return nil, err // some configs were left unread
+	}
 
 	if fsPath == "" {
 		fsPath = s.GraphRoot
@@ -139,14 +142,14 @@ func ReadConfigs(ctx context.Context, st storage.Store, s *Snapshot) error {
 	for i := range idx {
 		idx[i] = i
 	}
-	readConfigs(st, s, idx)
+	readConfigs(ctx, st, s, idx)
 	return ctx.Err()
 }
 
 // readNeededConfigs reads the configs libimage's parent/child rule needs: an
 // unnamed image with no child layer is dangling unless an image sharing its
 // top layer has a longer history, so read it and those peers.
-func readNeededConfigs(st storage.Store, s *Snapshot) {
+func readNeededConfigs(ctx context.Context, st storage.Store, s *Snapshot) {
 	parentOf := make(map[string]string, len(s.Layers))
 	for _, l := range s.Layers {
 		parentOf[l.ID] = l.Parent
@@ -174,7 +177,7 @@ func readNeededConfigs(st storage.Store, s *Snapshot) {
 			}
 		}
 	}
-	readConfigs(st, s, idx)
+	readConfigs(ctx, st, s, idx)
 }
 
 // configReaders bounds the goroutines reading image configs: each read
@@ -182,8 +185,9 @@ func readNeededConfigs(st storage.Store, s *Snapshot) {
 // readers overlap the system calls without crowding the store.
 const configReaders = 4
 
-// readConfigs reads the configs of the images at idx, concurrently.
-func readConfigs(st storage.Store, s *Snapshot, idx []int) {
+// readConfigs reads the configs of the images at idx, concurrently; it
+// stops handing out work when ctx is done.
+func readConfigs(ctx context.Context, st storage.Store, s *Snapshot, idx []int) {
 	workers := min(configReaders, len(idx)/8+1)
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -196,8 +200,13 @@ func readConfigs(st storage.Store, s *Snapshot, idx []int) {
 			}
 		}()
 	}
+feed:
 	for _, i := range idx {
-		next <- i
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
 	}
 	close(next)
 	wg.Wait()

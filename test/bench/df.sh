@@ -5,15 +5,16 @@
 # the store's own records: Σ layer diff-size + Σ image big-data sizes).
 # Usage: STOWAGE_BIN=bin/stowage bash test/bench/df.sh   (as root; run by make bench)
 set -euo pipefail
+export LC_ALL=C # a decimal point in $EPOCHREALTIME and `times`
 : "${STOWAGE_BIN:?set STOWAGE_BIN to the stowage binary}"
 IMAGES=${DF_BENCH_IMAGES:-1000}
 UNIQUE=${DF_BENCH_UNIQUE:-150}
-REPS=${DF_BENCH_REPS:-5}
+REPS=${DF_BENCH_REPS:-9}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 out="$here/results/df.txt"
 mkdir -p "$here/results"
-for t in podman jq go /usr/bin/time; do command -v "$t" >/dev/null || { echo "df.sh: $t missing (make deps)" >&2; exit 1; }; done
+for t in podman jq go; do command -v "$t" >/dev/null || { echo "df.sh: $t missing (make deps)" >&2; exit 1; }; done
 
 # podman refuses a runroot longer than 50 characters: keep the path short.
 work=$(mktemp -d /tmp/stwg-df.XXXXXX)
@@ -52,19 +53,34 @@ recorded() {
 	echo $(( layers + images ))
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2] + a[NR/2+1]) / 2)}'; }
-# timed CMD...: prints "WALL_MS CPU_MS" (CPU = user + system, children
-# included: less sensitive than wall time to other load on a shared machine).
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+# timed CMD...: prints "WALL_MS CPU_MS". Wall is read from bash's
+# microsecond clock right around the command (stowage df takes tens of
+# milliseconds: /usr/bin/time's 10 ms steps are too coarse, and any extra
+# process in the window would count against the faster tool). CPU = user +
+# system of the command, children included (less sensitive than wall time
+# to other load on a shared machine): the difference of the shell's
+# children times before and after.
+cputimes() { awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 }' "$1"; }
 timed() {
-	/usr/bin/time -f '%e %U %S' -o "$work/time" "$@" >/dev/null
-	awk '{printf "%d %d\n", $1 * 1000, ($2 + $3) * 1000}' "$work/time"
+	local t0 t1
+	times >"$work/times0"
+	t0=$EPOCHREALTIME
+	"$@" >/dev/null
+	t1=$EPOCHREALTIME
+	times >"$work/times1"
+	awk -v a="$t0" -v b="$t1" -v c0="$(cputimes "$work/times0")" -v c1="$(cputimes "$work/times1")" \
+		'BEGIN {printf "%.1f %.1f\n", (b - a) * 1000, c1 - c0}'
 }
 
 images_listed=$(podman "${flags[@]}" images -a -q | wc -l)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-# Warm both once (page cache), then alternate the runs.
-"$STOWAGE_BIN" "${flags[@]}" df >/dev/null
-podman "${flags[@]}" system df >/dev/null
+# Warm both twice (page cache, both binaries), then alternate the runs so
+# that load from elsewhere on the machine hits both alike.
+for _ in 1 2; do
+	"$STOWAGE_BIN" "${flags[@]}" df >/dev/null
+	podman "${flags[@]}" system df >/dev/null
+done
 st_wall=() st_cpu=() pm_wall=() pm_cpu=()
 for _ in $(seq "$REPS"); do
 	read -r w c < <(timed "$STOWAGE_BIN" "${flags[@]}" df)
