@@ -24,13 +24,14 @@ import (
 	"github.com/stowage/stowage/test/testenv"
 )
 
-// pushImages imports n small images and pushes them to reg as race/rN:1.
+// pushImages imports n small runnable images (static busybox plus a
+// distinct marker) and pushes them to reg as race/rN:1.
 func pushImages(t *testing.T, p *testenv.Podman, reg *testenv.Registry, n int) []string {
 	t.Helper()
 	var refs []string
 	for i := 0; i < n; i++ {
 		local := fmt.Sprintf("localhost/race/r%d:1", i)
-		imp(t, p, local, fmt.Sprintf("race%d", i))
+		p.ImportRunnable(t, local, map[string]string{"/marker": strings.Repeat(fmt.Sprintf("race%d", i), 4096)})
 		ref := fmt.Sprintf("%s/race/r%d:1", reg.Addr, i)
 		p.Run(t, "push", "-q", "--tls-verify=false", local, ref)
 		p.Run(t, "rmi", local)
@@ -39,10 +40,10 @@ func pushImages(t *testing.T, p *testenv.Podman, reg *testenv.Registry, n int) [
 	return refs
 }
 
-// TestRaceWithPodman runs podman create / create+rm (what run --rm leaves) /
-// pull in a loop on the same images while stowage prunes them over and over:
-// no image a container uses may ever go, podman must not fail, and the
-// store must stay consistent.
+// TestRaceWithPodman runs podman create / run --rm / pull in a loop on the
+// same images while stowage prunes them over and over: no image a container
+// uses may ever go, podman must not fail because of stowage, and the store
+// must stay consistent.
 func TestRaceWithPodman(t *testing.T) {
 	e := newEnv(t, "overlay")
 	p := e.p
@@ -100,6 +101,7 @@ orphan_layers = false`)
 	}
 	var failures []string
 	var kept []string // containers left in place for a while
+	runs := 0         // successful `podman run --rm`
 	for i := 0; i < rounds; i++ {
 		ref := refs[i%len(refs)]
 		switch i % 3 {
@@ -110,14 +112,16 @@ orphan_layers = false`)
 				continue
 			}
 			kept = append(kept, strings.TrimSpace(lastLine(out)))
-		case 1: // what `podman run --rm` does to storage: create, then remove
-			out, err := podman("create", "--pull=missing", "--tls-verify=false", ref, "/bin/true")
+		case 1: // a real run (create, mount, start, wait, remove), alive long
+			// enough for prune runs to see it
+			out, err := podman("run", "--rm", "--pull=missing", "--tls-verify=false", ref, "/bin/sh", "-c", "sleep 0.3; echo ran")
 			if err != nil {
-				failures = append(failures, fmt.Sprintf("round %d create: %v", i, err))
+				failures = append(failures, fmt.Sprintf("round %d run --rm: %v", i, err))
 				continue
 			}
-			if _, err := podman("rm", strings.TrimSpace(lastLine(out))); err != nil {
-				failures = append(failures, fmt.Sprintf("round %d rm: %v", i, err))
+			runs++
+			if got := lastLine(out); got != "ran" {
+				t.Errorf("round %d: run --rm printed %q", i, out)
 			}
 		case 2:
 			if _, err := podman("pull", "-q", "--tls-verify=false", ref); err != nil {
@@ -155,6 +159,7 @@ orphan_layers = false`)
 	for _, f := range failures {
 		if lostRace(f) {
 			lost++
+			t.Logf("lost race (accepted): %s: … %s", strings.SplitN(f, ":", 2)[0], lastLine(f))
 			continue
 		}
 		t.Error(f)
@@ -162,12 +167,16 @@ orphan_layers = false`)
 	if lost > rounds/4 {
 		t.Errorf("%d of %d podman operations lost a race with a removal", lost, rounds)
 	}
-	t.Logf("%d rounds, %d prune runs removed %d images; %d podman operations lost the resolve/use race", rounds, pruneRuns, removedTotal, lost)
+	t.Logf("%d rounds (%d run --rm), %d prune runs removed %d images; %d podman operations lost the resolve/use race", rounds, runs, pruneRuns, removedTotal, lost)
+	if runs < rounds/6 {
+		t.Errorf("only %d of %d `podman run --rm` succeeded", runs, (rounds+1)/3)
+	}
 	if pruneRuns < 3 || removedTotal == 0 {
 		t.Fatalf("prune ran %d times and removed %d images: the race was not exercised", pruneRuns, removedTotal)
 	}
 	checkStore(t, p)
 	p.Run(t, "create", "--pull=missing", "--tls-verify=false", refs[0], "/bin/true")
+	p.Run(t, "run", "--rm", "--pull=missing", "--tls-verify=false", refs[1], "/bin/true")
 }
 
 // lostRace reports whether a podman failure is the image vanishing between

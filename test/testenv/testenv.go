@@ -122,7 +122,12 @@ func NewPodman(t testing.TB, driver string) *Podman {
 	conf := filepath.Join(dir, "containers.conf")
 	writeFile(t, conf, `[containers]
 netns = "none"
+# Below the sandbox's hard limits: podman's defaults exceed them and the
+# runtime's setrlimit fails before the container starts.
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 [engine]
+# crun refuses hybrid cgroup hosts (cgroup v1 plus a v2 mount); runc runs.
+runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "`+filepath.Join(dir, "events.log")+`"
