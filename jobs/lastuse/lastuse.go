@@ -246,12 +246,12 @@ var _ EventSource = PodmanEvents{}
 
 // ContainerUses implements EventSource.
 func (p PodmanEvents) ContainerUses(ctx context.Context, since, until time.Time) ([]Use, error) {
-	// The API takes whole seconds: round the window outwards so an event in
-	// the current second is not cut off (re-reading one is harmless).
-	if !until.IsZero() {
-		until = until.Truncate(time.Second).Add(time.Second)
-	}
-	evs, err := p.Client.Events(ctx, podmanapi.EventsOptions{Since: since.Truncate(time.Second), Until: until, Filters: podmanapi.ContainerUseFilters})
+	// No "until" in the request: podman (4.x, file logger) stops reading its
+	// event log as soon as a requested "until" has passed, even mid-read, so
+	// a window ending in the past comes back with some or none of its
+	// events. Read to the end of the log and cut the window here. The API
+	// takes whole seconds: since is rounded down (re-reading is harmless).
+	evs, err := p.Client.Events(ctx, podmanapi.EventsOptions{Since: since.Truncate(time.Second), Filters: podmanapi.ContainerUseFilters})
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +259,9 @@ func (p PodmanEvents) ContainerUses(ctx context.Context, since, until time.Time)
 	for _, e := range evs {
 		if e.Type != "container" || e.Image == "" {
 			continue
+		}
+		if !until.IsZero() && e.Time.After(until) {
+			continue // the next scan's window
 		}
 		out = append(out, Use{Name: e.Image, At: e.Time})
 	}

@@ -112,7 +112,7 @@ type Podman struct {
 // cleanup cannot reset another's podman state.
 func NewPodman(t testing.TB, driver string) *Podman {
 	t.Helper()
-	RequireTool(t, "podman")
+	RequireTool(t, "podman", "runc")
 	// Not t.TempDir(): podman refuses a runroot path longer than 50 bytes.
 	dir, err := os.MkdirTemp("", "stwg-")
 	if err != nil {
