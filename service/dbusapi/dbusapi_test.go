@@ -474,7 +474,7 @@ func TestSystemBusAuthorization(t *testing.T) {
 // daemon (not the bus) refuses a non-root RunJob.
 func TestSystemBusPolicyFile(t *testing.T) {
 	testenv.RequireRoot(t)
-	bus := testenv.StartSystemDBus(t, "io.github.stowage.Stowage1.conf")
+	bus := testenv.StartSystemDBus(t, shippedBusPolicy)
 	const nobody = 65534
 
 	// nobody cannot take the name.
@@ -518,8 +518,8 @@ func TestSystemBusPolicyFile(t *testing.T) {
 // nobody is refused again (fail closed).
 func TestSystemBusRealPolkit(t *testing.T) {
 	testenv.RequireRoot(t)
-	bus := testenv.StartSystemDBus(t, "io.github.stowage.Stowage1.conf", testenv.PolkitBusPolicy)
-	pk := testenv.StartPolkit(t, bus, []string{"io.github.stowage.policy"}, `
+	bus := testenv.StartSystemDBus(t, shippedBusPolicy, testenv.PolkitBusPolicy)
+	pk := testenv.StartPolkit(t, bus, []string{shippedPolkitAction}, `
 polkit.addRule(function(action, subject) {
     if (action.id == "io.github.stowage.manage" && subject.user == "nobody") {
         return polkit.Result.YES;
@@ -601,3 +601,9 @@ func TestConcurrentCalls(t *testing.T) {
 		t.Errorf("Peer.Ping: %v", err)
 	}
 }
+
+// The files packaging installs (units/), tested here against the daemon's code.
+const (
+	shippedBusPolicy    = "../../units/dbus/io.github.stowage.Stowage1.conf"
+	shippedPolkitAction = "../../units/polkit/io.github.stowage.policy"
+)
