@@ -5,14 +5,12 @@ package units
 import (
 	"bufio"
 	"encoding/xml"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -199,65 +197,13 @@ func TestPolkitAction(t *testing.T) {
 	}
 }
 
-// systemBus starts a real dbus-daemon with a system-bus-like default policy
-// (deny own, deny method calls) plus units/dbus' policy file.
+// systemBus starts a real dbus-daemon with Debian's system-bus default
+// policy (deny own, deny method calls) plus units/dbus' policy file.
 func systemBus(t *testing.T) string {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "dbus-daemon", "busctl")
-	dir, err := os.MkdirTemp("", "stwg-units-bus-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	policy, err := filepath.Abs("dbus/io.github.stowage.Stowage1.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=%s/bus.sock</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <include>%s</include>
-</busconfig>
-`, dir, policy)
-	if err := os.WriteFile(filepath.Join(dir, "bus.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("dbus-daemon", "--config-file="+filepath.Join(dir, "bus.conf"),
-		"--fork", "--print-address=1", "--print-pid=1").Output()
-	if err != nil {
-		t.Fatalf("dbus-daemon: %v", err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
-		t.Fatalf("dbus-daemon printed %q", out)
-	}
-	pid, err := strconv.Atoi(f[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGTERM) })
-	return f[0]
+	return testenv.StartSystemDBus(t, "dbus/io.github.stowage.Stowage1.conf").Address
 }
 
 // denied reports whether busctl failed because the bus policy refused.
