@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.podman.io/image/v5/docker/reference"
 
+	"github.com/stowage/stowage/jobs/inventory"
 	"github.com/stowage/stowage/jobs/state"
 )
 
@@ -35,7 +36,7 @@ type Pin struct {
 // (docker.io/library/alpine:latest), the way image names are stored.
 func Normalize(ref string) (string, error) {
 	ref = strings.TrimSpace(ref)
-	if id := strings.TrimPrefix(ref, "sha256:"); isHexID(id) {
+	if id := strings.TrimPrefix(ref, "sha256:"); inventory.IsIDPrefix(id) {
 		return id, nil
 	}
 	named, err := reference.ParseNormalizedNamed(ref)
@@ -43,19 +44,6 @@ func Normalize(ref string) (string, error) {
 		return "", fmt.Errorf("pins: %q is neither an image ID nor a reference: %w", ref, err)
 	}
 	return reference.TagNameOnly(named).String(), nil
-}
-
-// isHexID reports whether s looks like an image ID or an unambiguous prefix.
-func isHexID(s string) bool {
-	if len(s) < 12 || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // Add pins ref (normalized first); pinning twice keeps the first date.
@@ -120,7 +108,7 @@ type Set struct {
 func NewSet(ps []Pin) *Set {
 	s := &Set{refs: map[string]bool{}}
 	for _, p := range ps {
-		if isHexID(p.Ref) {
+		if inventory.IsIDPrefix(p.Ref) {
 			s.ids = append(s.ids, p.Ref)
 		} else {
 			s.refs[p.Ref] = true

@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"go.podman.io/image/v5/docker/reference"
+
+	"github.com/stowage/stowage/jobs/inventory"
 )
 
 // SystemDirs are the directories podman's quadlet generator reads for
@@ -162,7 +164,7 @@ func (r *Refs) add(ref, unit string) {
 	if ref == "" {
 		return
 	}
-	if id := strings.TrimPrefix(ref, "sha256:"); isHex(id) {
+	if id := strings.TrimPrefix(ref, "sha256:"); inventory.IsIDPrefix(id) {
 		r.ids[id] = unit
 		r.list = append(r.list, Ref{Ref: id, Unit: unit})
 		return
@@ -186,18 +188,6 @@ func (r *Refs) add(ref, unit string) {
 			r.short["library/"+short] = unit
 		}
 	}
-}
-
-func isHex(s string) bool {
-	if len(s) < 12 || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // unitKey returns the values of key in a unit file's [Container], [Image]
