@@ -333,6 +333,10 @@ func (c *checker) value(v any, t reflect.Type, key string) {
 			c.add(key, "%s: expected an integer, got %s", key, tomlType(v))
 			return
 		}
+		if key == "version" && n != Version {
+			c.add(key, "version: unsupported policy version %d (this stowage understands version = %d)", n, Version)
+			return
+		}
 		if r, ok := intRanges[key]; ok && (n < r[0] || n > r[1]) {
 			c.add(key, "%s: must be between %d and %d, got %d", key, r[0], r[1], n)
 		}
@@ -356,7 +360,6 @@ var globKeys = map[string]bool{
 
 // intRanges bound integer values.
 var intRanges = map[string][2]int64{
-	"version":              {Version, Version},
 	"refresh.concurrency":  {1, 256},
 	"refresh.per_registry": {1, 256},
 	"refresh.budget":       {0, 1 << 31},

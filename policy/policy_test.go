@@ -91,7 +91,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad mode", "[verify]\nmode = \"delete\"\n", []string{`2:8: verify.mode: invalid verify mode "delete"`}},
 		{"bad urgency", "[notify]\nmin_urgency = \"high\"\n", []string{"2:15: notify.min_urgency: invalid urgency"}},
 		{"out of range", "[refresh]\nper_registry = 0\n", []string{"2:16: refresh.per_registry: must be between 1 and 256, got 0"}},
-		{"bad version", "version = 2\n", []string{"1:11: version: must be between 1 and 1, got 2"}},
+		{"bad version", "version = 2\n", []string{"1:11: version: unsupported policy version 2 (this stowage understands version = 1)"}},
 		{"bad glob element", "[prune]\nkeep = [\"a\",\n  \"[b\"]\n", []string{`3:3: prune.keep.1: invalid glob "[b"`}},
 		{"rule without mode", "[[refresh.rule]]\nmatch = \"x/*\"\n", []string{"1:1: refresh.rule[0]: mode is required"}},
 		{"second rule bad mode", "[[refresh.rule]]\nmatch = \"a\"\nmode = \"off\"\n[[refresh.rule]]\nmatch = \"b\"\nmode = \"on\"\n", []string{"6:8: refresh.rule.1.mode: invalid refresh mode"}},
