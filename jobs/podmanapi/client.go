@@ -74,9 +74,11 @@ func New(socket string, timeout time.Duration) *Client {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		},
-		MaxIdleConns:       4,
-		IdleConnTimeout:    30 * time.Second,
-		DisableCompression: true,
+		MaxIdleConns: 8,
+		// Keep-alive for concurrent requests too (the default keeps 2).
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
 	}
 	return &Client{socket: socket, timeout: timeout, hc: &http.Client{Transport: tr}}
 }

@@ -66,6 +66,9 @@ type Snapshot struct {
 	Dangling map[string]bool
 	// Usage is system df's per-volume entry by name (sizes, links).
 	Usage map[string]podmanapi.VolumeUsage
+	// listing is the dangling listing with the time it was asked for, for
+	// the executor (TakeSnapshot sets it).
+	listing listing
 }
 
 // Plan is the outcome of planning: what to remove and what to keep, why.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"path/filepath"
 	"slices"
@@ -239,8 +240,9 @@ func TestDryRunRemovesNothing(t *testing.T) {
 }
 
 // TestRaceTakesVolume creates a container using a planned volume
-// between planning and applying: podman refuses the DELETE and the volume is
-// kept.
+// between planning and applying: the executor's own listing no longer shows
+// it dangling and the volume is kept (TestDeleteRefusedWhenTakenAfterListing
+// covers a container taking it after that listing: podman's 409).
 func TestRaceTakesVolume(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -415,5 +417,116 @@ func TestUsage(t *testing.T) {
 	}
 	if d.Bytes < 150_000 || d.ReclaimableBytes < 120_000 || d.ReclaimableBytes >= 150_000 {
 		t.Errorf("Usage = %+v, want bytes >= 150000 and only %s (>=120000) reclaimable", d, anon)
+	}
+}
+
+// TestDeleteRefusedWhenTakenAfterListing lets a container take a planned
+// volume after the executor's listing, just before its DELETE reaches the
+// real podman: podman refuses (409) and the volume is kept as became_used.
+func TestDeleteRefusedWhenTakenAfterListing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	taken := e.anonDangling(t, 100)
+	free := e.anonDangling(t, 100)
+	sock := filepath.Join(t.TempDir(), "proxy.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "d" },
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", e.svc.Socket)
+		}},
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete && strings.HasSuffix(r.URL.Path, "/"+taken) {
+			once.Do(func() { e.p.Run(t, "create", "--name", "late", "-v", taken+":/data", img, "/hello") })
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	c := podmanapi.New(sock, 30*time.Second)
+	defer c.Close()
+
+	r, err := Run(ctx, c, policy.Volumes{AnonymousOnly: true}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names(r.Removed), []string{free}) {
+		t.Errorf("removed %v, want only %s", names(r.Removed), free)
+	}
+	if got := r.Kept; len(got) != 1 || got[0].Name != taken || got[0].Reason != ReasonBecameUsed || !strings.Contains(got[0].Detail, "podman refused") {
+		t.Errorf("kept %+v, want %s became_used by podman's refusal", got, taken)
+	}
+	if got := e.volumes(t); !slices.Equal(got, []string{taken}) {
+		t.Errorf("volumes left %v, want [%s]", got, taken)
+	}
+}
+
+// TestStaleListingIsRefreshed hands the executor a listing older than
+// relistAfter that still shows a planned anonymous volume as dangling, though
+// a container took it since: the executor lists again and keeps it without
+// sending a DELETE (no "podman refused" in the detail).
+func TestStaleListingIsRefreshed(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	taken := e.anonDangling(t, 100)
+	p := policy.Volumes{AnonymousOnly: true}
+	snap, err := TakeSnapshot(ctx, e.c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := MakePlan(snap, p, time.Now())
+	if len(pl.Remove) != 1 {
+		t.Fatalf("plan removes %v, want %s", names(pl.Remove), taken)
+	}
+	e.p.Run(t, "create", "--name", "late", "-v", taken+":/data", img, "/hello")
+	stale := snap.listing
+	stale.at = time.Now().Add(-relistAfter - time.Second)
+	r := &Report{}
+	if err := applyListed(ctx, e.c, p, pl.Remove, r, Options{}, stale); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Removed) != 0 || len(r.Kept) != 1 || r.Kept[0].Reason != ReasonBecameUsed || strings.Contains(r.Kept[0].Detail, "refused") {
+		t.Errorf("removed %v kept %+v, want %s kept as became_used by the fresh listing", names(r.Removed), r.Kept, taken)
+	}
+	if got := e.volumes(t); !slices.Equal(got, []string{taken}) {
+		t.Errorf("volumes left %v", got)
+	}
+}
+
+// TestNamedInspectedBeforeDelete recreates a planned named volume with a
+// keep label after the executor's (fresh) listing: the inspection right
+// before its DELETE keeps it.
+func TestNamedInspectedBeforeDelete(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.p.Run(t, "volume", "create", "scratch")
+	p := policy.Volumes{KeepLabels: []string{"hold"}}
+	snap, err := TakeSnapshot(ctx, e.c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := MakePlan(snap, p, time.Now())
+	if len(pl.Remove) != 1 {
+		t.Fatalf("plan removes %v, want scratch", names(pl.Remove))
+	}
+	e.p.Run(t, "volume", "rm", "scratch")
+	e.p.Run(t, "volume", "create", "--label", "hold", "scratch")
+	fresh := snap.listing
+	fresh.at = time.Now() // still describes the old scratch, as if just listed
+	r := &Report{}
+	if err := applyListed(ctx, e.c, p, pl.Remove, r, Options{}, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Removed) != 0 || reasons(r.Kept)["scratch"] != ReasonChanged {
+		t.Errorf("removed %v kept %+v, want scratch kept as changed", names(r.Removed), r.Kept)
+	}
+	if got := e.volumes(t); !slices.Equal(got, []string{"scratch"}) {
+		t.Errorf("volumes left %v", got)
 	}
 }

@@ -74,6 +74,12 @@ for r in $(seq "$REPS"); do
 	make_dangling
 	ms timeout 300 "$STOWAGE_BIN" "${P[@]}" --log-level warn --policy "$work/socket.toml" run volumes --format json >>"$work/socket.txt"
 	check_empty "stowage run volumes (running socket)"
+	if [ "$r" -eq "$REPS" ]; then
+		# One untimed round with debug logs: where stowage's time goes.
+		make_dangling
+		"$STOWAGE_BIN" "${P[@]}" --log-level debug --policy "$work/socket.toml" run volumes --format json 2>"$work/phases.log" >/dev/null
+		check_empty "stowage run volumes (profile round)"
+	fi
 	kill "$svc" && wait "$svc" 2>/dev/null || true
 	svc=
 done
@@ -87,4 +93,8 @@ ratio() { awk -v s="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%.2f", s / p; else
 	printf '%-40s %10s %8s\n' "podman volume prune -f" "$p" "1.00"
 	printf '%-40s %10s %8s\n' "stowage, podman socket running" "$s1" "$(ratio "$s1" "$p")"
 	printf '%-40s %10s %8s\n' "stowage, private service started" "$s2" "$(ratio "$s2" "$p")"
+	# Where stowage's time goes (an extra untimed socket round with debug
+	# logs; the rest of its wall time is process start, ping and exit).
+	took() { grep -o "msg=\"$1\".*took=[^ ]*" "$work/phases.log" | sed 's/.*took=//' | tail -1; }
+	echo "# stowage phases, socket running: snapshot (3 concurrent reads) $(took "volume snapshot"), apply (deletes) $(took "volumes applied")"
 } | tee "$out"
