@@ -1,7 +1,6 @@
 package verify_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,10 +8,7 @@ import (
 
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/directory"
-	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/manifest"
-	"go.podman.io/image/v5/signature"
-	"go.podman.io/image/v5/types"
 
 	"github.com/stowage/stowage/jobs/verify"
 	"github.com/stowage/stowage/test/testenv"
@@ -28,23 +24,7 @@ func pushDirWithSignatures(t *testing.T, home *testenv.SigningHome, dir, dst str
 	if err != nil {
 		t.Fatal(err)
 	}
-	dstRef, err := docker.ParseReference("//" + dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := signature.NewPolicyFromBytes([]byte(`{"default":[{"type":"insecureAcceptAnything"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := signature.NewPolicyContext(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Destroy()
-	sys := &types.SystemContext{RegistriesDirPath: home.RegistriesD, DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
-	if _, err := copy.Image(context.Background(), pc, dstRef, srcRef, &copy.Options{SourceCtx: sys, DestinationCtx: sys}); err != nil {
-		t.Fatalf("copy dir:%s → %s: %v", dir, dst, err)
-	}
+	copyToRegistry(t, home, srcRef, dst, copy.Options{})
 }
 
 // pushFulcioSigned exports src (a containers-storage reference) to a dir:

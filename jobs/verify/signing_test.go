@@ -10,6 +10,7 @@ import (
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/signature"
 	storageTransport "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/types"
 	storage "go.podman.io/storage"
 	stypes "go.podman.io/storage/types"
@@ -29,6 +30,18 @@ func pushSigstore(t *testing.T, home *testenv.SigningHome, key *testenv.Sigstore
 	if err != nil {
 		t.Fatal(err)
 	}
+	copyToRegistry(t, home, srcRef, dst, copy.Options{
+		SignBySigstorePrivateKeyFile:     key.PrivateKey,
+		SignSigstorePrivateKeyPassphrase: key.Passphrase,
+	})
+}
+
+// copyToRegistry copies srcRef to docker://dst with containers/image,
+// accepting any source signature, with home's registries.d (so sigstore
+// signatures become attachments) and TLS verification off for the
+// plain-HTTP test registry. opts adds signing options.
+func copyToRegistry(t *testing.T, home *testenv.SigningHome, srcRef types.ImageReference, dst string, opts copy.Options) {
+	t.Helper()
 	dstRef, err := docker.ParseReference("//" + dst)
 	if err != nil {
 		t.Fatal(err)
@@ -42,17 +55,10 @@ func pushSigstore(t *testing.T, home *testenv.SigningHome, key *testenv.Sigstore
 		t.Fatal(err)
 	}
 	defer pc.Destroy()
-	sys := &types.SystemContext{
-		RegistriesDirPath:           home.RegistriesD,
-		DockerInsecureSkipTLSVerify: types.OptionalBoolTrue,
-	}
-	if _, err := copy.Image(context.Background(), pc, dstRef, srcRef, &copy.Options{
-		SourceCtx:                        sys,
-		DestinationCtx:                   sys,
-		SignBySigstorePrivateKeyFile:     key.PrivateKey,
-		SignSigstorePrivateKeyPassphrase: key.Passphrase,
-	}); err != nil {
-		t.Fatalf("sigstore-signed copy %s → %s: %v", src, dst, err)
+	sys := &types.SystemContext{RegistriesDirPath: home.RegistriesD, DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
+	opts.SourceCtx, opts.DestinationCtx = sys, sys
+	if _, err := copy.Image(context.Background(), pc, dstRef, srcRef, &opts); err != nil {
+		t.Fatalf("copy %s → %s: %v", transports.ImageName(srcRef), dst, err)
 	}
 }
 
