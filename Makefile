@@ -29,8 +29,12 @@ test: deps build ## install test dependencies, run every test (unit, integration
 unit: build ## run the Go tests only
 	STOWAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags "$(TAGS)" -count=1 -timeout 60m ./...
 
-e2e: deb ## end-to-end tests under a real systemd in systemd-nspawn (as root)
-	bash test/e2e/run.sh bin/stowage.deb
+# The field matrix: Debian 12, 13 and sid, side by side; E2E_SYSTEMS=trixie
+# (or any subset) selects.
+E2E_SYSTEMS ?= bookworm trixie sid
+
+e2e: deb ## end-to-end tests under a real systemd in systemd-nspawn on Debian 12, 13, sid (as root; E2E_SYSTEMS= selects)
+	STOWAGE_E2E_SYSTEMS="$(E2E_SYSTEMS)" bash test/e2e/matrix.sh bin/stowage.deb
 
 bench: deps build ## benchmarks side by side with podman/skopeo; results in test/bench/results/
 	@mkdir -p test/bench/results

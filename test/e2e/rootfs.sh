@@ -1,30 +1,53 @@
 #!/bin/bash
-# rootfs.sh — print the path of a cached, debootstrapped Debian 12 rootfs with
-# systemd, D-Bus and podman for the end-to-end test, building it on first use.
+# rootfs.sh SUITE — print the path of a cached, debootstrapped Debian rootfs
+# (bookworm, trixie or sid) with systemd, D-Bus and podman for the end-to-end
+# test, building it on first use.
 #
-# The cache key is the package list, so changing it builds a fresh tree. The
-# mirror is read from the host's apt sources at run time (never hard-coded).
+# podman goes in the way users install it: `apt-get install podman`, its
+# Recommends included (on trixie that brings the containers-storage package
+# and its storage.conf); podman.socket stays as Debian ships it (disabled).
+# The cache key is the suite, the package lists and this script's recipe
+# version, so changing any of them builds a fresh tree. The mirror is read
+# from the host's apt sources at run time (never hard-coded): the URI that
+# serves the host's own Debian suite serves the others too.
 set -euo pipefail
 
+SUITE=${1:-bookworm}
+case $SUITE in
+bookworm | trixie | sid) ;;
+*)
+	echo "rootfs.sh: unknown suite $SUITE (bookworm, trixie or sid)" >&2
+	exit 2
+	;;
+esac
 CACHE=${STOWAGE_E2E_CACHE:-/var/cache/stowage-e2e}
-SUITE=bookworm
-# BASE goes in with debootstrap; EXTRA with apt inside the tree, so that apt
-# resolves virtual dependencies (podman needs a container-network-stack).
+RECIPE=2
+# BASE goes in with debootstrap; the rest with apt inside the tree, so that
+# apt resolves virtual dependencies and Recommends as on a user's machine.
 BASE=systemd,systemd-sysv,dbus,dbus-user-session,libpam-systemd,polkitd,ca-certificates,procps,iproute2,less
-EXTRA="podman netavark aardvark-dns uidmap slirp4netns fuse-overlayfs crun conmon catatonit"
+USER_PKGS="podman"
+# What the test itself uses inside (not what stowage needs): none beyond BASE.
+APT_OPTS=()
+if [ "$SUITE" = sid ]; then
+	# The mirror's sid InRelease can be past its Valid-Until date. Accept
+	# that for sid only; signatures are still verified.
+	APT_OPTS=(-o Acquire::Check-Valid-Until=false)
+fi
 
-# mirror prints the first apt source URI that serves $SUITE itself (not
-# -security/-updates), from one-line .list or deb822 .sources files.
+# mirror prints the first apt source URI of the host's Debian archive (the
+# one that serves the host's own release, not -security/-updates), from
+# one-line .list or deb822 .sources files.
 mirror() {
-	local f
+	local f host_suite
+	host_suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
 		[ -r "$f" ] || continue
-		awk -v s="$SUITE" '$1=="deb" { i=2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+		awk -v s="$host_suite" '$1=="deb" { i=2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
 			if ($(i+1)==s) { print $i; exit } }' "$f"
 	done
 	for f in /etc/apt/sources.list.d/*.sources; do
 		[ -r "$f" ] || continue
-		awk -v s="$SUITE" 'BEGIN{RS=""; FS="\n"} {
+		awk -v s="$host_suite" 'BEGIN{RS=""; FS="\n"} {
 			uri=""; ok=0
 			for (i=1;i<=NF;i++) {
 				if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); uri=a[2] }
@@ -34,8 +57,8 @@ mirror() {
 	done
 }
 
-key=$(printf '%s %s %s\n' "$SUITE" "$BASE" "$EXTRA" | sha256sum | cut -c1-16)
-dir=$CACHE/$key
+key=$(printf '%s %s %s %s\n' "$RECIPE" "$SUITE" "$BASE" "$USER_PKGS" | sha256sum | cut -c1-16)
+dir=$CACHE/$SUITE-$key
 if [ -f "$dir/.complete" ]; then
 	echo "$dir/rootfs"
 	exit 0
@@ -43,7 +66,7 @@ fi
 
 url=$(mirror | head -n1)
 if [ -z "$url" ]; then
-	echo "rootfs.sh: no apt source for $SUITE in /etc/apt/sources.list{,.d/}" >&2
+	echo "rootfs.sh: no Debian apt source in /etc/apt/sources.list{,.d/}" >&2
 	exit 1
 fi
 echo "rootfs.sh: debootstrap $SUITE from $url into $dir (first run only)" >&2
@@ -51,20 +74,31 @@ mkdir -p "$dir"
 log=$dir/build.log
 fail() {
 	tail -n 40 "$log" >&2
-	echo "rootfs.sh: building the rootfs failed; full log in $log" >&2
+	echo "rootfs.sh: building the $SUITE rootfs failed; full log in $log" >&2
 	exit 1
 }
 # Each stage leaves a marker, so an interrupted build resumes where it stopped.
 if [ ! -f "$dir/.debootstrapped" ]; then
 	rm -rf "$dir/rootfs"
-	debootstrap --variant=minbase --include="$BASE" "$SUITE" "$dir/rootfs" "$url" >"$log" 2>&1 || fail
+	# The host's keyring verifies every suite the mirror serves.
+	debootstrap --variant=minbase --include="$BASE" \
+		--keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
+		"$SUITE" "$dir/rootfs" "$url" >"$log" 2>&1 || fail
 	touch "$dir/.debootstrapped"
 fi
 # Run apt inside the tree (not booted): nspawn provides /proc, /dev and the
 # host's network and resolv.conf.
-systemd-nspawn -q -D "$dir/rootfs" --register=no --keep-unit --resolv-conf=copy-host \
-	env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $EXTRA >>"$log" 2>&1 || fail
-# The apt lists inside are not needed; keep the cached tree small.
+if [ ! -f "$dir/.installed" ]; then
+	printf 'deb %s %s main\n' "$url" "$SUITE" >"$dir/rootfs/etc/apt/sources.list"
+	in_tree() {
+		SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -q -D "$dir/rootfs" --register=no \
+			--keep-unit --resolv-conf=copy-host env DEBIAN_FRONTEND=noninteractive "$@"
+	}
+	in_tree apt-get "${APT_OPTS[@]}" update >>"$log" 2>&1 || fail
+	in_tree apt-get "${APT_OPTS[@]}" install -y $USER_PKGS >>"$log" 2>&1 || fail
+	touch "$dir/.installed"
+fi
+# The package cache and lists are not needed; keep the cached tree small.
 rm -rf "$dir/rootfs/var/cache/apt/archives/"*.deb "$dir/rootfs/var/lib/apt/lists/"*
 touch "$dir/.complete"
 echo "$dir/rootfs"

@@ -1,17 +1,22 @@
 #!/bin/bash
-# run.sh DEB — stowage end-to-end test under a real systemd.
+# run.sh DEB [SUITE] — stowage end-to-end test under a real systemd, on one
+# system of the field matrix (bookworm, trixie or sid; test/e2e/matrix.sh
+# runs them all).
 #
-# Boots a cached Debian 12 rootfs (test/e2e/rootfs.sh) with systemd-nspawn,
+# Boots a cached Debian rootfs (test/e2e/rootfs.sh SUITE: podman installed as
+# users install it, podman.socket disabled as shipped) with systemd-nspawn,
 # installs the .deb, starts a docker-registry on the host's 127.0.0.1, and
-# proves the user-mode and system-mode scenarios and the broken-policy reload
-# of issue 8. Every check prints PASS or FAIL; the last line is
-# "N passed, N failed" and the exit status is non-zero on any failure.
+# proves the user-mode and system-mode scenarios on the host's own store,
+# sockets, events and Quadlet units, and the broken-policy reload. Every
+# check prints PASS or FAIL; the last line is "N passed, N failed" and the
+# exit status is non-zero on any failure.
 # Must run as root. Set STOWAGE_E2E_KEEP=1 to keep the work directory.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 deb=${1:-}
-[ -n "$deb" ] && [ -f "$deb" ] || { echo "usage: $0 STOWAGE.deb" >&2; exit 2; }
+suite=${2:-bookworm}
+[ -n "$deb" ] && [ -f "$deb" ] || { echo "usage: $0 STOWAGE.deb [bookworm|trixie|sid]" >&2; exit 2; }
 deb=$(readlink -f "$deb")
 [ "$(id -u)" = 0 ] || { echo "run.sh: must run as root" >&2; exit 2; }
 for t in systemd-nspawn nsenter debootstrap docker-registry curl; do
@@ -20,8 +25,8 @@ done
 
 passed=0
 failed=0
-pass() { passed=$((passed + 1)); echo "PASS: $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+pass() { passed=$((passed + 1)); echo "PASS: $suite: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $suite: $*"; }
 # check NAME CMD... — one assertion.
 check() {
 	local name=$1
@@ -34,13 +39,13 @@ check() {
 	fi
 }
 finish() {
-	echo "$passed passed, $failed failed"
+	echo "$suite: $passed passed, $failed failed"
 	[ "$failed" = 0 ]
 	exit $?
 }
 
-rootfs=$(bash "$here/rootfs.sh") || { fail "build the Debian 12 rootfs"; finish; }
-work=$(mktemp -d /var/tmp/stowage-e2e.XXXXXX)
+rootfs=$(bash "$here/rootfs.sh" "$suite") || { fail "build the $suite rootfs"; finish; }
+work=$(mktemp -d "/var/tmp/stowage-e2e-$suite.XXXXXX")
 nspawn_pid=
 registry_pid=
 cleanup() {
@@ -85,10 +90,18 @@ root=$work/root
 cp -a "$rootfs" "$root"
 # Persistent journal: per-user journal files, so `journalctl --user` works.
 mkdir -p "$root/var/log/journal"
-echo stowage-e2e >"$root/etc/hostname"
+echo "stowage-e2e-$suite" >"$root/etc/hostname"
 cp "$deb" "$root/var/tmp/stowage.deb"
-systemd-nspawn -q -D "$root" --register=no --keep-unit -b \
-	--resolv-conf=copy-host >"$work/console.log" 2>&1 </dev/null &
+# A static busybox from the host makes images that really run.
+cp /bin/busybox "$root/var/tmp/busybox"
+# The test bed, not stowage's configuration: the nspawn container has no
+# cgroup controllers, a read-only /proc/sys and no /dev/net/tun, so podman
+# can run containers there only without a pids limit and default sysctls
+# (and with --network none).
+mkdir -p "$root/etc/containers"
+printf '[containers]\npids_limit = 0\ndefault_sysctls = []\n' >"$root/etc/containers/containers.conf"
+SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -q -D "$root" --register=no --keep-unit -b \
+	-M "stowage-e2e-$suite" --resolv-conf=copy-host >"$work/console.log" 2>&1 </dev/null &
 nspawn_pid=$!
 # The container's init is the child of nspawn that runs systemd (nspawn
 # forks helpers too, which come and go).
@@ -139,6 +152,18 @@ check "systemd-analyze verify of the installed units" ct systemd-analyze verify 
 check "polkit knows io.github.stowage.manage" ct pkaction --action-id io.github.stowage.manage
 catalog_listed() { ct journalctl --list-catalog | grep -i stowage >/dev/null; }
 check "postinst registered the journal catalog" catalog_listed
+
+# --- what this system is ---------------------------------------------------------
+podman_v=$(ct podman version --format '{{.Client.Version}}' 2>/dev/null)
+systemd_v=$(ct systemctl --version | awk 'NR==1 {print $2}')
+# .Host.DatabaseBackend exists from podman 4.5 on; 4.3 always uses BoltDB.
+db_backend=$(ct podman info --format '{{.Host.DatabaseBackend}}' 2>/dev/null) || db_backend=boltdb
+events_backend=$(ct podman info --format '{{.Host.EventLogger}}' 2>/dev/null)
+storage_conf=$(ct sh -c 'ls /etc/containers/storage.conf /usr/share/containers/storage.conf 2>/dev/null' | paste -sd, -)
+echo "SYSTEM: $suite: Debian $(cat "$root/etc/debian_version") podman $podman_v systemd $systemd_v database $db_backend events $events_backend storage.conf ${storage_conf:-none}"
+echo "$suite|$(cat "$root/etc/debian_version")|$podman_v|$systemd_v|$db_backend|$events_backend" >"${STOWAGE_E2E_INFO:-/dev/null}"
+socket_off() { ! ct systemctl is-enabled -q podman.socket && ! ct systemctl is-active -q podman.socket && ! ct test -e /run/podman/podman.sock; }
+check "podman.socket is off, as Debian ships it" socket_off
 
 # Catalog MESSAGE_IDs (the "-- <id>" lines), for the journal checks.
 ids=$(grep -E '^-- [0-9a-f]{32}' "$root/usr/lib/systemd/catalog/stowage.catalog" | awk '{print $2}' | paste -sd'|')
@@ -201,6 +226,81 @@ fixture_state() {
 }
 expect_state() { [ "$(fixture_state "$1" | paste -sd' ')" = "$2" ]; }
 
+# volume_fixture RUNNER — a named volume (must stay) and an anonymous volume
+# left behind by a removed container (must go); the anonymous volume's name
+# goes to /tmp/stowage-e2e-anon.UID.
+volume_fixture() {
+	local sh=$1
+	$sh bash -euc "
+		podman volume create e2e-named >/dev/null
+		before=\$(podman volume ls -q | sort)
+		podman create -q --name e2e-vol-user -v /data $reg/e2e/base:1 /bin/true >/dev/null
+		podman volume ls -q | sort | comm -13 <(echo \"\$before\") - >/tmp/stowage-e2e-anon.\$(id -u)
+		podman rm e2e-vol-user >/dev/null
+		test \$(wc -l </tmp/stowage-e2e-anon.\$(id -u)) = 1
+	"
+}
+# volume_state RUNNER — prints which of the two volumes exist.
+volume_state() {
+	local sh=$1 anon
+	anon=$($sh cat "/tmp/stowage-e2e-anon.$($sh id -u)")
+	$sh podman volume exists e2e-named && echo named
+	$sh podman volume exists "$anon" && echo anonymous
+}
+expect_volumes() { [ "$(volume_state "$1" | paste -sd' ')" = "$2" ]; }
+
+# store_matches RUNNER — the store stowage opens is the one podman reports.
+store_matches() {
+	local sh=$1 p s
+	p=$($sh podman info --format '{{.Store.GraphRoot}} {{.Store.RunRoot}} {{.Store.GraphDriverName}}')
+	s=$($sh stowage info --format '{{.GraphRoot}} {{.RunRoot}} {{.GraphDriverName}}')
+	echo "podman:  $p"
+	echo "stowage: $s"
+	[ -n "$p" ] && [ "$p" = "$s" ]
+}
+
+# lru_fixture RUNNER — two runnable images, a imported before b.
+lru_fixture() {
+	local sh=$1
+	$sh bash -euc "
+		cd \$(mktemp -d)
+		mkdir -p r/bin && cp /var/tmp/busybox r/bin/busybox && ln -s busybox r/bin/true
+		tar -C r -cf a.tar . && podman import -q a.tar localhost/lru/a:1 >/dev/null
+		sleep 1.2
+		echo b >r/b && tar -C r -cf b.tar . && podman import -q b.tar localhost/lru/b:1 >/dev/null
+	"
+	lru_policy | $sh tee /var/tmp/stowage-e2e-lru.$($sh id -u).toml >/dev/null
+}
+# The LRU order: a quota of one byte makes every removable image a
+# candidate, least recently used first (a dry run removes nothing).
+lru_policy() {
+	cat <<EOF
+version = 1
+[prune]
+quota = "1"
+min_age = "0"
+keep_last = 0
+dangling = false
+orphan_layers = false
+[notify]
+desktop = false
+EOF
+}
+# lru_order RUNNER — the lru images in the order prune would remove them.
+lru_order() {
+	local sh=$1 out
+	out=$($sh stowage run prune --dry-run --format json --policy "/var/tmp/stowage-e2e-lru.$($sh id -u).toml" 2>"$work/lru.err") ||
+		{ cat "$work/lru.err"; return 1; }
+	printf '%s' "$out" | jq -r '[.removed[] | .names[] | select(startswith("localhost/lru/"))] | join(" ")'
+}
+expect_lru() {
+	local got
+	got=$(lru_order "$1")
+	echo "order: $got"
+	[ "$got" = "$2" ]
+}
+run_rm() { "$1" podman run --rm --network none localhost/lru/a:1 /bin/true; }
+
 prune_policy() {
 	cat <<EOF
 version = 1
@@ -210,6 +310,8 @@ keep = ["$reg/e2e/app*"]
 keep_last = 1
 dangling = true
 orphan_layers = false
+[volumes]
+min_age = "0"
 [notify]
 desktop = false
 EOF
@@ -233,6 +335,15 @@ check "user: stowage status answers" as stowage status
 check "user: stowage status activated stowage.service" as systemctl --user is-active stowage.service
 check "user: stowage trigger prune --wait" as stowage trigger prune --wait
 check "user: prune removed the dangling image and nothing else" expect_state as "base app junk container"
+check "user: stowage opens the store podman uses" store_matches as
+check "user: volume fixture (named + anonymous left by a removed container)" volume_fixture as
+check "user: stowage trigger volumes --wait (no podman.socket)" as stowage trigger volumes --wait
+check "user: volumes removed the anonymous volume and kept the named one" expect_volumes as "named"
+check "user: lru fixture (two runnable images)" lru_fixture as
+check "user: before any use the older image is least recently used" expect_lru as "localhost/lru/a:1 localhost/lru/b:1"
+sleep 1.2
+check "user: podman run --rm localhost/lru/a:1 (podman.socket off)" run_rm as
+check "user: the run --rm reached the last-use record and changed the LRU order" expect_lru as "localhost/lru/b:1 localhost/lru/a:1"
 introspects() { "$@" introspect io.github.stowage.Stowage1 /io/github/stowage/Stowage1 | grep 'io.github.stowage.Stowage1.Manager' >/dev/null; }
 check "user: busctl --user introspect shows the Manager interface" introspects as busctl --user
 has_ids() { "$@" -o verbose | grep -E "MESSAGE_ID=($ids)" >/dev/null; }
@@ -279,6 +390,15 @@ check "system: the hardened service did not mark overlay unsupported" no_false_o
 check "system: podman still works on the store afterwards" ct podman images
 check "system: prune removed the dangling image and nothing else in /var/lib/containers/storage" \
 	expect_state ct "base app junk container"
+check "system: stowage opens the store podman uses" store_matches ct
+check "system: volume fixture (named + anonymous left by a removed container)" volume_fixture ct
+check "system: stowage trigger volumes --wait (no podman.socket)" ct stowage trigger volumes --wait
+check "system: volumes removed the anonymous volume and kept the named one" expect_volumes ct "named"
+check "system: lru fixture (two runnable images)" lru_fixture ct
+check "system: before any use the older image is least recently used" expect_lru ct "localhost/lru/a:1 localhost/lru/b:1"
+sleep 1.2
+check "system: podman run --rm localhost/lru/a:1 (podman.socket off)" run_rm ct
+check "system: the run --rm reached the last-use record and changed the LRU order" expect_lru ct "localhost/lru/b:1 localhost/lru/a:1"
 check "system: busctl --system introspect shows the Manager interface" introspects ct busctl --system
 check "system: a non-root caller may read the status over D-Bus" \
 	as busctl --system call io.github.stowage.Stowage1 /io/github/stowage/Stowage1 io.github.stowage.Stowage1.Manager ListJobs
