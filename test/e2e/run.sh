@@ -162,6 +162,10 @@ events_backend=$(ct podman info --format '{{.Host.EventLogger}}' 2>/dev/null)
 storage_conf=$(ct sh -c 'ls /etc/containers/storage.conf /usr/share/containers/storage.conf 2>/dev/null' | paste -sd, -)
 echo "SYSTEM: $suite: Debian $(cat "$root/etc/debian_version") podman $podman_v systemd $systemd_v database $db_backend events $events_backend storage.conf ${storage_conf:-none}"
 echo "$suite|$(cat "$root/etc/debian_version")|$podman_v|$systemd_v|$db_backend|$events_backend" >"${STOWAGE_E2E_INFO:-/dev/null}"
+# Debian 12's podman package enables podman.socket; 13 and sid ship it
+# disabled. stowage must work without it everywhere: turn it off on 12 too.
+ct systemctl disable -q --now podman.socket 2>/dev/null
+ct systemctl --global disable -q podman.socket 2>/dev/null
 socket_off() { ! ct systemctl is-enabled -q podman.socket && ! ct systemctl is-active -q podman.socket && ! ct test -e /run/podman/podman.sock; }
 check "podman.socket is off, as Debian ships it" socket_off
 
@@ -299,7 +303,8 @@ expect_lru() {
 	echo "order: $got"
 	[ "$got" = "$2" ]
 }
-run_rm() { "$1" podman run --rm --network none localhost/lru/a:1 /bin/true; }
+# --ulimit host: bookworm's crun cannot raise RLIMIT_MEMLOCK inside nspawn.
+run_rm() { "$1" podman run --rm --network none --ulimit host localhost/lru/a:1 /bin/true; }
 
 prune_policy() {
 	cat <<EOF
