@@ -51,7 +51,7 @@ registry_pid=
 cleanup() {
 	if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
 		kill -TERM "$nspawn_pid" 2>/dev/null # nspawn -b: SIGTERM = clean shutdown
-		for _ in $(seq 60); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 1; done
+		for _ in $(seq 90); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 1; done
 		kill -KILL "$nspawn_pid" 2>/dev/null
 	fi
 	[ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null
@@ -83,7 +83,8 @@ EOF
 docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
 registry_pid=$!
 for _ in $(seq 50); do curl -fs "http://$reg/v2/" >/dev/null && break; sleep 0.2; done
-check "registry up on $reg" curl -fs "http://$reg/v2/"
+echo "registry on $reg"
+check "registry up on 127.0.0.1" curl -fs "http://$reg/v2/"
 
 # --- boot the container -------------------------------------------------------
 root=$work/root
@@ -103,6 +104,7 @@ printf '[containers]\npids_limit = 0\ndefault_sysctls = []\n' >"$root/etc/contai
 SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -q -D "$root" --register=no --keep-unit -b \
 	-M "stowage-e2e-$suite" --resolv-conf=copy-host >"$work/console.log" 2>&1 </dev/null &
 nspawn_pid=$!
+disown "$nspawn_pid" # no job-control notice when cleanup has to kill it
 # The container's init is the child of nspawn that runs systemd (nspawn
 # forks helpers too, which come and go).
 leader=
