@@ -174,6 +174,43 @@ check "podman.socket is off, as Debian ships it" socket_off
 # Catalog MESSAGE_IDs (the "-- <id>" lines), for the journal checks.
 ids=$(grep -E '^-- [0-9a-f]{32}' "$root/usr/lib/systemd/catalog/stowage.catalog" | awk '{print $2}' | paste -sd'|')
 
+# ========================== 0. unattended soak (judged at the end) ==============
+# A second lingering user with a fresh state, every schedule */2, jitter 0,
+# and the packaged units with only the timer period (every minute) and the
+# idle exit (20 s) shortened. Nobody triggers or connects: the jobs must run
+# by themselves while the rest of the test goes on.
+soak_user=stwg-soak
+ct useradd -m -s /bin/bash "$soak_user"
+ct usermod --add-subuids 300000-365535 --add-subgids 300000-365535 "$soak_user"
+soak_uid=$(ct id -u "$soak_user")
+ct loginctl enable-linger "$soak_user"
+asoak() {
+	nsenter -t "$leader" -a -- env -i PATH=$PATHIN LANG=C.UTF-8 HOME=/home/$soak_user USER=$soak_user LOGNAME=$soak_user \
+		XDG_RUNTIME_DIR=/run/user/$soak_uid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$soak_uid/bus \
+		setpriv --reuid="$soak_uid" --regid="$soak_uid" --init-groups -- "$@"
+}
+check "soak: linger starts user@$soak_uid.service" wait_for 60 ct test -S "/run/user/$soak_uid/bus"
+# The registry is plain HTTP: the host's registries.conf says so, as an
+# administrator would (refresh HEADs it on schedule).
+printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$reg" | ct tee /etc/containers/registries.conf.d/50-stowage-e2e.conf >/dev/null
+soak_fixture() {
+	asoak bash -euc "
+		cd \$(mktemp -d)
+		mkdir -p r/bin && cp /var/tmp/busybox r/bin/busybox && ln -s busybox r/bin/true
+		tar -C r -cf s.tar . && podman import -q s.tar $reg/soak/img:1 >/dev/null
+		podman push -q $reg/soak/img:1 && podman rmi -f $reg/soak/img:1 >/dev/null
+		podman pull -q $reg/soak/img:1 >/dev/null
+		mkdir -p ~/.config/stowage ~/.config/systemd/user/stowage.service.d ~/.config/systemd/user/stowage.timer.d
+		printf 'version = 1\n[schedule]\nrefresh = \"*/2 * * * *\"\nverify = \"*/2 * * * *\"\nprune = \"*/2 * * * *\"\nvolumes = \"*/2 * * * *\"\njitter = \"0s\"\n[notify]\ndesktop = false\n' >~/.config/stowage/stowage.toml
+		printf '[Service]\nExecStart=\nExecStart=/usr/bin/stowage daemon --user --idle-exit 20s\n' >~/.config/systemd/user/stowage.service.d/soak.conf
+		printf '[Timer]\nOnCalendar=\nOnCalendar=minutely\nRandomizedDelaySec=0\nAccuracySec=1s\n' >~/.config/systemd/user/stowage.timer.d/soak.conf
+		systemctl --user daemon-reload
+		systemctl --user enable -q --now stowage.socket stowage.timer
+	"
+}
+check "soak: fixture, policy (*/2, jitter 0), timer every minute, idle exit 20 s; enable socket+timer" soak_fixture
+soak_start=$(date +%s)
+
 # ========================== 1. user mode ========================================
 user=stwg-e2e
 ct useradd -m -s /bin/bash "$user"
@@ -468,6 +505,76 @@ reload_rejected() {
 }
 check "reload: stowage reload fails and says why" reload_rejected
 ct mv /etc/stowage/stowage.toml.good /etc/stowage/stowage.toml
+
+# ========================== 5. unattended soak: the verdict =====================
+# soak_runs [SINCE_USEC] — the soak user's run events as "USEC MESSAGE JOB TRIGGER".
+soak_runs() {
+	asoak journalctl --user -u stowage.service -o json --no-pager |
+		jq -r --arg since "${1:-0}" 'select(.MESSAGE == "job started" or .MESSAGE == "job finished" or .MESSAGE == "job failed")
+			| select((.__REALTIME_TIMESTAMP | tonumber) >= ($since | tonumber))
+			| "\(.__REALTIME_TIMESTAMP) \(.MESSAGE | sub(" "; "_")) \(.JOB) \(.TRIGGER // "-")"' | sort -n
+}
+left=$((soak_start + 450 - $(date +%s)))
+[ "$left" -gt 0 ] && { echo "soak: waiting ${left}s more (7.5 min with no client)"; sleep "$left"; }
+soak_runs >"$work/soak1.txt"
+echo "soak: runs seen per job and trigger (7.5 min):"
+awk '$2 == "job_started" {n[$3 " " $4]++} END {for (k in n) print "    " k ": " n[k]}' "$work/soak1.txt" | sort
+ran_by_itself() {
+	local j n
+	for j in refresh verify prune volumes; do
+		n=$(awk -v j="$j" '$2 == "job_started" && $3 == j && ($4 == "schedule" || $4 == "catch-up")' "$work/soak1.txt" | wc -l)
+		echo "$j: $n unattended runs"
+		[ "$n" -ge 3 ] || return 1
+	done
+}
+check "soak: every job ran by itself at least 3 times in 7.5 minutes" ran_by_itself
+no_manual() { ! awk '$2 == "job_started" && $4 != "schedule" && $4 != "catch-up"' "$work/soak1.txt" | grep .; }
+check "soak: no run was triggered by hand" no_manual
+no_failed() { ! grep ' job_failed ' "$work/soak1.txt"; }
+check "soak: 0 failed runs" no_failed
+never_twice() {
+	# Per job, started and finished alternate: never two runs at once.
+	awk '$2 == "job_started" { if (busy[$3]) { print "overlap: " $0; bad = 1 }; busy[$3] = 1 }
+		$2 != "job_started" { busy[$3] = 0 } END { exit bad }' "$work/soak1.txt"
+}
+check "soak: no job ran twice at once" never_twice
+soak_no_restarts() { [ "$(asoak systemctl --user show -p NRestarts --value stowage.service)" = 0 ]; }
+check "soak: 0 service restarts" soak_no_restarts
+exited_idle() { asoak journalctl --user -u stowage.service --no-pager | grep -E 'exiting: idle|idle' >/dev/null; }
+check "soak: the daemon exited idle in between (and came back by itself)" exited_idle
+
+# Downtime across two slots, then one catch-up per job.
+asoak systemctl --user stop stowage.timer stowage.socket stowage.service
+now=$(date +%s)
+# The next */2 slot after now, one more, and a margin.
+wake=$(( (now / 120 + 2) * 120 + 15 ))
+echo "soak: stopped; down across two slots ($((wake - now))s)"
+sleep $((wake - now))
+restart_usec=$(( $(date +%s) * 1000000 ))
+check "soak: start socket+timer after the downtime" asoak systemctl --user start stowage.socket stowage.timer
+catchups() {
+	soak_runs "$restart_usec" >"$work/soak2.txt"
+	local j n
+	for j in refresh verify prune volumes; do
+		n=$(awk -v j="$j" '$2 != "job_started" && $3 == j' "$work/soak2.txt" | wc -l)
+		[ "$n" -ge 1 ] || return 1
+	done
+}
+wait_for 120 catchups >/dev/null
+soak_runs "$restart_usec" >"$work/soak2.txt"
+one_catchup() {
+	local j n ok=0
+	cat "$work/soak2.txt"
+	for j in refresh verify prune volumes; do
+		n=$(awk -v j="$j" '$2 == "job_started" && $3 == j && $4 == "catch-up"' "$work/soak2.txt" | wc -l)
+		echo "$j: $n catch-up runs"
+		[ "$n" = 1 ] || ok=1
+	done
+	return $ok
+}
+check "soak: after the downtime exactly one catch-up run per job" one_catchup
+no_failed2() { ! grep ' job_failed ' "$work/soak2.txt"; }
+check "soak: the catch-up runs succeeded" no_failed2
 
 # ========================== 4. removal ==========================================
 # The package's prerm stops and disables the enabled system units itself.
