@@ -55,9 +55,18 @@ func (g *globals) storeOverrides(p *policy.Policy) storeopen.Options {
 func (g *globals) resolveStore(ctx context.Context, p *policy.Policy) (storeopen.Resolution, error) {
 	o := g.storeOverrides(p)
 	if g.handoff != nil {
-		return g.handoff.Resolution(o)
+		res, err := g.handoff.Resolution(o)
+		if err == nil {
+			g.logger().Debug("store handed over by the parent process", "graphroot", res.Options.GraphRoot, "driver", res.Options.GraphDriverName)
+		}
+		return res, err
 	}
-	return storeopen.Resolve(ctx, o)
+	res, err := storeopen.Resolve(ctx, o)
+	if err == nil {
+		g.logger().Debug("store resolved", "source", res.Source, "podman", res.PodmanVersion, "cached", res.Cached,
+			"graphroot", res.Options.GraphRoot, "runroot", res.Options.RunRoot, "driver", res.Options.GraphDriverName)
+	}
+	return res, err
 }
 
 // storeOptions resolves the store (see resolveStore).
