@@ -74,6 +74,33 @@ func TestInfoMatchesPodman(t *testing.T) {
 			t.Errorf("flags %q: stowage info %+v, podman info %+v", flags, got, want.Store)
 		}
 	}
+	// The policy's [storage] keys are overrides too: podman is pointed at
+	// them (it creates the store it was asked about) and they win.
+	pol := filepath.Join(dir, "stowage.toml")
+	if err := os.WriteFile(pol, []byte("version = 1\n[storage]\ndriver = \"vfs\"\ngraphroot = \""+dir+"/p\"\nrunroot = \""+dir+"/pr\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var fromPolicy stowageInfo
+	if err := json.Unmarshal([]byte(testenv.Run(t, env, bin, "--policy", pol, "info", "--format", "json")), &fromPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if fromPolicy.Store.GraphRoot != dir+"/p" || fromPolicy.Store.RunRoot != dir+"/pr" || fromPolicy.Store.GraphDriverName != "vfs" {
+		t.Errorf("policy [storage]: %+v", fromPolicy.Store)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "p", "libpod")); err != nil {
+		t.Errorf("podman was not asked with the policy's graphroot: %v", err)
+	}
+
+	// Root's own default store (this test's environment names no
+	// CONTAINERS_STORAGE_CONF).
+	var def stowageInfo
+	if err := json.Unmarshal([]byte(testenv.Run(t, nil, bin, "info", "--format", "json")), &def); err != nil {
+		t.Fatal(err)
+	}
+	if want := decodeStore(t, "podman info", testenv.Run(t, nil, "podman", "info", "--format", "json")); def.Store != want.Store {
+		t.Errorf("default store: stowage info %+v, podman info %+v", def.Store, want.Store)
+	}
+
 	// The table names the source.
 	if out := testenv.Run(t, env, bin, "info"); !strings.Contains(out, "source:          podman ") || !strings.Contains(out, dir+"/g") {
 		t.Errorf("stowage info:\n%s", out)
@@ -195,5 +222,21 @@ mountopt = "nodev"
 	got = check("graphroot", false)
 	if got.Store.GraphRoot != u.Home+"/gr" || got.Source.Cached {
 		t.Errorf("graphroot: %+v", got)
+	}
+
+	// CONTAINERS_STORAGE_CONF names another file.
+	alt := filepath.Join(u.Home, "alt.conf")
+	u.Run(t, nil, "sh", "-c", `printf '%s' "$1" > "$2"`, "sh", "[storage]\ndriver = \"vfs\"\ngraphroot = \""+u.Home+"/alt\"\nrunroot = \""+u.RuntimeDir+"/altr\"\n", alt)
+	extra := []string{"CONTAINERS_STORAGE_CONF=" + alt}
+	want := decodeStore(t, "podman info", u.Run(t, extra, "podman", "info", "--format", "json"))
+	var altInfo stowageInfo
+	if err := json.Unmarshal([]byte(u.Run(t, extra, bin, "info", "--format", "json")), &altInfo); err != nil {
+		t.Fatal(err)
+	}
+	// (podman 4.3.1 keeps the graphroot its database recorded; whatever
+	// podman does, stowage follows.)
+	t.Logf("CONTAINERS_STORAGE_CONF: podman uses %+v", want.Store)
+	if altInfo.Store != want.Store || altInfo.Source.Cached {
+		t.Errorf("CONTAINERS_STORAGE_CONF: stowage info %+v, podman info %+v", altInfo, want.Store)
 	}
 }
