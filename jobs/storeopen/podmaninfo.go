@@ -2,7 +2,6 @@ package storeopen
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -27,7 +26,7 @@ type PodmanStore struct {
 	RunRoot         string `json:"runRoot"`
 	GraphDriverName string `json:"graphDriverName"`
 	// GraphOptions maps option names to a string, to
-	// {"Executable": ...} for *mount_program, and (podman ≥ 5.6) to a
+	// {"Executable": ...} for *mount_program, and (newer podman 5.x) to a
 	// list for *additionalImageStores.
 	GraphOptions map[string]json.RawMessage `json:"graphOptions"`
 	// TransientStore is absent before podman 4.4.
@@ -57,7 +56,7 @@ func ParsePodmanInfo(data []byte) (PodmanInfo, error) {
 // podman too, so normally they agree).
 //
 // podman info cannot represent everything exactly: driver options come as a
-// map (order lost; before podman 5.6 only the last of several
+// map (order lost; in podman 4.x and early 5.x only the last of several
 // `imagestore=` additional image stores survives), and the separate image
 // store (`imagestore`), pull options, ID maps, auto-userns settings,
 // disable_volatile and driver_priority are not reported at all; nor is
@@ -237,7 +236,3 @@ func normDriver(d string) string {
 func samePath(a, b string) bool {
 	return a != "" && b != "" && filepath.Clean(a) == filepath.Clean(b)
 }
-
-// errNoPodman means podman is not installed; the store is then resolved
-// from storage.conf as containers/storage does.
-var errNoPodman = errors.New("podman not found in PATH")

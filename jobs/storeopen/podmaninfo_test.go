@@ -57,7 +57,7 @@ func TestFromPodmanInfo(t *testing.T) {
 				ImageStore:         "/images", PullOptions: map[string]string{"enable_partial_images": "true"}},
 		},
 		{
-			name: "podman ≥ 5.6 lists additional image stores; the legacy key is dropped",
+			name: "newer podman 5.x lists additional image stores; the legacy key is dropped",
 			info: `{"store":{"graphRoot":"/g","runRoot":"/r","graphDriverName":"overlay","graphOptions":{"imagestore":"/b","additionalImageStores":["/a","/b"]}}}`,
 			want: types.StoreOptions{GraphRoot: "/g", RunRoot: "/r", GraphDriverName: "overlay",
 				GraphDriverOptions: []string{"imagestore=/a", "imagestore=/b"}},

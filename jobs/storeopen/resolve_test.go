@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +179,46 @@ func TestHandoff(t *testing.T) {
 	}
 	if _, err := h.Resolution(Options{}); err == nil {
 		t.Fatal("handoff for other overrides accepted")
+	}
+}
+
+// TestResolveAdditionalImageStores: podman 4.3.1 info keeps only the last
+// of several additional image stores; the library's reading of the same
+// storage.conf agrees with it, so its full list (in order) is used, and
+// pull options come from it too.
+func TestResolveAdditionalImageStores(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "podman")
+	dir, err := os.MkdirTemp("", "stwg-ais-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	for _, d := range []string{"a", "b"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := filepath.Join(dir, "storage.conf")
+	body := "[storage]\ndriver = \"vfs\"\ngraphroot = \"" + dir + "/g\"\nrunroot = \"" + dir + "/r\"\n" +
+		"[storage.options]\nadditionalimagestores = [\"" + dir + "/a\", \"" + dir + "/b\"]\n" +
+		"pull_options = {enable_partial_images = \"false\"}\n"
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CONTAINERS_STORAGE_CONF", conf)
+	res, err := Resolver{NoCache: true}.Resolve(context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"imagestore=" + dir + "/a", "imagestore=" + dir + "/b"}
+	if !slices.Equal(res.Options.GraphDriverOptions, want) || res.Options.PullOptions["enable_partial_images"] != "false" || len(res.Notes) != 0 {
+		t.Errorf("%+v", res)
+	}
+	// What podman itself reports is consistent with that list.
+	got := podmanStore(t)
+	opts, err := podmanDriverOptions(got.GraphOptions)
+	if err != nil || len(opts) == 0 || !strings.HasSuffix(opts[len(opts)-1], dir+"/b") {
+		t.Errorf("podman reports %q (%v)", opts, err)
 	}
 }

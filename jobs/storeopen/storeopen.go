@@ -175,6 +175,10 @@ func (r Resolver) Resolve(ctx context.Context, o Options) (Resolution, error) {
 	return res, nil
 }
 
+// errNoPodman means podman is not installed; the store is then resolved
+// from storage.conf as containers/storage does.
+var errNoPodman = errors.New("podman not found in PATH")
+
 // podmanPath finds the podman binary as an absolute path.
 func (r Resolver) podmanPath() (string, error) {
 	name := r.Podman
