@@ -144,3 +144,25 @@ func TestPodmanEnv(t *testing.T) {
 		t.Errorf("%q", got)
 	}
 }
+
+// FuzzFromPodmanInfo: any JSON podman might print either fails cleanly or
+// names a store, and overrides always win.
+func FuzzFromPodmanInfo(f *testing.F) {
+	f.Add([]byte(`{"store":{"graphRoot":"/g","runRoot":"/r","graphDriverName":"overlay","graphOptions":{"overlay.mount_program":{"Executable":"/x"},"imagestore":"/b","additionalImageStores":["/a","/b"]}}}`))
+	f.Add([]byte(`{"store":{"graphRoot":"/g","runRoot":"/r","graphDriverName":"vfs","graphOptions":{"a":1}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		info, err := ParsePodmanInfo(data)
+		if err != nil {
+			return
+		}
+		lib := &types.StoreOptions{GraphRoot: info.Store.GraphRoot, GraphDriverOptions: []string{"imagestore=/a"}}
+		o := Options{GraphRoot: "/override"}
+		so, _, err := FromPodmanInfo(info, lib, o)
+		if err != nil {
+			return
+		}
+		if so.GraphRoot != "/override" || so.RunRoot == "" || so.GraphDriverName == "" {
+			t.Fatalf("%+v", so)
+		}
+	})
+}
