@@ -173,7 +173,7 @@ func tomlValue(v any) string {
 func sectionDescriptions() map[string]string {
 	return map[string]string{
 		"":             "Top-level keys.",
-		"storage":      "Which containers/storage store the jobs work on. Empty values are resolved the way podman resolves them: storage.conf, then the rootless or rootful defaults.",
+		"storage":      "Which containers/storage store the jobs work on. Set keys are passed to podman as its --storage-driver, --root and --runroot flags; empty values are what the host's podman uses (podman info; storage.conf and the rootless or rootful defaults as podman applies them, or storage.conf as containers/storage reads it when podman is not installed). stowage info shows the result.",
 		"schedule":     "When the daemon runs each job. A schedule is a 5-field cron specification (\"0 3 * * *\") or a descriptor: @hourly, @daily, @weekly, @monthly or \"@every <duration>\". Runs missed while the daemon was not running are caught up at its next start.",
 		"refresh":      "The refresh job compares each tagged image's digest with its registry (one HEAD request per tag, mirror-aware) and notifies about, or pulls, tags that drifted.",
 		"refresh.rule": "Per-reference overrides of refresh.mode, as an array of tables ([[refresh.rule]]). The first rule whose glob matches an image reference wins.",
@@ -189,9 +189,9 @@ func keyDescriptions() map[string]string {
 	return map[string]string{
 		"version": "Policy schema version. Must be 1.",
 
-		"storage.driver":    "Storage driver (overlay, vfs, ...), as podman --storage-driver. Empty: from storage.conf.",
-		"storage.graphroot": "Storage root directory, as podman --root. Empty: from storage.conf or the rootless default.",
-		"storage.runroot":   "Storage state directory, as podman --runroot. Empty: from storage.conf or the rootless default.",
+		"storage.driver":    "Storage driver (overlay, vfs, ...), as podman --storage-driver. Empty: the driver podman uses.",
+		"storage.graphroot": "Storage root directory, as podman --root. Empty: the graphroot podman uses.",
+		"storage.runroot":   "Storage state directory, as podman --runroot. Empty: the runroot podman uses.",
 
 		"schedule.refresh":     "Schedule of the refresh job.",
 		"schedule.verify":      "Schedule of the verify job.",

@@ -19,7 +19,7 @@ type Policy struct {
 }
 
 // Storage selects the containers/storage store; empty fields are resolved the
-// way podman resolves them (storage.conf, rootless defaults).
+// way the host's podman resolves them (asked with podman info).
 type Storage struct {
 	Driver    string `toml:"driver"`
 	GraphRoot string `toml:"graphroot"`

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,26 +39,56 @@ func (g *globals) loadPolicy() (*policy.Policy, error) {
 	return p, nil
 }
 
-// storeOptions resolves the store like podman: flags, then the policy's
-// [storage] table, then storage.conf.
-func (g *globals) storeOptions(p *policy.Policy) (types.StoreOptions, error) {
-	o := g.store.Merge(storeopen.Options{
+// storeOverrides are the user's store settings: flags, then the policy's
+// [storage] table. Nothing else is passed to podman.
+func (g *globals) storeOverrides(p *policy.Policy) storeopen.Options {
+	return g.store.Merge(storeopen.Options{
 		GraphRoot: p.Storage.GraphRoot,
 		RunRoot:   p.Storage.RunRoot,
 		Driver:    p.Storage.Driver,
 	})
-	return storeopen.Resolve(o)
+}
+
+// resolveStore resolves the store the host's podman uses with the user's
+// overrides. Inside the rootless user namespace it returns what the parent
+// process resolved (podman is not asked again).
+func (g *globals) resolveStore(ctx context.Context, p *policy.Policy) (storeopen.Resolution, error) {
+	o := g.storeOverrides(p)
+	if g.handoff != nil {
+		res, err := g.handoff.Resolution(o)
+		if err == nil {
+			g.logger().Debug("store handed over by the parent process", "graphroot", res.Options.GraphRoot, "driver", res.Options.GraphDriverName)
+		}
+		return res, err
+	}
+	res, err := storeopen.Resolve(ctx, o)
+	if err == nil {
+		g.logger().Debug("store resolved", "source", res.Source, "podman", res.PodmanVersion, "cached", res.Cached,
+			"graphroot", res.Options.GraphRoot, "runroot", res.Options.RunRoot, "driver", res.Options.GraphDriverName)
+	}
+	return res, err
+}
+
+// storeOptions resolves the store (see resolveStore).
+func (g *globals) storeOptions(ctx context.Context, p *policy.Policy) (types.StoreOptions, error) {
+	res, err := g.resolveStore(ctx, p)
+	return res.Options, err
 }
 
 // openStore resolves the options, enters the rootless user namespace when
-// needed (re-executing this process, as buildah does) and opens the store.
-func (g *globals) openStore(p *policy.Policy, willDelete bool) (storage.Store, types.StoreOptions, error) {
-	so, err := g.storeOptions(p)
+// needed (re-executing this process, as buildah does, with the resolved
+// store handed on) and opens the store.
+func (g *globals) openStore(ctx context.Context, p *policy.Policy, willDelete bool) (storage.Store, types.StoreOptions, error) {
+	res, err := g.resolveStore(ctx, p)
 	if err != nil {
-		return nil, so, err
+		return nil, res.Options, err
 	}
+	so := res.Options
 	if storeopen.NeedsUserNamespace(so, willDelete) {
-		storeopen.EnterUserNamespace() // returns only inside the namespace
+		// Returns only inside the namespace.
+		if err := storeopen.EnterUserNamespace(g.storeOverrides(p), res); err != nil {
+			return nil, so, err
+		}
 	}
 	st, err := storeopen.Open(so)
 	return st, so, err

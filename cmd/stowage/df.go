@@ -103,7 +103,7 @@ func (g *globals) volumeUsage(ctx context.Context, p *policy.Policy, mayStart bo
 // when the driver needs it), takes a snapshot and accounts for it. configs
 // reads every image config too (platform fields; costs a lock per image).
 func (g *globals) account(ctx context.Context, p *policy.Policy, configs bool) (*inventory.Accounting, error) {
-	st, so, err := g.openStore(p, false)
+	st, so, err := g.openStore(ctx, p, false)
 	if err != nil {
 		return nil, err
 	}

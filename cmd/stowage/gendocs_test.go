@@ -14,7 +14,7 @@ import (
 
 func TestGenDocs(t *testing.T) {
 	dir := t.TempDir()
-	root := newRootCmd()
+	root := newRootCmd(nil)
 	date := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
 	if err := genDocs(root, dir, date); err != nil {
 		t.Fatal(err)

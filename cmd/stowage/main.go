@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/stowage/stowage/jobs/storeopen"
 )
 
 func main() {
@@ -20,8 +22,14 @@ func main() {
 	if reexec.Init() {
 		return
 	}
+	// Taken (and unset) before anything starts another process.
+	handoff, err := storeopen.TakeHandoff()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stowage:", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
+	err = newRootCmd(handoff).ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		var ec exitCoder

@@ -14,10 +14,15 @@ type globals struct {
 	userMode   bool // --user
 	systemMode bool // --system
 	logLevel   string
+	// handoff is the store the parent process resolved, when this process
+	// was re-executed inside the rootless user namespace.
+	handoff *storeopen.Handoff
 }
 
-func newRootCmd() *cobra.Command {
-	g := &globals{}
+// newRootCmd builds the command tree; handoff is storeopen.TakeHandoff's
+// result (nil outside the rootless user namespace child).
+func newRootCmd(handoff *storeopen.Handoff) *cobra.Command {
+	g := &globals{handoff: handoff}
 	root := &cobra.Command{
 		Use:           "stowage",
 		Short:         "Keep a Podman host's container storage fresh, trusted and lean",
@@ -37,7 +42,7 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.MarkFlagsMutuallyExclusive("user", "system")
 
-	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g), newHistoryCmd(g))
+	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g), newHistoryCmd(g), newInfoCmd(g))
 	root.AddCommand(newPinCmds(g)...)
 	root.AddCommand(newDaemonCmds(g)...)
 	root.AddCommand(newGenDocsCmd(root))

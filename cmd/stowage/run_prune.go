@@ -53,7 +53,7 @@ then apply the plan, re-checking each removal under the storage lock.`,
 				}
 				clock = func() time.Time { return t }
 			}
-			st, _, err := g.openStore(p, !dryRun)
+			st, _, err := g.openStore(cmd.Context(), p, !dryRun)
 			if err != nil {
 				return err
 			}

@@ -42,7 +42,7 @@ insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.`,
 			}
 			// Notify mode only reads the store; pull mode writes layers, which
 			// a rootless user can only do inside the user namespace.
-			st, _, err := g.openStore(p, !dryRun && refresh.MayPull(p.Refresh))
+			st, _, err := g.openStore(cmd.Context(), p, !dryRun && refresh.MayPull(p.Refresh))
 			if err != nil {
 				return err
 			}

@@ -52,7 +52,7 @@ remove failing images when [verify] mode says so. With --integrity (or
 			// Reading subuid-owned layer files (integrity) needs the rootless
 			// user namespace just as deleting does.
 			willDelete := integ || !dryRun && (v.Mode == policy.VerifyUntag || v.Mode == policy.VerifyRemove)
-			st, so, err := g.openStore(p, willDelete)
+			st, so, err := g.openStore(cmd.Context(), p, willDelete)
 			if err != nil {
 				return err
 			}

@@ -70,7 +70,7 @@ starts using meanwhile is refused by podman and kept.`,
 func (g *globals) podmanConn(ctx context.Context, p *policy.Policy, mayStart bool) (*podmanapi.Conn, error) {
 	o := podmanapi.ConnectOptions{Logger: g.logger(), Timeout: p.Schedule.RunTimeout.Duration, NoStart: !mayStart}
 	explicitStore := g.store.GraphRoot != "" || g.store.RunRoot != "" || g.store.Driver != ""
-	so, soErr := g.storeOptions(p)
+	so, soErr := g.storeOptions(ctx, p)
 	switch {
 	case p.Volumes.PodmanSocket != "":
 		o.Sockets = []string{p.Volumes.PodmanSocket}
