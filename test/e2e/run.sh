@@ -295,8 +295,9 @@ expect_volumes() { [ "$(volume_state "$1" | paste -sd' ')" = "$2" ]; }
 # store_matches RUNNER — the store stowage opens is the one podman reports.
 store_matches() {
 	local sh=$1 p s
-	p=$($sh podman info --format '{{.Store.GraphRoot}} {{.Store.RunRoot}} {{.Store.GraphDriverName}}')
-	s=$($sh stowage info --format '{{.GraphRoot}} {{.RunRoot}} {{.GraphDriverName}}')
+	local q='.store | "\(.graphRoot) \(.runRoot) \(.graphDriverName)"'
+	p=$($sh podman info --format json | jq -r "$q")
+	s=$($sh stowage info --format json | jq -r "$q")
 	echo "podman:  $p"
 	echo "stowage: $s"
 	[ -n "$p" ] && [ "$p" = "$s" ]
