@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stowage/stowage/jobs/podmanapi"
+	"github.com/stowage/stowage/jobs/storeopen"
 	"github.com/stowage/stowage/jobs/volumes"
 	"github.com/stowage/stowage/policy"
 )
@@ -62,32 +63,58 @@ starts using meanwhile is refused by podman and kept.`,
 	return c
 }
 
-// podmanConn connects to podman's API for the store stowage addresses:
-// [volumes] podman_socket when set; else podman's default socket, unless the
-// store was chosen with --root/--runroot/--storage-driver (that podman would
-// serve another store); else a private `podman system service` over the same
-// store, stopped by Conn.Close.
+// podmanConn connects to podman's API (see podmanConnectOptions), starting a
+// private `podman system service` when none answers and mayStart is set.
 func (g *globals) podmanConn(ctx context.Context, p *policy.Policy, mayStart bool) (*podmanapi.Conn, error) {
-	o := podmanapi.ConnectOptions{Logger: g.logger(), Timeout: p.Schedule.RunTimeout.Duration, NoStart: !mayStart}
+	o := g.podmanConnectOptions(p, p.Volumes.PodmanSocket)
+	o.NoStart = !mayStart
+	o.Timeout = p.Schedule.RunTimeout.Duration
+	return podmanapi.Connect(ctx, o)
+}
+
+// podmanConnectOptions say where podman's API for the store stowage addresses
+// is: socket when set; else podman's default socket, unless the store was
+// chosen with --root/--runroot/--storage-driver (that podman would serve
+// another store), and only if it serves the graphroot stowage resolved. A
+// private service started in its place gets podman's own configuration
+// plus only the store settings the user gave stowage (podmanStoreArgs):
+// podman refuses a driver its database did not record.
+func (g *globals) podmanConnectOptions(p *policy.Policy, socket string) podmanapi.ConnectOptions {
+	o := podmanapi.ConnectOptions{Logger: g.logger(), PodmanArgs: g.podmanStoreArgs(p)}
 	explicitStore := g.store.GraphRoot != "" || g.store.RunRoot != "" || g.store.Driver != ""
-	so, soErr := g.storeOptions(p)
 	switch {
-	case p.Volumes.PodmanSocket != "":
-		o.Sockets = []string{p.Volumes.PodmanSocket}
+	case socket != "":
+		o.Sockets = []string{socket}
 	case !explicitStore:
 		o.Sockets = podmanapi.DefaultSockets(g.systemScope())
-		if soErr == nil {
+		if so, err := g.storeOptions(p); err == nil {
 			o.GraphRoot = so.GraphRoot // a socket serving another store is not used
 		}
 	}
-	// A started service must serve exactly the store stowage resolved.
-	if soErr == nil {
-		o.PodmanArgs = []string{"--root", so.GraphRoot, "--runroot", so.RunRoot, "--storage-driver", so.GraphDriverName}
+	return o
+}
+
+// podmanStoreArgs are the global podman flags for the store settings the
+// user gave stowage: --root, --runroot, --storage-driver and --storage-opt,
+// else the policy's [storage] keys. Nothing stowage derived itself (from
+// storage.conf or the store's contents) is passed: podman resolves the
+// rest from its own configuration, as it does for the user.
+func (g *globals) podmanStoreArgs(p *policy.Policy) []string {
+	o := g.store.Merge(storeopen.Options{GraphRoot: p.Storage.GraphRoot, RunRoot: p.Storage.RunRoot, Driver: p.Storage.Driver})
+	var args []string
+	if o.GraphRoot != "" {
+		args = append(args, "--root", o.GraphRoot)
 	}
-	for _, opt := range g.store.DriverOpts {
-		o.PodmanArgs = append(o.PodmanArgs, "--storage-opt", opt)
+	if o.RunRoot != "" {
+		args = append(args, "--runroot", o.RunRoot)
 	}
-	return podmanapi.Connect(ctx, o)
+	if o.Driver != "" {
+		args = append(args, "--storage-driver", o.Driver)
+	}
+	for _, opt := range o.DriverOpts {
+		args = append(args, "--storage-opt", opt)
+	}
+	return args
 }
 
 // writeVolumesTable prints the report for people.

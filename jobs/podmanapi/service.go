@@ -44,8 +44,10 @@ type ConnectOptions struct {
 	Podman string
 	// NoStart forbids starting a private service.
 	NoStart bool
-	// PodmanArgs are global flags for the started service (--root, --runroot,
-	// --storage-driver) so it serves the same store as stowage.
+	// PodmanArgs are global flags for the started service. Pass only store
+	// settings the user chose (--root, --runroot, --storage-driver,
+	// --storage-opt): podman refuses a driver its database did not record,
+	// so anything else must come from podman's own configuration.
 	PodmanArgs []string
 	// Env is added to the started service's environment.
 	Env []string
