@@ -179,7 +179,9 @@ type service struct {
 // service manager of stowage itself, not of the child.
 var childEnvDrop = []string{"NOTIFY_SOCKET=", "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=", "WATCHDOG_PID=", "WATCHDOG_USEC=", "INVOCATION_ID="}
 
-func childEnv(extra []string) []string {
+// ChildEnv is this process's environment for a podman child, without the
+// variables that address stowage's own service manager, plus extra.
+func ChildEnv(extra []string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		drop := false
@@ -218,7 +220,7 @@ func startService(ctx context.Context, bin string, o ConnectOptions, log *slog.L
 	args := append(append([]string{}, o.PodmanArgs...), "system", "service",
 		fmt.Sprintf("--time=%d", int(idle.Round(time.Second)/time.Second)), "unix://"+sock)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = childEnv(o.Env)
+	cmd.Env = ChildEnv(o.Env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // not hit by a terminal's ^C
 	s := &service{cmd: cmd, dir: dir, socket: sock, done: make(chan struct{}), stderr: &lockedBuffer{}, log: log}
 	cmd.Stderr = s.stderr
