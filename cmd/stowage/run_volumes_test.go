@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -75,4 +78,30 @@ func writeTar(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestPodmanStoreArgs: podman gets the store settings the user chose
+// (flags over the policy's [storage] keys) and nothing stowage derived.
+func TestPodmanStoreArgs(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		store storeopen.Options
+		pol   policy.Storage
+		want  []string
+	}{
+		{name: "nothing chosen"},
+		{name: "flags", store: storeopen.Options{GraphRoot: "/g", RunRoot: "/r", Driver: "vfs", DriverOpts: []string{"a=b", "c=d"}},
+			want: []string{"--root", "/g", "--runroot", "/r", "--storage-driver", "vfs", "--storage-opt", "a=b", "--storage-opt", "c=d"}},
+		{name: "policy keys", pol: policy.Storage{GraphRoot: "/pg", Driver: "overlay"},
+			want: []string{"--root", "/pg", "--storage-driver", "overlay"}},
+		{name: "flags over policy", store: storeopen.Options{GraphRoot: "/g"}, pol: policy.Storage{GraphRoot: "/pg", RunRoot: "/pr"},
+			want: []string{"--root", "/g", "--runroot", "/pr"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := &globals{store: tt.store}
+			if got := g.podmanStoreArgs(&policy.Policy{Storage: tt.pol}); !slices.Equal(got, tt.want) {
+				t.Errorf("args %q, want %q", got, tt.want)
+			}
+		})
+	}
 }
