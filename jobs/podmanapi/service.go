@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,7 +28,13 @@ func DefaultSockets(system bool) []string {
 	}
 	dir := os.Getenv("XDG_RUNTIME_DIR")
 	if dir == "" {
-		dir = fmt.Sprintf("/run/user/%d", os.Getuid())
+		uid := os.Getuid()
+		// Inside the rootless user namespace this process is uid 0; the
+		// re-exec into it (containers/storage's unshare) records the user.
+		if v, err := strconv.Atoi(os.Getenv("_CONTAINERS_ROOTLESS_UID")); err == nil {
+			uid = v
+		}
+		dir = fmt.Sprintf("/run/user/%d", uid)
 	}
 	return []string{filepath.Join(dir, "podman", "podman.sock")}
 }
