@@ -1,9 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
-	"path/filepath"
+	"os/exec"
 	"time"
 
 	units "github.com/docker/go-units"
@@ -73,11 +74,9 @@ then apply the plan, re-checking each removal under the storage lock.`,
 				uid := os.Getuid() // inside the user namespace the kernel maps it back
 				job.Quota = func(path string) (quota.Usage, error) { return quota.Get(path, uid) }
 			}
-			if sock := podmanSocket(socket, p); sock != "" {
-				cl := podmanapi.New(sock, 30*time.Second)
-				defer cl.Close()
-				job.Events = lastuse.PodmanEvents{Client: cl}
-			}
+			events, closeEvents := g.eventSource(cmd.Context(), p, socket)
+			defer closeEvents()
+			job.Events = events
 			if format == "text" && isTerminal(os.Stderr) {
 				job.Progress = os.Stderr
 			}
@@ -103,7 +102,7 @@ then apply the plan, re-checking each removal under the storage lock.`,
 	f.StringVar(&format, "format", "text", "output format: text or json")
 	f.StringVar(&now, "now", "", "evaluate ages as of this RFC 3339 time (for tests)")
 	f.StringArrayVar(&quadletDirs, "quadlet-dir", nil, "Quadlet unit directory to scan, repeatable (default: podman's)")
-	f.StringVar(&socket, "podman-socket", "", "podman API socket for container events (default: policy volumes.podman_socket, then podman's)")
+	f.StringVar(&socket, "podman-socket", "", "podman API socket for container events (default: policy volumes.podman_socket, then podman's; none answering: the podman command)")
 	_ = f.MarkHidden("now")
 	return c
 }
@@ -120,26 +119,35 @@ func defaultQuadletDirs(system bool) []string {
 	return quadlet.UserDirs(uid)
 }
 
-// podmanSocket returns the podman API socket to read events from, or ""
-// when none is there (the last-use record then relies on container scans).
-func podmanSocket(flag string, p *policy.Policy) string {
-	cands := []string{flag, p.Volumes.PodmanSocket}
-	if flag == "" && p.Volumes.PodmanSocket == "" {
-		if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" && (os.Getuid() != 0 || unshare.IsRootless()) {
-			cands = append(cands, filepath.Join(x, "podman", "podman.sock"))
-		} else {
-			cands = append(cands, "/run/podman/podman.sock")
-		}
+// eventSource is where prune reads podman's container create/start events
+// (the only trace of a `podman run --rm`): the API of a podman socket that
+// answers (--podman-socket, else [volumes] podman_socket, else podman's
+// default one when it serves the same store), else the host's podman
+// command, which reads podman's event log whatever its backend; nil when
+// there is no podman at all. release frees the API client.
+func (g *globals) eventSource(ctx context.Context, p *policy.Policy, socket string) (src lastuse.EventSource, release func()) {
+	if socket == "" {
+		socket = p.Volumes.PodmanSocket
 	}
-	for _, c := range cands {
-		if c == "" {
-			continue
-		}
-		if fi, err := os.Stat(c); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return c
-		}
+	o := g.podmanConnectOptions(ctx, p, socket)
+	o.NoStart = true
+	o.Timeout = 30 * time.Second
+	conn, err := podmanapi.Connect(ctx, o)
+	if err == nil {
+		return lastuse.PodmanEvents{Client: conn.Client}, func() { _ = conn.Close() }
 	}
-	return ""
+	log := g.logger()
+	if socket != "" {
+		log.Warn("podman API socket does not answer; reading events with the podman command", "error", err)
+	} else {
+		log.Debug("no podman API socket; reading events with the podman command", "error", err)
+	}
+	bin, err := exec.LookPath("podman")
+	if err != nil {
+		log.Debug("no podman command: last use is recorded from containers only", "error", err)
+		return nil, func() {}
+	}
+	return lastuse.PodmanCLI{Bin: bin, Args: g.podmanStoreArgs(p)}, func() {}
 }
 
 // isTerminal reports whether f is a terminal (progress lines go there only).

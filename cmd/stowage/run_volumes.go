@@ -62,32 +62,44 @@ starts using meanwhile is refused by podman and kept.`,
 	return c
 }
 
-// podmanConn connects to podman's API for the store stowage addresses:
-// [volumes] podman_socket when set; else podman's default socket, unless the
-// store was chosen with --root/--runroot/--storage-driver (that podman would
-// serve another store); else a private `podman system service` over the same
-// store, stopped by Conn.Close.
+// podmanConn connects to podman's API (see podmanConnectOptions), starting a
+// private `podman system service` when none answers and mayStart is set.
 func (g *globals) podmanConn(ctx context.Context, p *policy.Policy, mayStart bool) (*podmanapi.Conn, error) {
-	o := podmanapi.ConnectOptions{Logger: g.logger(), Timeout: p.Schedule.RunTimeout.Duration, NoStart: !mayStart}
+	o := g.podmanConnectOptions(ctx, p, p.Volumes.PodmanSocket)
+	o.NoStart = !mayStart
+	o.Timeout = p.Schedule.RunTimeout.Duration
+	return podmanapi.Connect(ctx, o)
+}
+
+// podmanConnectOptions say where podman's API for the store stowage addresses
+// is: socket when set; else podman's default socket, unless the store was
+// chosen with --root/--runroot/--storage-driver (that podman would serve
+// another store), and only if it serves the graphroot stowage resolved. A
+// private service started in its place gets podman's own configuration
+// plus only the store settings the user gave stowage (podmanStoreArgs):
+// podman refuses a driver its database did not record.
+func (g *globals) podmanConnectOptions(ctx context.Context, p *policy.Policy, socket string) podmanapi.ConnectOptions {
+	o := podmanapi.ConnectOptions{Logger: g.logger(), PodmanArgs: g.podmanStoreArgs(p)}
 	explicitStore := g.store.GraphRoot != "" || g.store.RunRoot != "" || g.store.Driver != ""
-	so, soErr := g.storeOptions(ctx, p)
 	switch {
-	case p.Volumes.PodmanSocket != "":
-		o.Sockets = []string{p.Volumes.PodmanSocket}
+	case socket != "":
+		o.Sockets = []string{socket}
 	case !explicitStore:
 		o.Sockets = podmanapi.DefaultSockets(g.systemScope())
-		if soErr == nil {
+		if so, err := g.storeOptions(ctx, p); err == nil {
 			o.GraphRoot = so.GraphRoot // a socket serving another store is not used
 		}
 	}
-	// A started service must serve exactly the store stowage resolved.
-	if soErr == nil {
-		o.PodmanArgs = []string{"--root", so.GraphRoot, "--runroot", so.RunRoot, "--storage-driver", so.GraphDriverName}
-	}
-	for _, opt := range g.store.DriverOpts {
-		o.PodmanArgs = append(o.PodmanArgs, "--storage-opt", opt)
-	}
-	return podmanapi.Connect(ctx, o)
+	return o
+}
+
+// podmanStoreArgs are the global podman flags for the store settings the
+// user gave stowage: --root, --runroot, --storage-driver and --storage-opt,
+// else the policy's [storage] keys. Nothing stowage derived itself (from
+// storage.conf or the store's contents) is passed: podman resolves the
+// rest from its own configuration, as it does for the user.
+func (g *globals) podmanStoreArgs(p *policy.Policy) []string {
+	return g.storeOverrides(p).PodmanArgs()
 }
 
 // writeVolumesTable prints the report for people.

@@ -40,8 +40,8 @@ type Use struct {
 	At      time.Time
 }
 
-// EventSource lists container create/start events between since and until,
-// as podman's REST API does with /libpod/events?stream=false.
+// EventSource lists container create/start events between since and until:
+// podman's REST API (PodmanEvents) or its command (PodmanCLI).
 type EventSource interface {
 	ContainerUses(ctx context.Context, since, until time.Time) ([]Use, error)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,7 +28,13 @@ func DefaultSockets(system bool) []string {
 	}
 	dir := os.Getenv("XDG_RUNTIME_DIR")
 	if dir == "" {
-		dir = fmt.Sprintf("/run/user/%d", os.Getuid())
+		uid := os.Getuid()
+		// Inside the rootless user namespace this process is uid 0; the
+		// re-exec into it (containers/storage's unshare) records the user.
+		if v, err := strconv.Atoi(os.Getenv("_CONTAINERS_ROOTLESS_UID")); err == nil {
+			uid = v
+		}
+		dir = fmt.Sprintf("/run/user/%d", uid)
 	}
 	return []string{filepath.Join(dir, "podman", "podman.sock")}
 }
@@ -44,8 +51,10 @@ type ConnectOptions struct {
 	Podman string
 	// NoStart forbids starting a private service.
 	NoStart bool
-	// PodmanArgs are global flags for the started service (--root, --runroot,
-	// --storage-driver) so it serves the same store as stowage.
+	// PodmanArgs are global flags for the started service. Pass only store
+	// settings the user chose (--root, --runroot, --storage-driver,
+	// --storage-opt): podman refuses a driver its database did not record,
+	// so anything else must come from podman's own configuration.
 	PodmanArgs []string
 	// Env is added to the started service's environment.
 	Env []string
@@ -177,7 +186,9 @@ type service struct {
 // service manager of stowage itself, not of the child.
 var childEnvDrop = []string{"NOTIFY_SOCKET=", "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=", "WATCHDOG_PID=", "WATCHDOG_USEC=", "INVOCATION_ID="}
 
-func childEnv(extra []string) []string {
+// ChildEnv is this process's environment for a podman child, without the
+// variables that address stowage's own service manager, plus extra.
+func ChildEnv(extra []string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		drop := false
@@ -216,7 +227,7 @@ func startService(ctx context.Context, bin string, o ConnectOptions, log *slog.L
 	args := append(append([]string{}, o.PodmanArgs...), "system", "service",
 		fmt.Sprintf("--time=%d", int(idle.Round(time.Second)/time.Second)), "unix://"+sock)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = childEnv(o.Env)
+	cmd.Env = ChildEnv(o.Env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // not hit by a terminal's ^C
 	s := &service{cmd: cmd, dir: dir, socket: sock, done: make(chan struct{}), stderr: &lockedBuffer{}, log: log}
 	cmd.Stderr = s.stderr
