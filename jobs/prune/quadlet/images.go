@@ -73,7 +73,7 @@ func Images(units []*UnitFile, readFile func(path string) ([]byte, error)) ([]Us
 			if img, ok := u.Lookup(groupContainer, "Image"); ok && img != "" {
 				resolveAdd(img, ".build", ".image")
 			}
-			for _, m := range u.LookupAll(groupContainer, "Mount") {
+			for _, m := range u.LookupAllWords(groupContainer, "Mount") {
 				src, err := imageMountSource(m)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("quadlet: %s: Mount=%s: %w", unit, m, err))
