@@ -46,6 +46,8 @@ func ParseUnit(name, data string) (*UnitFile, error) {
 		}
 		line, pending = pending+line, ""
 		switch {
+		case isComment(line):
+			// "\" alone on the last line leaves an empty line
 		case isGroupLine(line):
 			name := line[1:strings.Index(line, "]")]
 			if name == "" || strings.ContainsAny(name, "[]") || strings.IndexFunc(name, unicode.IsControl) >= 0 {

@@ -32,6 +32,7 @@ func TestParseUnitLookup(t *testing.T) {
 		{"comment inside continuation skipped", "[Container]\nImage=localhost/\\\n# x\n; y\n\nqfix/a:1\n", "Container", "Image", "localhost/qfix/a:1", true},
 		{"three lines", "[Container]\nImage=a\\\nb\\\nc\n", "Container", "Image", "abc", true},
 		{"backslash on last line", "[Container]\nImage=a\\", "Container", "Image", "a", true},
+		{"lone backslash line", "[Container]\nImage=a\n\\", "Container", "Image", "a", true},
 		{"no final newline", "[Container]\nImage=a", "Container", "Image", "a", true},
 		{"CRLF", "[Container]\r\nImage=a\r\n", "Container", "Image", "a", true},
 		{"group with trailing blanks", "[Container]  \nImage=a\n", "Container", "Image", "a", true},
