@@ -13,7 +13,9 @@ package quadlet
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -89,7 +91,7 @@ func (r *Refs) Match(id string, names []string) string {
 // the caller must not prune blindly.
 func Scan(dirs []string) (*Refs, error) {
 	units, lerr := Load(dirs)
-	uses, ierr := Images(units, os.ReadFile)
+	uses, ierr := Images(units, readYAML)
 	r := &Refs{full: map[string]string{}, short: map[string]string{}, ids: map[string]string{}, prefixes: map[string]string{}}
 	for _, u := range uses {
 		r.add(u.Image, u.Unit)
@@ -101,6 +103,24 @@ func Scan(dirs []string) (*Refs, error) {
 		return r.list[i].Unit < r.list[j].Unit
 	})
 	return r, errors.Join(lerr, ierr)
+}
+
+// readYAML reads a .kube's Yaml= file. A leading %h (systemd's home
+// directory specifier) is expanded; other specifiers are not, so such a
+// path fails to read and the scan fails closed.
+func readYAML(path string) ([]byte, error) {
+	if rest, ok := strings.CutPrefix(path, "%h/"); ok {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, fmt.Errorf("expanding %%h: %w", err)
+		}
+		path = filepath.Join(home, rest)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading kube yaml: %w", err)
+	}
+	return data, nil
 }
 
 // Image is one normalized reference with the units that name it.

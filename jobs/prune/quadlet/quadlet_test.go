@@ -340,3 +340,18 @@ func TestMatchesGenerator(t *testing.T) {
 		t.Errorf("stowage:\n %q\ngenerator:\n %q", got, want)
 	}
 }
+
+func TestKubeYamlInHome(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	write(t, filepath.Join(home, "k", "p.yaml"), "spec:\n  containers:\n  - image: localhost/qfix/home:1\n")
+	d := t.TempDir()
+	write(t, filepath.Join(d, "p.kube"), "[Kube]\nYaml=%h/k/p.yaml\n")
+	r, err := Scan([]string{d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := refsOf(t, r); !reflect.DeepEqual(got, []string{"localhost/qfix/home:1"}) {
+		t.Errorf("refs = %q", got)
+	}
+}
