@@ -75,10 +75,10 @@ func readUnit(path string) (*UnitFile, error) {
 // DropinDirs names, in every search path. A file name seen in a more
 // specific drop-in directory (then an earlier search path) hides the
 // same name elsewhere; the rest are merged in lexical order of their file
-// names, so a later file overrides an earlier one. This is podman 5.8 and
-// 6.0's order; podman 5.2 to 5.4 preferred the earlier search path over
-// the more specific directory, which only differs when one .conf name is
-// used in two drop-in directories of a unit.
+// names, so a later file overrides an earlier one. This is the order of
+// podman 5.6 and later; podman 5.2 to 5.5 preferred the earlier search
+// path over the more specific directory, which only differs when one
+// .conf name is used in two drop-in directories of a unit.
 func mergeDropins(u *UnitFile, dirs []string) error {
 	var errs []error
 	found := map[string]string{} // file name → path
