@@ -42,7 +42,7 @@ func newRootCmd(handoff *storeopen.Handoff) *cobra.Command {
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.MarkFlagsMutuallyExclusive("user", "system")
 
-	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g), newHistoryCmd(g), newInfoCmd(g))
+	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g), newHistoryCmd(g), newInfoCmd(g), newQuadletCmd(g))
 	root.AddCommand(newPinCmds(g)...)
 	root.AddCommand(newDaemonCmds(g)...)
 	root.AddCommand(newGenDocsCmd(root))

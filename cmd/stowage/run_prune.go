@@ -65,10 +65,7 @@ then apply the plan, re-checking each removal under the storage lock.`,
 			}
 			job := &prune.Job{
 				Store: st, State: db, Policy: p.Prune, Now: clock, Log: g.logger(),
-				QuadletDirs: quadletDirs,
-			}
-			if !cmd.Flags().Changed("quadlet-dir") {
-				job.QuadletDirs = defaultQuadletDirs(g.systemScope())
+				QuadletDirs: quadletSearchPath(quadletDirs, g.systemScope()),
 			}
 			if !g.systemScope() {
 				uid := os.Getuid() // inside the user namespace the kernel maps it back
@@ -107,10 +104,16 @@ then apply the plan, re-checking each removal under the storage lock.`,
 	return c
 }
 
-// defaultQuadletDirs are the directories podman's quadlet generator reads.
-func defaultQuadletDirs(system bool) []string {
+// quadletSearchPath returns the directories to read Quadlet units from:
+// dirs (from --quadlet-dir) with their subdirectories, as podman treats
+// QUADLET_UNIT_DIRS, or else the search path of podman's system or user
+// quadlet generator.
+func quadletSearchPath(dirs []string, system bool) []string {
+	if len(dirs) > 0 {
+		return quadlet.ExpandDirs(dirs)
+	}
 	if system {
-		return quadlet.SystemDirs
+		return quadlet.SystemDirs()
 	}
 	uid := unshare.GetRootlessUID()
 	if uid < 0 {

@@ -52,7 +52,9 @@ type Job struct {
 	Policy policy.Prune
 	// Events is podman's event log (nil: containers seen at scans only).
 	Events lastuse.EventSource
-	// QuadletDirs are scanned for units referencing images.
+	// QuadletDirs is the Quadlet search path (quadlet.SystemDirs,
+	// quadlet.UserDirs or quadlet.ExpandDirs), read for units referencing
+	// images; a unit that cannot be read or resolved fails the run.
 	QuadletDirs []string
 	// Quota reads the user's disk quota (nil: none).
 	Quota QuotaFunc

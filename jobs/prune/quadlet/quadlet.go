@@ -1,17 +1,21 @@
 // Package quadlet finds the images that Podman Quadlet units reference, so
-// the prune job never removes an image a unit will start: Image= in
-// *.container and *.image files (following Image=NAME.image to that unit),
-// and the image: fields of the Kubernetes YAML a *.kube file points to.
+// the prune job never removes an image a unit will start. It reads units
+// as podman 5 and 6's quadlet generator does (search paths with their
+// subdirectories, first file of a name wins, drop-ins, templates) and
+// collects Image= of .container, .image (and ImageTag=), .build
+// (ImageTag=), .volume (Driver=image), --infra-image of .pod and the
+// image: fields of a .kube's YAML, resolving Image=NAME.image and
+// Image=NAME.build to the image that unit produces.
+//
+// ParseUnit and Images are pure; Layout, ExpandDirs and Load read the
+// filesystem; Scan puts them together.
 package quadlet
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -20,25 +24,13 @@ import (
 	"github.com/stowage/stowage/jobs/inventory"
 )
 
-// SystemDirs are the directories podman's quadlet generator reads for
-// system units.
-var SystemDirs = []string{"/run/containers/systemd", "/etc/containers/systemd", "/usr/share/containers/systemd"}
+// SystemDirs returns the search path of podman's system quadlet generator
+// on this host.
+func SystemDirs() []string { return DefaultLayout().SystemDirs() }
 
-// UserDirs returns the directories quadlet reads for a user's units.
-func UserDirs(uid int) []string {
-	var dirs []string
-	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" {
-		dirs = append(dirs, filepath.Join(x, "containers", "systemd"))
-	} else if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, ".config", "containers", "systemd"))
-	}
-	if r := os.Getenv("XDG_RUNTIME_DIR"); r != "" {
-		dirs = append(dirs, filepath.Join(r, "containers", "systemd"))
-	}
-	return append(dirs,
-		fmt.Sprintf("/etc/containers/systemd/users/%d", uid),
-		"/etc/containers/systemd/users")
-}
+// UserDirs returns the search path of podman's user quadlet generator for
+// uid on this host.
+func UserDirs(uid int) []string { return DefaultLayout().UserDirs(uid) }
 
 // Ref is one image reference found in a unit.
 type Ref struct {
@@ -55,6 +47,10 @@ type Refs struct {
 	short map[string]string
 	// ids holds image IDs (or prefixes) given as Image=.
 	ids map[string]string
+	// prefixes holds the text before a systemd specifier ("localhost/app:"
+	// for "localhost/app:%i"): names starting with it match, at any
+	// registry when it is unqualified.
+	prefixes map[string]string
 }
 
 // List returns the references found, sorted.
@@ -72,6 +68,11 @@ func (r *Refs) Match(id string, names []string) string {
 		}
 	}
 	for _, n := range names {
+		for p, unit := range r.prefixes {
+			if strings.HasPrefix(n, p) || strings.Contains(n, "/"+p) {
+				return unit
+			}
+		}
 		if u, ok := r.full[n]; ok {
 			return u
 		}
@@ -84,84 +85,75 @@ func (r *Refs) Match(id string, names []string) string {
 	return ""
 }
 
-var kubeImage = regexp.MustCompile(`^\s*(?:-\s*)?image:\s*["']?([^"'\s#]+)`)
-
-// Scan reads every unit in dirs (missing directories are fine). A unit it
-// cannot read is an error: the caller must not prune blindly.
+// Scan loads the units in dirs (a search path: see SystemDirs, UserDirs,
+// ExpandDirs) and returns the images they reference. Anything it cannot
+// read or resolve is an error, returned with the references it did find:
+// the caller must not prune blindly.
 func Scan(dirs []string) (*Refs, error) {
-	r := &Refs{full: map[string]string{}, short: map[string]string{}, ids: map[string]string{}}
-	imageUnits := map[string]string{} // NAME.image → its Image=
-	type pending struct{ ref, unit string }
-	var containerRefs []pending
-	var errs []error
-	for _, dir := range dirs {
-		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			if d.IsDir() {
-				return nil
-			}
-			switch filepath.Ext(p) {
-			case ".container", ".image":
-				v, err := unitKey(p, "Image")
-				if err != nil {
-					errs = append(errs, err)
-					return nil
-				}
-				for _, ref := range v {
-					if filepath.Ext(p) == ".image" {
-						imageUnits[filepath.Base(p)] = ref
-					}
-					containerRefs = append(containerRefs, pending{ref, p})
-				}
-			case ".kube":
-				ys, err := unitKey(p, "Yaml")
-				if err != nil {
-					errs = append(errs, err)
-					return nil
-				}
-				for _, y := range ys {
-					if !filepath.IsAbs(y) {
-						y = filepath.Join(filepath.Dir(p), y)
-					}
-					refs, err := yamlImages(y)
-					if err != nil {
-						errs = append(errs, err)
-						continue
-					}
-					for _, ref := range refs {
-						containerRefs = append(containerRefs, pending{ref, p})
-					}
-				}
-			}
-			return nil
-		})
+	units, lerr := Load(dirs)
+	uses, ierr := Images(units, readYAML)
+	r := &Refs{full: map[string]string{}, short: map[string]string{}, ids: map[string]string{}, prefixes: map[string]string{}}
+	for _, u := range uses {
+		r.add(u.Image, u.Unit)
+	}
+	sort.Slice(r.list, func(i, j int) bool {
+		if r.list[i].Ref != r.list[j].Ref {
+			return r.list[i].Ref < r.list[j].Ref
+		}
+		return r.list[i].Unit < r.list[j].Unit
+	})
+	return r, errors.Join(lerr, ierr)
+}
+
+// readYAML reads a .kube's Yaml= file. A leading %h (systemd's home
+// directory specifier) is expanded; other specifiers are not, so such a
+// path fails to read and the scan fails closed.
+func readYAML(path string) ([]byte, error) {
+	if rest, ok := strings.CutPrefix(path, "%h/"); ok {
+		home, err := os.UserHomeDir()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("quadlet: %s: %w", dir, err))
+			return nil, fmt.Errorf("expanding %%h: %w", err)
 		}
+		path = filepath.Join(home, rest)
 	}
-	for _, c := range containerRefs {
-		ref := c.ref
-		if strings.HasSuffix(ref, ".image") {
-			target, ok := imageUnits[ref]
-			if !ok {
-				continue // the .image unit itself is scanned and added
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading kube yaml: %w", err)
+	}
+	return data, nil
+}
+
+// Image is one normalized reference with the units that name it.
+type Image struct {
+	Ref   string   `json:"ref"`
+	Units []string `json:"units"`
+}
+
+// Images returns each reference once, sorted, with its units.
+func (r *Refs) Images() []Image {
+	var out []Image
+	for _, ref := range r.list {
+		if n := len(out); n > 0 && out[n-1].Ref == ref.Ref {
+			if u := out[n-1].Units; u[len(u)-1] != ref.Unit {
+				out[n-1].Units = append(u, ref.Unit)
 			}
-			ref = target
+			continue
 		}
-		r.add(ref, c.unit)
+		out = append(out, Image{Ref: ref.Ref, Units: []string{ref.Unit}})
 	}
-	sort.Slice(r.list, func(i, j int) bool { return r.list[i].Ref < r.list[j].Ref })
-	return r, errors.Join(errs...)
+	return out
 }
 
 func (r *Refs) add(ref, unit string) {
 	ref = strings.TrimSpace(ref)
 	if ref == "" {
+		return
+	}
+	if i := strings.IndexByte(ref, '%'); i >= 0 {
+		// A specifier systemd expands at start (a template's %i): any
+		// image whose name starts with the text before it is protected.
+		r.prefixes[ref[:i]] = unit
+		r.list = append(r.list, Ref{Ref: ref, Unit: unit})
 		return
 	}
 	if id := strings.TrimPrefix(ref, "sha256:"); inventory.IsIDPrefix(id) {
@@ -188,53 +180,4 @@ func (r *Refs) add(ref, unit string) {
 			r.short["library/"+short] = unit
 		}
 	}
-}
-
-// unitKey returns the values of key in a unit file's [Container], [Image]
-// or [Kube] section.
-func unitKey(path, key string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("quadlet: %w", err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	section := ""
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
-			section = line[1 : len(line)-1]
-			continue
-		}
-		if section != "Container" && section != "Image" && section != "Kube" {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if ok && strings.TrimSpace(k) == key {
-			out = append(out, strings.Trim(strings.TrimSpace(v), `"`))
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("quadlet: reading %s: %w", path, err)
-	}
-	return out, nil
-}
-
-// yamlImages returns the image: values of a Kubernetes YAML file.
-func yamlImages(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("quadlet: kube yaml: %w", err)
-	}
-	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if m := kubeImage.FindStringSubmatch(line); m != nil {
-			out = append(out, m[1])
-		}
-	}
-	return out, nil
 }
