@@ -580,6 +580,43 @@ check "soak: after the downtime exactly one catch-up run per job" one_catchup
 no_failed2() { ! grep ' job_failed ' "$work/soak2.txt"; }
 check "soak: the catch-up runs succeeded" no_failed2
 
+# ========================== 6. Quadlet, as the host's generator reads it ========
+# The fixture holds every unit form that names an image (jobs/prune/quadlet/
+# testdata/fixture). The images stowage protects must be exactly those the
+# host's own generator puts in the units it would generate (quadlet -dryrun),
+# plus the images of .kube YAML (podman reads those at run time).
+quadlet_gen=/usr/libexec/podman/quadlet
+if ct test -x "$quadlet_gen"; then
+	fx=$(cd "$here/../../jobs/prune/quadlet/testdata/fixture" && pwd)
+	tar -C "$fx/etc" -c . | ct tar -C /etc -x --no-same-owner
+	tar -C "$fx/usr" -c . | ct tar -C /usr -x --no-same-owner
+	tar -C "$fx/run" -c . | ct tar -C /run -x --no-same-owner
+	ct mv /etc/containers/systemd/users/1000 "/etc/containers/systemd/users/$uid"
+	ct mv /usr/share/containers/systemd/users/1000 "/usr/share/containers/systemd/users/$uid"
+	tar -C "$fx/home" -c . | as tar -C "/home/$user" -x
+	tar -C "$fx/runtime" -c . | as tar -C "/run/user/$uid" -x
+	kube_imgs='localhost/qfix/kube-deploy:1 localhost/qfix/kube-init:1 localhost/qfix/kube-main:1'
+	# quadlet_same RUNNER MODE GENFLAGS EXTRA — compare the two sets.
+	quadlet_same() {
+		local sh=$1 mode=$2 genflags=$3 extra=$4 want got
+		want=$({ $sh "$quadlet_gen" -dryrun $genflags 2>/dev/null | grep -E '^ExecStart(Pre)?=' |
+			grep -oE 'localhost/qfix/[^ ",]+'; printf '%s\n' $kube_imgs $extra; } | sort -u)
+		got=$($sh stowage "$mode" quadlet --format text | grep '^localhost/qfix/' | sort -u)
+		echo "generator + kube YAML: $(echo "$want" | wc -l) images; stowage: $(echo "$got" | wc -l) images"
+		diff <(echo "$want") <(echo "$got") && [ -n "$got" ]
+	}
+	check "quadlet: system units — stowage protects exactly what quadlet -dryrun uses (podman $podman_v)" \
+		quadlet_same ct --system "" ""
+	# podman before 6.0 does not read /usr/share/containers/systemd/users[/UID]
+	# for users; stowage does (keeping an image too many is the safe side).
+	user_extra=
+	[ "${podman_v%%.*}" -lt 6 ] && user_extra="localhost/qfix/u-distro:1 localhost/qfix/u-distro-uid:$uid"
+	check "quadlet: user units — stowage protects exactly what quadlet -dryrun -user uses (podman $podman_v)" \
+		quadlet_same as --user -user "$user_extra"
+else
+	echo "quadlet: podman $podman_v has no Quadlet generator; the comparison runs where it has one"
+fi
+
 # ========================== 4. removal ==========================================
 # The package's prerm stops and disables the enabled system units itself.
 ct rm -rf /etc/systemd/system/stowage.service.d
