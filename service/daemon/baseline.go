@@ -25,20 +25,26 @@ type seen struct {
 }
 
 // planBaselines returns the entries to keep for the scheduled jobs of cfg:
-// an unchanged schedule keeps its Since, a new or changed one starts at now,
-// an unscheduled job has none. changed says whether stored must be
-// rewritten. Pure.
-func planBaselines(stored map[string]seen, jobs []scheduler.Job, now time.Time) (next map[string]seen, changed bool) {
+// an unchanged schedule keeps its Since; a changed one starts at now (a new
+// schedule never triggers an immediate run); a job seen for the first time
+// starts at its last run (lastRun, so a state from before baselines existed
+// still catches up) or, if it never ran, at now; an unscheduled job has no
+// entry. changed says whether stored must be rewritten. Pure.
+func planBaselines(stored map[string]seen, jobs []scheduler.Job, lastRun map[string]time.Time, now time.Time) (next map[string]seen, changed bool) {
 	next = map[string]seen{}
 	for _, j := range jobs {
 		if j.Schedule == nil {
 			continue
 		}
-		if s, ok := stored[j.Name]; ok && s.Spec == j.Spec && !s.Since.IsZero() && !s.Since.After(now) {
+		s, ok := stored[j.Name]
+		switch {
+		case ok && s.Spec == j.Spec && !s.Since.IsZero() && !s.Since.After(now):
 			next[j.Name] = s
-			continue
+		case !ok && !lastRun[j.Name].IsZero() && !lastRun[j.Name].After(now):
+			next[j.Name] = seen{Spec: j.Spec, Since: lastRun[j.Name]}
+		default:
+			next[j.Name] = seen{Spec: j.Spec, Since: now}
 		}
-		next[j.Name] = seen{Spec: j.Spec, Since: now}
 	}
 	if len(next) != len(stored) {
 		return next, true
@@ -77,7 +83,13 @@ func (d *Daemon) syncBaselines(cfg scheduler.Config) map[string]time.Time {
 			d.log.Warn("reading schedule baselines", "err", err)
 		}
 	}
-	next, changed := planBaselines(stored, cfg.Jobs, now)
+	lastRun := map[string]time.Time{}
+	d.mu.Lock()
+	for job, r := range d.last {
+		lastRun[job] = r.Started
+	}
+	d.mu.Unlock()
+	next, changed := planBaselines(stored, cfg.Jobs, lastRun, now)
 	if changed && d.opts.State != nil {
 		err := d.opts.State.Update(baselineBucket, func(b *bolt.Bucket) error {
 			for k := range stored {
