@@ -12,7 +12,7 @@ type globals struct {
 	policyPath string
 	// policyFD is the hidden --policy-fd: the daemon's policy snapshot
 	// for a worker (see worker.Spawner.Policy).
-	policyFD int
+	policyFD   int
 	stateDir   string
 	userMode   bool // --user
 	systemMode bool // --system

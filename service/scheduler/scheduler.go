@@ -101,7 +101,7 @@ var ErrUnknownJob = errors.New("unknown job")
 
 type jobState struct {
 	Job
-	next    time.Time // jittered start of the next scheduled run
+	next time.Time // jittered start of the next scheduled run
 	// catchUp says next is an armed catch-up: the run it starts is a
 	// catch-up run, and the scheduler is Busy until it has started.
 	catchUp bool
