@@ -302,6 +302,30 @@ func TestCatchUpJitter(t *testing.T) {
 	}
 }
 
+// TestManualRunCoversCatchUp: a manual run that starts while a catch-up
+// waits for its jitter replaces it; a dry run does not.
+func TestManualRunCoversCatchUp(t *testing.T) {
+	for _, dry := range []bool{false, true} {
+		clk := newFakeClock(t0)
+		rec := newRecorder()
+		s := New(Config{Jobs: []Job{job(t, "verify", "@daily", false)}, Jitter: time.Hour}, rec.run, Options{
+			Clock: clk, Jitter: func(time.Duration) time.Duration { return 30 * time.Minute },
+		})
+		s.CatchUp(map[string]Baseline{"verify": {LastRun: t0.Add(-48 * time.Hour)}})
+		if _, err := s.Trigger("verify", dry); err != nil {
+			t.Fatal(err)
+		}
+		s.Tick(t.Context())
+		if req := waitStarted(t, rec); req.Trigger != api.TriggerManual {
+			t.Fatalf("started %+v", req)
+		}
+		if j := s.Jobs()[0]; j.CatchUp != dry {
+			t.Fatalf("dry run %v: catch-up still armed = %v", dry, j.CatchUp)
+		}
+		close(rec.release)
+	}
+}
+
 func TestStayUp(t *testing.T) {
 	now := t0
 	run := &Request{ID: "x"}
