@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/stowage/stowage/jobs/storeopen"
@@ -12,7 +14,9 @@ type globals struct {
 	policyPath string
 	// policyFD is the hidden --policy-fd: the daemon's policy snapshot
 	// for a worker (see worker.Spawner.Policy).
-	policyFD   int
+	policyFD int
+	// runLock is the job's run lock, held for the life of `stowage run`.
+	runLock    *os.File
 	stateDir   string
 	userMode   bool // --user
 	systemMode bool // --system
