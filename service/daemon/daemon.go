@@ -83,6 +83,9 @@ type Options struct {
 	KeepStartupMemory bool
 	// InvalidateCaches is called after a successful reload (registries.conf).
 	InvalidateCaches func()
+	// testAfterQueue, set by tests only, runs in Trigger right after the
+	// scheduler queued the run.
+	testAfterQueue func(id string)
 }
 
 // Daemon is one daemon instance.
@@ -115,9 +118,6 @@ type Daemon struct {
 	// (persisted, see baseline.go): the catch-up baseline of a job that
 	// never ran.
 	since map[string]time.Time
-	// testAfterQueue, when set by a test, runs in Trigger right after the
-	// scheduler queued the run.
-	testAfterQueue func(id string)
 }
 
 // New loads the policy and builds the daemon; nothing runs until Run.
@@ -171,7 +171,6 @@ func (d *Daemon) Mode() string {
 // runPolicy is the scheduler payload: the snapshot a run must use, encoded
 // once per load.
 type runPolicy struct {
-	snap    *policy.Snapshot
 	encoded []byte
 }
 
@@ -191,7 +190,7 @@ func scheduleConfig(snap *policy.Snapshot) (scheduler.Config, error) {
 	}
 	cfg := scheduler.Config{
 		Jitter: s.Jitter.Duration, Timeout: s.RunTimeout.Duration,
-		Payload: &runPolicy{snap: snap, encoded: enc},
+		Payload: &runPolicy{encoded: enc},
 	}
 	for _, name := range report.Jobs {
 		cfg.Jobs = append(cfg.Jobs, scheduler.Job{

@@ -165,8 +165,8 @@ func (d *Daemon) Trigger(job string, dryRun bool) (*api.Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.testAfterQueue != nil {
-		d.testAfterQueue(req.ID)
+	if d.opts.testAfterQueue != nil {
+		d.opts.testAfterQueue(req.ID)
 	}
 	if r, ok := d.active[req.ID]; ok { // already started
 		return copyRun(r), nil

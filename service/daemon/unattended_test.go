@@ -238,18 +238,19 @@ func TestStatusAfterReload(t *testing.T) {
 // Trigger has recorded it as queued leaves no stale "queued" run behind, so
 // `trigger --wait` ends.
 func TestRunEndingBeforeTriggerReturns(t *testing.T) {
-	h := start(t, shWorker(reportScript), basePolicy, nil)
 	// Give the run every chance to start and end between queueing and
 	// recording (it cannot any more: Trigger holds the daemon's lock).
-	h.d.testAfterQueue = func(id string) {
-		deadline := time.Now().Add(2 * time.Second)
-		for time.Now().Before(deadline) {
-			if _, err := h.d.opts.Runs.Get(id); err == nil {
-				return
+	h := start(t, shWorker(reportScript), basePolicy, func(o *Options) {
+		o.testAfterQueue = func(id string) {
+			deadline := time.Now().Add(2 * time.Second)
+			for time.Now().Before(deadline) {
+				if _, err := o.Runs.Get(id); err == nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
-	}
+	})
 	r, err := h.c.Trigger(t.Context(), "prune", false)
 	if err != nil {
 		t.Fatal(err)
