@@ -203,3 +203,53 @@ func TestRunsUseThePolicyInForce(t *testing.T) {
 		t.Fatalf("daemon exit: %v", err)
 	}
 }
+
+// TestIdleExitingDaemonRunsByItself is the packaged set-up in miniature
+// (idle exit, restarted from outside as the timer does) with real
+// processes: a fresh install whose daemon exits idle before the first slot
+// still runs the job at the next start after it, once.
+func TestIdleExitingDaemonRunsByItself(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := testenv.Stowage(t)
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "stowage.toml")
+	body := "version = 1\n[schedule]\njitter = \"0\"\nprune = \"@every 4s\"\nverify = \"@weekly\"\nrefresh = \"@weekly\"\nvolumes = \"@weekly\"\n[prune]\nmin_free = \"0\"\n"
+	if err := os.WriteFile(pol, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	first := time.Now()
+	// Start 1 (fresh install): the first slot is 4 s away, beyond the 1 s
+	// idle exit: it exits without running anything.
+	d := startDaemonProc(t, bin, dir, pol, nil, "--idle-exit", "1s")
+	d.c.Close()
+	if err := d.waitExit(t, 10*time.Second); err != nil {
+		t.Fatalf("start 1: %v", err)
+	}
+	if time.Since(first) > 4*time.Second {
+		t.Skip("start 1 outlived the first slot (machine too slow for this timing)")
+	}
+	if strings.Contains(d.stderr.String(), "job started") {
+		t.Fatalf("start 1 ran a job:\n%s", d.stderr.String())
+	}
+	// Start 2, after the slot (the timer's start): one catch-up run of the
+	// never-run job, then idle exit.
+	time.Sleep(time.Until(first.Add(4500 * time.Millisecond)))
+	d = startDaemonProc(t, bin, dir, pol, nil, "--idle-exit", "1s")
+	var run *api.Run
+	waitFor(t, "the catch-up run", func() bool {
+		l, err := d.c.Latest(ctx, "prune")
+		run = l
+		return err == nil && l.Outcome.Done()
+	})
+	if run.Trigger != api.TriggerCatchUp || run.Outcome != api.OutcomeSucceeded {
+		t.Fatalf("start 2 run: %+v", run)
+	}
+	d.c.Close()
+	if err := d.waitExit(t, 15*time.Second); err != nil {
+		t.Fatalf("start 2: %v", err)
+	}
+	if n := strings.Count(d.stderr.String(), "job started"); n != 1 {
+		t.Fatalf("start 2 started %d runs, want 1:\n%s", n, d.stderr.String())
+	}
+}
