@@ -213,20 +213,20 @@ func TestIdleExitingDaemonRunsByItself(t *testing.T) {
 	bin := testenv.Stowage(t)
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "stowage.toml")
-	body := "version = 1\n[schedule]\njitter = \"0\"\nprune = \"@every 4s\"\nverify = \"@weekly\"\nrefresh = \"@weekly\"\nvolumes = \"@weekly\"\n[prune]\nmin_free = \"0\"\n"
+	body := "version = 1\n[schedule]\njitter = \"0\"\nprune = \"@every 6s\"\nverify = \"@weekly\"\nrefresh = \"@weekly\"\nvolumes = \"@weekly\"\n[prune]\nmin_free = \"0\"\n"
 	if err := os.WriteFile(pol, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
 	first := time.Now()
-	// Start 1 (fresh install): the first slot is 4 s away, beyond the 1 s
+	// Start 1 (fresh install): the first slot is 6 s away, beyond the 1 s
 	// idle exit: it exits without running anything.
 	d := startDaemonProc(t, bin, dir, pol, nil, "--idle-exit", "1s")
 	d.c.Close()
 	if err := d.waitExit(t, 10*time.Second); err != nil {
 		t.Fatalf("start 1: %v", err)
 	}
-	if time.Since(first) > 4*time.Second {
+	if time.Since(first) > 6*time.Second {
 		t.Skip("start 1 outlived the first slot (machine too slow for this timing)")
 	}
 	if strings.Contains(d.stderr.String(), "job started") {
@@ -234,7 +234,7 @@ func TestIdleExitingDaemonRunsByItself(t *testing.T) {
 	}
 	// Start 2, after the slot (the timer's start): one catch-up run of the
 	// never-run job, then idle exit.
-	time.Sleep(time.Until(first.Add(4500 * time.Millisecond)))
+	time.Sleep(time.Until(first.Add(6500 * time.Millisecond)))
 	d = startDaemonProc(t, bin, dir, pol, nil, "--idle-exit", "1s")
 	var run *api.Run
 	waitFor(t, "the catch-up run", func() bool {
