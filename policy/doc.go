@@ -172,9 +172,12 @@ func tomlValue(v any) string {
 // sectionDescriptions explains each table; "" is the top level.
 func sectionDescriptions() map[string]string {
 	return map[string]string{
-		"":             "Top-level keys.",
-		"storage":      "Which containers/storage store the jobs work on. Set keys are passed to podman as its --storage-driver, --root and --runroot flags; empty values are what the host's podman uses (podman info; storage.conf and the rootless or rootful defaults as podman applies them, or storage.conf as containers/storage reads it when podman is not installed). stowage info shows the result.",
-		"schedule":     "When the daemon runs each job. A schedule is a 5-field cron specification (\"0 3 * * *\") or a descriptor: @hourly, @daily, @weekly, @monthly or \"@every <duration>\". Runs missed while the daemon was not running are caught up at its next start.",
+		"":        "Top-level keys.",
+		"storage": "Which containers/storage store the jobs work on. Set keys are passed to podman as its --storage-driver, --root and --runroot flags; empty values are what the host's podman uses (podman info; storage.conf and the rootless or rootful defaults as podman applies them, or storage.conf as containers/storage reads it when podman is not installed). stowage info shows the result.",
+		"schedule": "When the daemon runs each job. A schedule is a 5-field cron specification (\"0 3 * * *\") or a descriptor: @hourly, @daily, @weekly, @monthly or \"@every <duration>\". " +
+			"Each slot runs once, at the slot plus a random delay below jitter, if the daemon is up then. The daemon exits when idle, but not while a run is in progress, queued or waiting for its catch-up, nor when a job's next start (delay included) is within its idle-exit time; stowage.timer starts it again every 15 minutes (Persistent=true, so also after downtime and suspend). " +
+			"At each start the daemon catches up anacron-style: a job whose first slot after its baseline has passed runs once, however many slots were missed, after a fresh random delay below jitter, and the daemon stays up for it. The baseline is the later of the start of the job's last run (any outcome; dry runs do not count) and the moment the daemon first saw the job's current schedule, which is kept in the state database: a job that never ran is therefore caught up too, from its first slot after installation, and changing a schedule never triggers an immediate run. " +
+			"A job never runs twice at once (a slot that comes while its run is still going is skipped), two storage-changing runs never overlap, and only one daemon may use a state directory.",
 		"refresh":      "The refresh job compares each tagged image's digest with its registry (one HEAD request per tag, mirror-aware) and notifies about, or pulls, tags that drifted.",
 		"refresh.rule": "Per-reference overrides of refresh.mode, as an array of tables ([[refresh.rule]]). The first rule whose glob matches an image reference wins.",
 		"verify":       "The verify job re-evaluates every local image name against the signature policy (policy.json) and optionally re-hashes the layers.",
@@ -197,7 +200,7 @@ func keyDescriptions() map[string]string {
 		"schedule.verify":      "Schedule of the verify job.",
 		"schedule.prune":       "Schedule of the prune job.",
 		"schedule.volumes":     "Schedule of the volumes job.",
-		"schedule.jitter":      "Random delay added before each scheduled run, so that many hosts do not hit a registry at once. \"0\" disables it.",
+		"schedule.jitter":      "Random delay added before each scheduled and each catch-up run, drawn anew for every run from [0, jitter), so that many hosts do not hit a registry at once. \"0\" disables it.",
 		"schedule.run_timeout": "Longest time one job run may take; the daemon stops a worker still running after it. \"0\" means no limit.",
 
 		"refresh.mode":         "What to do with a tag whose registry digest changed: notify (report only), pull (pull the new image), off (skip the job).",

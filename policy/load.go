@@ -5,12 +5,14 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/BurntSushi/toml"
 )
@@ -104,27 +106,74 @@ func exists(p string) bool {
 // file, then its drop-ins in lexical order — and the sources it came from.
 // Every problem in every file is reported at once in an *Error.
 func Load(o LoadOptions) (*Policy, []string, error) {
-	files, err := Files(o)
+	s, err := LoadSnapshot(o)
 	if err != nil {
 		return nil, nil, err
 	}
+	return s.Policy, s.Files(), nil
+}
+
+// LoadSnapshot is Load keeping the documents as read, so that the very same
+// policy can be handed to another process (see Snapshot).
+func LoadSnapshot(o LoadOptions) (*Snapshot, error) {
+	files, err := Files(o)
+	if err != nil {
+		return nil, err
+	}
 	srcs := make([]Source, 0, len(files))
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := readRegular(f)
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading policy: %w", err)
+			return nil, err
 		}
 		srcs = append(srcs, Source{Name: f, Data: data})
 	}
 	p, err := Parse(srcs...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	names := []string{EmbeddedSource}
-	for _, s := range srcs {
-		names = append(names, s.Name)
+	return &Snapshot{Policy: p, Sources: srcs}, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
 	}
-	return p, names, nil
+	return m.Type().String()
+}
+
+// ErrNotRegular is returned for a policy path that is not a regular file
+// (a FIFO, device or socket would block or never end a read).
+var ErrNotRegular = errors.New("not a regular file")
+
+// readRegular reads a policy file without ever blocking on it: the file is
+// opened non-blocking and read only if it is a regular file (checked on the
+// opened descriptor, so a file swapped for a FIFO is still refused).
+func readRegular(name string) ([]byte, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading policy: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w (%s): policy files and drop-ins must be regular files", name, ErrNotRegular, fileKind(fi.Mode()))
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy %s: %w", name, err)
+	}
+	return data, nil
 }
 
 // Source is one policy document.

@@ -30,13 +30,62 @@ func (g *globals) systemScope() bool {
 	return os.Geteuid() == 0 && !unshare.IsRootless() && unshare.GetRootlessUID() <= 0
 }
 
-// loadPolicy loads the effective policy (file, drop-ins, embedded default).
+// policySnapshotEnv carries the daemon's policy snapshot from a worker into
+// its own re-execution inside the rootless user namespace, which inherits
+// the environment but no extra file descriptors.
+const policySnapshotEnv = "_STOWAGE_POLICY_SNAPSHOT"
+
+// maxSnapshotEnv keeps the variable well below the kernel's 128 KiB limit
+// for one environment string.
+const maxSnapshotEnv = 96 << 10
+
+// loadPolicy loads the effective policy (file, drop-ins, embedded default),
+// or, in a worker the daemon started (--policy-fd), the daemon's snapshot:
+// then no policy file is read at all.
 func (g *globals) loadPolicy() (*policy.Policy, error) {
+	if g.policyFD > 0 || os.Getenv(policySnapshotEnv) != "" {
+		s, err := g.policySnapshot()
+		if err != nil {
+			return nil, fmt.Errorf("policy from the daemon: %w", err)
+		}
+		return s.Policy, nil
+	}
 	p, _, err := policy.Load(policy.LoadOptions{Path: g.policyPath, System: g.systemScope()})
 	if err != nil {
 		return nil, fmt.Errorf("policy:\n%w", err)
 	}
 	return p, nil
+}
+
+// policySnapshot reads the snapshot from --policy-fd once and keeps it in
+// the environment for a re-execution into the user namespace.
+func (g *globals) policySnapshot() (*policy.Snapshot, error) {
+	if env := os.Getenv(policySnapshotEnv); env != "" {
+		return policy.DecodeSnapshot([]byte(env))
+	}
+	if os.Getenv("_CONTAINERS_USERNS_CONFIGURED") != "" {
+		// Re-executed: the descriptor number now belongs to someone else.
+		return nil, fmt.Errorf("the snapshot did not reach the user namespace (policy files larger than %d KiB?)", maxSnapshotEnv>>10)
+	}
+	f := os.NewFile(uintptr(g.policyFD), "policy-fd")
+	if f == nil {
+		return nil, fmt.Errorf("--policy-fd %d: not an open descriptor", g.policyFD)
+	}
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("reading --policy-fd %d: %w", g.policyFD, err)
+	}
+	s, err := policy.DecodeSnapshot(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) <= maxSnapshotEnv {
+		if err := os.Setenv(policySnapshotEnv, string(data)); err != nil {
+			return nil, fmt.Errorf("keeping the policy snapshot: %w", err)
+		}
+	}
+	return s, nil
 }
 
 // storeOverrides are the user's store settings: flags, then the policy's

@@ -75,8 +75,8 @@ func runDaemon(ctx context.Context, g *globals, idleExit time.Duration, socket s
 		System:   system,
 		Version:  version,
 		IdleExit: idleExit,
-		LoadPolicy: func() (*policy.Policy, []string, error) {
-			return policy.Load(policy.LoadOptions{Path: g.policyPath, System: system})
+		LoadPolicy: func() (*policy.Snapshot, error) {
+			return policy.LoadSnapshot(policy.LoadOptions{Path: g.policyPath, System: system})
 		},
 		Runs:             runs.New(db, 0),
 		Spawner:          &worker.Spawner{Exe: exe, GlobalArgs: args, Env: os.Environ(), Logger: log},
@@ -91,8 +91,9 @@ func runDaemon(ctx context.Context, g *globals, idleExit time.Duration, socket s
 	return d.Run(ctx)
 }
 
-// workerArgs are the global flags a worker gets: the same store, policy,
-// state directory, scope and log level as the daemon.
+// workerArgs are the global flags a worker gets: the same store, state
+// directory, scope and log level as the daemon. The policy is not among
+// them: each worker gets the daemon's snapshot (--policy-fd).
 func (g *globals) workerArgs(stateDir string, system bool) ([]string, error) {
 	var a []string
 	add := func(flag, v string) {
@@ -105,13 +106,6 @@ func (g *globals) workerArgs(stateDir string, system bool) ([]string, error) {
 	add("storage-driver", g.store.Driver)
 	for _, o := range g.store.DriverOpts {
 		add("storage-opt", o)
-	}
-	if g.policyPath != "" {
-		p, err := filepath.Abs(g.policyPath)
-		if err != nil {
-			return nil, err
-		}
-		add("policy", p)
 	}
 	add("state-dir", stateDir)
 	if system {
@@ -184,7 +178,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "stowage %s daemon (%s mode), pid %d, up since %s\n", s.Version, s.Mode, s.PID, s.Started.Format(time.RFC3339))
 				fmt.Fprintf(w, "state:  %s\n", s.State)
-				fmt.Fprintf(w, "policy: %s (loaded %s)\n", s.PolicyPath, s.PolicyLoad.Format(time.RFC3339))
+				files := s.PolicyFiles
+				if len(files) == 0 {
+					files = []string{s.PolicyPath}
+				}
+				fmt.Fprintf(w, "policy: %s (loaded %s)\n", strings.Join(files, ", "), s.PolicyLoad.Format(time.RFC3339))
 				if s.PolicyError != "" {
 					fmt.Fprintf(w, "policy error (previous policy in force): %s\n", s.PolicyError)
 				}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/stowage/stowage/jobs/storeopen"
@@ -10,6 +12,11 @@ import (
 type globals struct {
 	store      storeopen.Options
 	policyPath string
+	// policyFD is the hidden --policy-fd: the daemon's policy snapshot
+	// for a worker (see worker.Spawner.Policy).
+	policyFD int
+	// runLock is the job's run lock, held for the life of `stowage run`.
+	runLock    *os.File
 	stateDir   string
 	userMode   bool // --user
 	systemMode bool // --system
@@ -36,6 +43,8 @@ func newRootCmd(handoff *storeopen.Handoff) *cobra.Command {
 	f.StringVar(&g.store.Driver, "storage-driver", "", "storage driver (as podman --storage-driver)")
 	f.StringArrayVar(&g.store.DriverOpts, "storage-opt", nil, "storage driver option, repeatable (as podman --storage-opt)")
 	f.StringVar(&g.policyPath, "policy", "", "policy file (default: $XDG_CONFIG_HOME/stowage/stowage.toml or /etc/stowage/stowage.toml)")
+	f.IntVar(&g.policyFD, "policy-fd", 0, "read the policy snapshot from this descriptor instead of any file (set by the daemon for its workers)")
+	_ = f.MarkHidden("policy-fd")
 	f.StringVar(&g.stateDir, "state-dir", "", "state directory (default: $XDG_STATE_HOME/stowage or /var/lib/stowage)")
 	f.BoolVar(&g.userMode, "user", false, "address the per-user service (default as non-root)")
 	f.BoolVar(&g.systemMode, "system", false, "address the system-wide service (default as root)")

@@ -8,6 +8,8 @@ func newRunCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run JOB",
 		Short: "Run one maintenance job now, in this process",
+		// One real run of a job at a time, across processes.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return g.lockRun(cmd) },
 	}
 	c.AddCommand(newRunPruneCmd(g), newRunRefreshCmd(g), newRunVerifyCmd(g), newRunVolumesCmd(g))
 	return c

@@ -48,6 +48,56 @@ func (r *Record) observe(digest string, drift bool, now time.Time) bool {
 // maxLists bounds the list cache of one reference.
 const maxLists = 16
 
+// Retention of the refresh history (documented in the README):
+const (
+	// MaxSeen is how many digests are kept per reference, the most
+	// recently seen ones.
+	MaxSeen = 32
+	// HistoryRetention is how long a reference no run has looked at (its
+	// image is gone, or refresh is off for it) keeps its record.
+	HistoryRetention = 180 * 24 * time.Hour
+)
+
+// trim keeps the MaxSeen most recently seen digests, in their order. Pure.
+func (r *Record) trim() {
+	if len(r.Seen) <= MaxSeen {
+		return
+	}
+	idx := make([]int, len(r.Seen))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return r.Seen[idx[a]].LastSeen.After(r.Seen[idx[b]].LastSeen) })
+	keep := map[int]bool{}
+	for _, i := range idx[:MaxSeen] {
+		keep[i] = true
+	}
+	out := r.Seen[:0]
+	for i, s := range r.Seen {
+		if keep[i] {
+			out = append(out, s)
+		}
+	}
+	r.Seen = out
+}
+
+// lastSeen is when any digest of the record was last seen.
+func (r *Record) lastSeen() time.Time {
+	var t time.Time
+	for _, s := range r.Seen {
+		if s.LastSeen.After(t) {
+			t = s.LastSeen
+		}
+	}
+	return t
+}
+
+// expired reports whether a record last seen at last is past the retention
+// at now. Pure.
+func expired(last, now time.Time) bool {
+	return now.Sub(last) > HistoryRetention
+}
+
 func listKey(listDigest string, img LocalImage) string {
 	return listDigest + " " + img.OS + "/" + img.Architecture + "/" + img.Variant
 }
@@ -116,6 +166,30 @@ type observation struct {
 	inst    string
 }
 
+// sweep deletes the records past the retention.
+func sweep(b *bolt.Bucket, now time.Time) error {
+	var old [][]byte
+	err := b.ForEach(func(k, _ []byte) error {
+		var r Record
+		if err := state.GetJSON(b, string(k), &r); err != nil {
+			return nil // unreadable: leave it to a human
+		}
+		if expired(r.lastSeen(), now) {
+			old = append(old, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // commit merges the observations into the history in one write transaction
 // (dry-run: a read transaction, nothing written) and returns, per reference,
 // whether its digest was new. Deciding inside the transaction makes "new"
@@ -135,11 +209,15 @@ func commit(db *state.DB, obs []observation, now time.Time, dryRun bool) (map[st
 				}
 				r.Lists[o.listKey] = o.inst
 			}
+			r.trim()
 			if write {
 				if err := state.PutJSON(b, o.ref, r); err != nil {
 					return err
 				}
 			}
+		}
+		if write {
+			return sweep(b, now)
 		}
 		return nil
 	}

@@ -86,12 +86,16 @@ type Job struct {
 
 // Status is the daemon's state.
 type Status struct {
-	Version     string    `json:"version"`
-	Mode        string    `json:"mode"` // "user" or "system"
-	PID         int       `json:"pid"`
-	Started     time.Time `json:"started"`
-	State       string    `json:"state"` // "idle" or "running"
+	Version string    `json:"version"`
+	Mode    string    `json:"mode"` // "user" or "system"
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	State   string    `json:"state"` // "idle" or "running"
+	// PolicyPath is the main policy file in force (the embedded default
+	// when there is none); PolicyFiles lists every source in force, in the
+	// order they apply: the embedded default, the file, its drop-ins.
 	PolicyPath  string    `json:"policy_path,omitempty"`
+	PolicyFiles []string  `json:"policy_files,omitempty"`
 	PolicyError string    `json:"policy_error,omitempty"`
 	PolicyLoad  time.Time `json:"policy_loaded"`
 	Bus         string    `json:"bus,omitempty"` // bus state, e.g. "none: ..."

@@ -57,11 +57,13 @@ type Options struct {
 	System  bool
 	Version string
 	// IdleExit > 0 makes Run return when no client is connected, no
-	// control request or D-Bus call came within IdleExit, no run is queued
-	// or in progress, and no scheduled run is due within IdleExit.
+	// control request or D-Bus call came within IdleExit, no run is queued,
+	// in progress or armed as a catch-up, and no scheduled run (jitter
+	// included) is due within IdleExit (scheduler.StayUp).
 	IdleExit time.Duration
-	// LoadPolicy reads the policy; it returns the files it read.
-	LoadPolicy func() (*policy.Policy, []string, error)
+	// LoadPolicy reads the policy. The snapshot is what the daemon
+	// schedules by and what every worker it starts receives.
+	LoadPolicy func() (*policy.Snapshot, error)
 	Runs       *runs.Store
 	Spawner    *worker.Spawner
 	Logger     *slog.Logger
@@ -81,6 +83,9 @@ type Options struct {
 	KeepStartupMemory bool
 	// InvalidateCaches is called after a successful reload (registries.conf).
 	InvalidateCaches func()
+	// testAfterQueue, set by tests only, runs in Trigger right after the
+	// scheduler queued the run.
+	testAfterQueue func(id string)
 }
 
 // Daemon is one daemon instance.
@@ -94,13 +99,12 @@ type Daemon struct {
 
 	reloadMu sync.Mutex // serializes reloads
 
-	mu          sync.Mutex
-	pol         *policy.Policy
-	policyFiles []string
-	policyErr   string
-	policyLoad  time.Time
-	active      map[string]*api.Run // queued and running runs by id
-	bus         string              // D-Bus state for status
+	mu         sync.Mutex
+	snap       *policy.Snapshot // the policy in force
+	policyErr  string
+	policyLoad time.Time
+	active     map[string]*api.Run // queued and running runs by id
+	bus        string              // D-Bus state for status
 	// observers are fixed before the scheduler starts.
 	observers []Observer
 	// busSrv is the D-Bus object, nil without a bus. startBus sets it and
@@ -110,6 +114,10 @@ type Daemon struct {
 	// daemon is the only writer, and status/jobs requests then never wait
 	// on the state database's file lock.
 	last map[string]*api.Run
+	// since is when each scheduled job's current schedule was first seen
+	// (persisted, see baseline.go): the catch-up baseline of a job that
+	// never ran.
+	since map[string]time.Time
 }
 
 // New loads the policy and builds the daemon; nothing runs until Run.
@@ -120,9 +128,13 @@ func New(o Options) (*Daemon, error) {
 	if o.Runs == nil || o.Spawner == nil || o.LoadPolicy == nil {
 		return nil, errors.New("daemon: Runs, Spawner and LoadPolicy are required")
 	}
-	p, files, err := o.LoadPolicy()
+	snap, err := o.LoadPolicy()
 	if err != nil {
 		return nil, fmt.Errorf("loading policy: %w", err)
+	}
+	cfg, err := scheduleConfig(snap)
+	if err != nil {
+		return nil, err
 	}
 	last, err := o.Runs.Last()
 	if err != nil {
@@ -133,10 +145,11 @@ func New(o Options) (*Daemon, error) {
 	}
 	d := &Daemon{
 		opts: o, log: o.Logger, metrics: control.NewMetrics(), started: time.Now(),
-		pol: p, policyFiles: files, policyLoad: time.Now(), active: map[string]*api.Run{}, last: last,
+		snap: snap, policyLoad: time.Now(), active: map[string]*api.Run{}, last: last,
 		observers: append([]Observer(nil), o.Observers...),
 	}
-	d.sched = scheduler.New(scheduleConfig(p), d.execute, scheduler.Options{
+	d.since = d.syncBaselines(cfg)
+	d.sched = scheduler.New(cfg, d.execute, scheduler.Options{
 		Clock: o.Clock, Logger: o.Logger, NewID: runs.NewID, Changed: d.stateChanged,
 	})
 	uid := os.Geteuid()
@@ -155,20 +168,36 @@ func (d *Daemon) Mode() string {
 	return "user"
 }
 
-// scheduleConfig turns the policy into the scheduler's configuration.
-func scheduleConfig(p *policy.Policy) scheduler.Config {
+// runPolicy is the scheduler payload: the snapshot a run must use, encoded
+// once per load.
+type runPolicy struct {
+	encoded []byte
+}
+
+// scheduleConfig turns the policy into the scheduler's configuration; each
+// run started under it carries the snapshot (Request.Payload), so a run's
+// Mutating flag and the policy its worker gets come from one load.
+func scheduleConfig(snap *policy.Snapshot) (scheduler.Config, error) {
+	enc, err := snap.Encode()
+	if err != nil {
+		return scheduler.Config{}, err
+	}
+	p := snap.Policy
 	s := p.Schedule
 	specs := map[string]policy.CronSpec{
 		report.JobRefresh: s.Refresh, report.JobVerify: s.Verify,
 		report.JobPrune: s.Prune, report.JobVolumes: s.Volumes,
 	}
-	cfg := scheduler.Config{Jitter: s.Jitter.Duration, Timeout: s.RunTimeout.Duration}
+	cfg := scheduler.Config{
+		Jitter: s.Jitter.Duration, Timeout: s.RunTimeout.Duration,
+		Payload: &runPolicy{encoded: enc},
+	}
 	for _, name := range report.Jobs {
 		cfg.Jobs = append(cfg.Jobs, scheduler.Job{
 			Name: name, Spec: specs[name].Spec, Schedule: specs[name].Sched, Mutating: Mutating(p, name),
 		})
 	}
-	return cfg
+	return cfg, nil
 }
 
 // Mutating reports whether a (non-dry) run of job may change storage or
@@ -198,6 +227,11 @@ func Mutating(p *policy.Policy, job string) bool {
 // Run serves until ctx ends, SIGTERM/SIGINT arrive (the caller's ctx), or
 // the daemon has been idle for IdleExit.
 func (d *Daemon) Run(ctx context.Context) error {
+	unlock, err := d.lockState()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	l, err := d.listen()
 	if err != nil {
 		return err
@@ -240,6 +274,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 		idle = t.C
 	}
 
+	// Reloads run on their own goroutine: a reload that blocks (a policy
+	// file on a hung network filesystem) never delays SIGTERM. Further
+	// SIGHUPs while one is in flight collapse into one more reload.
+	reloadReq := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-schedCtx.Done():
+				return
+			case <-reloadReq:
+				d.Reload()
+			}
+		}
+	}()
+
 	var runErr error
 loop:
 	for {
@@ -248,7 +297,10 @@ loop:
 			d.log.Info("stopping", "reason", context.Cause(ctx))
 			break loop
 		case <-hup:
-			d.Reload()
+			select {
+			case reloadReq <- struct{}{}:
+			default:
+			}
 		case <-watchdog:
 			d.notify("WATCHDOG=1")
 		case <-idle:
@@ -272,9 +324,12 @@ loop:
 }
 
 // idle reports whether the daemon may exit now: no client on the control
-// socket or D-Bus within the idle window, no run in progress or due.
+// socket or D-Bus within the idle window, no run in progress, queued or
+// armed as a catch-up, and no scheduled start due within the idle window
+// (scheduler.StayUp). A later slot is left to the timer: it starts the
+// daemon again and the start-up catch-up runs what was missed.
 func (d *Daemon) idle() bool {
-	if !d.server.Idle(d.opts.IdleExit) || d.sched.Busy() {
+	if !d.server.Idle(d.opts.IdleExit) {
 		return false
 	}
 	// A client using the daemon over D-Bus is as active as one on the
@@ -282,8 +337,7 @@ func (d *Daemon) idle() bool {
 	if d.busSrv != nil && !d.busSrv.Idle(d.opts.IdleExit) {
 		return false
 	}
-	next := d.sched.NextDue()
-	return next.IsZero() || next.Sub(d.now()) > d.opts.IdleExit
+	return !scheduler.StayUp(d.sched.Jobs(), d.now(), d.opts.IdleExit)
 }
 
 func (d *Daemon) now() time.Time {
@@ -293,15 +347,23 @@ func (d *Daemon) now() time.Time {
 	return time.Now()
 }
 
-// catchUp queues the runs missed while the daemon was not running.
+// catchUp arms the runs missed while the daemon was not running: for each
+// job, from the later of its last run and the first sight of its schedule.
 func (d *Daemon) catchUp() {
-	starts := map[string]time.Time{}
+	base := map[string]scheduler.Baseline{}
 	d.mu.Lock()
+	for job, t := range d.since {
+		b := base[job]
+		b.Since = t
+		base[job] = b
+	}
 	for job, r := range d.last {
-		starts[job] = r.Started
+		b := base[job]
+		b.LastRun = r.Started
+		base[job] = b
 	}
 	d.mu.Unlock()
-	d.sched.CatchUp(starts)
+	d.sched.CatchUp(base)
 }
 
 // listen returns the control socket.
@@ -419,14 +481,22 @@ func (d *Daemon) Reload() api.ReloadResult {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	d.notify("RELOADING=1\nMONOTONIC_USEC=" + sddaemon.SdNotifyMonotonicUsec())
-	defer d.notify("READY=1\nSTATUS=" + d.statusLine())
-	p, files, err := d.opts.LoadPolicy()
+	// The status line is built when the reload is over: it describes the
+	// state after it.
+	defer func() { d.notify("READY=1\nSTATUS=" + d.statusLine()) }()
+	snap, err := d.opts.LoadPolicy()
+	var cfg scheduler.Config
+	if err == nil {
+		cfg, err = scheduleConfig(snap)
+	}
+	var files []string
 	d.mu.Lock()
 	d.policyLoad = time.Now()
 	if err != nil {
 		d.policyErr = err.Error()
 	} else {
-		d.pol, d.policyFiles, d.policyErr = p, files, ""
+		d.snap, d.policyErr = snap, ""
+		files = snap.Files()
 	}
 	d.mu.Unlock()
 	d.metrics.Reloaded(err == nil)
@@ -442,16 +512,18 @@ func (d *Daemon) Reload() api.ReloadResult {
 	if d.opts.InvalidateCaches != nil {
 		d.opts.InvalidateCaches()
 	}
-	d.sched.Reconfigure(scheduleConfig(p))
+	since := d.syncBaselines(cfg)
+	d.mu.Lock()
+	d.since = since
+	d.mu.Unlock()
+	d.sched.Reconfigure(cfg)
 	d.log.Info("policy reloaded", "files", strings.Join(files, ","))
 	d.notifyLoaded()
 	return api.ReloadResult{OK: true}
 }
 
 func (d *Daemon) notifyLoaded() {
-	d.mu.Lock()
-	p := d.pol
-	d.mu.Unlock()
+	p := d.Policy()
 	for _, o := range d.observers {
 		o.PolicyLoaded(p, nil)
 	}
@@ -461,5 +533,5 @@ func (d *Daemon) notifyLoaded() {
 func (d *Daemon) Policy() *policy.Policy {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.pol
+	return d.snap.Policy
 }

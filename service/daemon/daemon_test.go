@@ -58,8 +58,8 @@ func start(t *testing.T, sp *worker.Spawner, policyBody string, mod func(*Option
 	}
 	o := Options{
 		Version: "test",
-		LoadPolicy: func() (*policy.Policy, []string, error) {
-			return policy.Load(policy.LoadOptions{Path: h.policy})
+		LoadPolicy: func() (*policy.Snapshot, error) {
+			return policy.LoadSnapshot(policy.LoadOptions{Path: h.policy})
 		},
 		Runs:       runs.New(db, 0),
 		Spawner:    sp,

@@ -32,6 +32,20 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 
 	sp := *d.opts.Spawner
+	// The worker gets the policy this run was scheduled under, never a
+	// file: an edited-but-not-reloaded or broken file changes nothing.
+	if rp, ok := req.Payload.(*runPolicy); ok {
+		sp.Policy = rp.encoded
+	} else {
+		d.mu.Lock()
+		snap := d.snap
+		d.mu.Unlock()
+		enc, err := snap.Encode()
+		if err != nil {
+			log.Error("encoding the policy for the worker", "err", err)
+		}
+		sp.Policy = enc
+	}
 	if sp.Logger != nil {
 		sp.Logger = sp.Logger.With(journal.AttrRunID, r.ID)
 	}
@@ -102,8 +116,10 @@ func (d *Daemon) Status() api.Status {
 		Version: d.opts.Version, Mode: d.Mode(), PID: os.Getpid(), Started: d.started,
 		State: "idle", PolicyError: d.policyErr, PolicyLoad: d.policyLoad, Bus: d.bus,
 	}
-	if len(d.policyFiles) > 0 {
-		s.PolicyPath = d.policyFiles[0]
+	s.PolicyFiles = d.snap.Files()
+	s.PolicyPath = s.PolicyFiles[0]
+	if len(d.snap.Sources) > 0 {
+		s.PolicyPath = d.snap.Sources[0].Name
 	}
 	d.mu.Unlock()
 	s.Jobs = jobs
@@ -139,12 +155,19 @@ func (d *Daemon) jobs() []api.Job {
 
 // Trigger queues a run now.
 func (d *Daemon) Trigger(job string, dryRun bool) (*api.Run, error) {
+	// d.mu is held from queueing to recording the queued run: execute
+	// takes d.mu first, so a run cannot start, let alone end, before its
+	// queued entry exists, which it then replaces and finally removes. (The
+	// scheduler never calls into the daemon with its own lock held.)
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	req, err := d.sched.Trigger(job, dryRun)
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	if d.opts.testAfterQueue != nil {
+		d.opts.testAfterQueue(req.ID)
+	}
 	if r, ok := d.active[req.ID]; ok { // already started
 		return copyRun(r), nil
 	}

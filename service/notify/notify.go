@@ -2,17 +2,20 @@
 // for job findings: at most one per job run, summarising the run's new
 // findings at or above the policy's minimum urgency, and updating the
 // notification of the same topic in place (replaces_id). A finding is shown
-// once, ever: seen findings and the ids per topic live in the state DB, so a
-// daemon restart does not repeat them.
+// once while it persists: seen findings and the ids per topic live in the
+// state DB, so a daemon restart does not repeat them. A finding no run has
+// reported for SeenRetention is forgotten (and shown again if it returns).
 package notify
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -36,9 +39,25 @@ const (
 	maxBodyFindings                 = 8
 )
 
-// Bucket is the state DB bucket of this package: "seen/<hash>" → first
-// seen time, "topic/<topic>" → last notification id.
+// Bucket is the state DB bucket of this package: "seen/<hash>" → the last
+// time a run reported the finding, "topic/<topic>" → last notification id.
 const Bucket = "notify"
+
+// SeenRetention is how long a finding no run reports any more stays known.
+const SeenRetention = 90 * 24 * time.Hour
+
+// expiredSeen returns the seen keys last reported before now-retention.
+// Pure.
+func expiredSeen(seen map[string]time.Time, now time.Time, retention time.Duration) []string {
+	var out []string
+	for k, t := range seen {
+		if now.Sub(t) > retention {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
 
 // Options configure a Notifier.
 type Options struct {
@@ -119,6 +138,7 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 	var (
 		fresh    []report.Event
 		keys     []string
+		again    []string // keys of findings reported before and now again
 		sent     Sent
 		replaces uint32 // the topic's last notification id, 0 for a new one
 	)
@@ -129,7 +149,12 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 				continue
 			}
 			k := findingKey(job, ev)
-			if dup[k] || (b != nil && b.Get([]byte(k)) != nil) {
+			if dup[k] {
+				continue
+			}
+			if b != nil && b.Get([]byte(k)) != nil {
+				dup[k] = true
+				again = append(again, k)
 				continue
 			}
 			dup[k] = true
@@ -148,7 +173,11 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 	if err != nil {
 		return nil, fmt.Errorf("notify: reading seen findings: %w", err)
 	}
+	now := n.now().UTC()
 	if len(fresh) == 0 {
+		if err := n.touch(again, nil, 0, "", now); err != nil {
+			return nil, err
+		}
 		return nil, nil
 	}
 	hints := map[string]dbus.Variant{
@@ -165,20 +194,49 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 		return nil, fmt.Errorf("notify: Notify: %w", err)
 	}
 	sent.ID = id
-	now := n.now().UTC()
-	if err := n.db.Update(Bucket, func(b *bolt.Bucket) error {
-		for _, k := range keys {
-			if err := state.PutJSON(b, k, now); err != nil {
-				return err
-			}
-		}
-		return state.PutJSON(b, topicKey(sent.Topic), id)
-	}); err != nil {
+	if err := n.touch(again, keys, id, sent.Topic, now); err != nil {
 		return &sent, fmt.Errorf("notify: recording notification %d: %w", id, err)
 	}
 	n.log.Debug("notification sent", "job", job, "run_id", runID, "id", id,
 		"topic", sent.Topic, "findings", len(fresh))
 	return &sent, nil
+}
+
+// touch records, in one transaction, that the findings again and fresh
+// were reported at now, the topic's notification id (when topic is set),
+// and forgets the findings not reported within SeenRetention.
+func (n *Notifier) touch(again, fresh []string, id uint32, topic string, now time.Time) error {
+	err := n.db.Update(Bucket, func(b *bolt.Bucket) error {
+		for _, k := range append(again, fresh...) {
+			if err := state.PutJSON(b, k, now); err != nil {
+				return err
+			}
+		}
+		if topic != "" {
+			if err := state.PutJSON(b, topicKey(topic), id); err != nil {
+				return err
+			}
+		}
+		seen := map[string]time.Time{}
+		c := b.Cursor()
+		prefix := []byte("seen/")
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			var t time.Time
+			if state.GetJSON(b, string(k), &t) == nil {
+				seen[string(k)] = t
+			}
+		}
+		for _, k := range expiredSeen(seen, now, SeenRetention) {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("notify: recording seen findings: %w", err)
+	}
+	return nil
 }
 
 func ignoreNotFound(err error) error {

@@ -3,6 +3,13 @@
 // storage-mutating runs at once, a per-run timeout, panic recovery, and
 // anacron-style catch-up of runs missed while the daemon was not running.
 // It knows nothing of workers: it calls a RunFunc.
+//
+// Catch-up semantics (see CatchUp and MissedSlot): a job's baseline is the
+// later of its last run's start and the moment its current schedule was
+// first seen; when the first slot of the schedule after the baseline has
+// passed, one catch-up run is armed (however many slots were missed) and
+// starts after a random delay in [0, jitter). An armed catch-up makes the
+// scheduler Busy, so an idle-exiting daemon stays up until it has run.
 package scheduler
 
 import (
@@ -46,6 +53,9 @@ type Request struct {
 	DryRun  bool
 	Trigger api.Trigger
 	Queued  time.Time
+	// Payload is Config.Payload of the configuration in force when the run
+	// started (the daemon's policy snapshot): what the run must use.
+	Payload any
 }
 
 // RunFunc executes one run and returns when it has ended. ctx carries the
@@ -66,6 +76,9 @@ type Config struct {
 	Jobs    []Job
 	Jitter  time.Duration
 	Timeout time.Duration // per run; 0 = none
+	// Payload is opaque to the scheduler and handed to each run started
+	// under this configuration (see Request.Payload).
+	Payload any
 }
 
 // Options are the scheduler's collaborators.
@@ -88,7 +101,10 @@ var ErrUnknownJob = errors.New("unknown job")
 
 type jobState struct {
 	Job
-	next    time.Time // jittered start of the next scheduled run
+	next time.Time // jittered start of the next scheduled run
+	// catchUp says next is an armed catch-up: the run it starts is a
+	// catch-up run, and the scheduler is Busy until it has started.
+	catchUp bool
 	running *Request
 	pending []Request
 }
@@ -142,7 +158,7 @@ func (s *Scheduler) setConfig(cfg Config, now time.Time) {
 		if o, ok := old[j.Name]; ok {
 			js.running, js.pending = o.running, o.pending
 			if o.Spec == j.Spec && cfg.Jitter == s.cfg.Jitter {
-				js.next = o.next
+				js.next, js.catchUp = o.next, o.catchUp
 			}
 		}
 		if js.next.IsZero() && j.Schedule != nil {
@@ -171,29 +187,66 @@ func (s *Scheduler) Reconfigure(cfg Config) {
 	s.poke()
 }
 
-// CatchUp queues one run of every scheduled job whose slot after its last
-// run has already passed (anacron semantics: missed runs collapse into one).
-// last maps a job to its last run's start; jobs never run are not caught up.
-func (s *Scheduler) CatchUp(last map[string]time.Time) []string {
+// Baseline is where the catch-up decision for one job starts from.
+type Baseline struct {
+	// LastRun is the start of the job's last (non-dry) run; zero if none.
+	LastRun time.Time
+	// Since is when the daemon first saw the job with its current
+	// schedule (persisted across restarts); zero if unknown.
+	Since time.Time
+}
+
+// From is the later of LastRun and Since (zero if both are).
+func (b Baseline) From() time.Time {
+	if b.LastRun.After(b.Since) {
+		return b.LastRun
+	}
+	return b.Since
+}
+
+// MissedSlot returns the first slot of sch after the baseline and whether
+// it has passed at now, i.e. whether a catch-up run is due. A job without a
+// baseline (never run, never seen) or without a schedule is never due. Pure.
+func MissedSlot(sch cron.Schedule, b Baseline, now time.Time) (time.Time, bool) {
+	from := b.From()
+	if sch == nil || from.IsZero() {
+		return time.Time{}, false
+	}
+	n := sch.Next(from)
+	return n, !n.IsZero() && !n.After(now)
+}
+
+// CatchUp arms one catch-up run of every scheduled job whose first slot
+// after its baseline has already passed (anacron semantics: any number of
+// missed slots collapse into one run). The run starts after a random delay
+// in [0, jitter) — or at the job's next regular slot if that comes first —
+// and the scheduler stays Busy until it has started. Jobs running, queued
+// or already armed are left alone. It returns the armed jobs.
+func (s *Scheduler) CatchUp(base map[string]Baseline) []string {
 	s.mu.Lock()
 	now := s.opts.Clock.Now()
-	var ids []string
+	var armed []string
 	for _, name := range s.order {
 		js := s.jobs[name]
-		l, ok := last[name]
-		if !ok || js.Schedule == nil || js.running != nil || len(js.pending) > 0 {
+		if js.running != nil || len(js.pending) > 0 || js.catchUp {
 			continue
 		}
-		if n := js.Schedule.Next(l); !n.IsZero() && !n.After(now) {
-			req := Request{ID: s.opts.NewID(name, now), Job: name, Trigger: api.TriggerCatchUp, Queued: now}
-			js.pending = append(js.pending, req)
-			ids = append(ids, req.ID)
-			s.opts.Logger.Info("catching up a missed run", "job", name, "last_run", l, "missed_slot", n)
+		b := base[name]
+		slot, due := MissedSlot(js.Schedule, b, now)
+		if !due {
+			continue
 		}
+		at := now.Add(s.opts.Jitter(s.cfg.Jitter))
+		if js.next.IsZero() || at.Before(js.next) {
+			js.next = at
+		}
+		js.catchUp = true
+		armed = append(armed, name)
+		s.opts.Logger.Info("catching up a missed run", "job", name, "last_run", b.LastRun, "since", b.Since, "missed_slot", slot, "start", js.next)
 	}
 	s.mu.Unlock()
 	s.poke()
-	return ids
+	return armed
 }
 
 // Trigger queues a run now and returns its request (with its id).
@@ -248,13 +301,17 @@ func (s *Scheduler) Tick(ctx context.Context) time.Duration {
 	for _, name := range s.order {
 		js := s.jobs[name]
 		if js.Schedule != nil && !js.next.IsZero() && !js.next.After(now) {
+			trigger := api.TriggerSchedule
+			if js.catchUp {
+				trigger = api.TriggerCatchUp
+			}
 			if js.running != nil || len(js.pending) > 0 {
 				// No overlap: this slot is skipped, the run in progress covers it.
-				s.opts.Logger.Info("skipping a scheduled run: previous run still active", "job", name)
+				s.opts.Logger.Info("skipping a scheduled run: previous run still active", "job", name, "trigger", string(trigger))
 			} else {
-				js.pending = append(js.pending, Request{ID: s.opts.NewID(name, now), Job: name, Trigger: api.TriggerSchedule, Queued: now})
+				js.pending = append(js.pending, Request{ID: s.opts.NewID(name, now), Job: name, Trigger: trigger, Queued: now})
 			}
-			js.next = s.nextAfter(js.Schedule, now, s.cfg.Jitter)
+			js.next, js.catchUp = s.nextAfter(js.Schedule, now, s.cfg.Jitter), false
 		}
 	}
 	// Start queued runs, oldest first, honouring the mutual exclusion.
@@ -266,7 +323,13 @@ func (s *Scheduler) Tick(ctx context.Context) time.Duration {
 			continue
 		}
 		js.pending = js.pending[1:]
+		req.Payload = s.cfg.Payload
 		js.running = &req
+		if js.catchUp && !req.DryRun && js.Schedule != nil {
+			// A real run (a manual one) covers the missed slot.
+			js.catchUp = false
+			js.next = s.nextAfter(js.Schedule, now, s.cfg.Jitter)
+		}
 		if mut {
 			s.mutator = name
 		}
@@ -342,6 +405,8 @@ type JobState struct {
 	Next    time.Time
 	Running *Request
 	Queued  int
+	// CatchUp says Next is an armed catch-up run.
+	CatchUp bool
 }
 
 // Jobs returns a snapshot of every job, in configuration order.
@@ -351,7 +416,7 @@ func (s *Scheduler) Jobs() []JobState {
 	out := make([]JobState, 0, len(s.order))
 	for _, name := range s.order {
 		js := s.jobs[name]
-		st := JobState{Job: js.Job, Next: js.next, Queued: len(js.pending)}
+		st := JobState{Job: js.Job, Next: js.next, Queued: len(js.pending), CatchUp: js.catchUp}
 		if js.running != nil {
 			r := *js.running
 			st.Running = &r
@@ -361,12 +426,13 @@ func (s *Scheduler) Jobs() []JobState {
 	return out
 }
 
-// Busy reports whether any run is in progress or queued.
+// Busy reports whether any run is in progress, queued or armed as a
+// catch-up (CatchUp).
 func (s *Scheduler) Busy() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, js := range s.jobs {
-		if js.running != nil || len(js.pending) > 0 {
+		if js.running != nil || len(js.pending) > 0 || js.catchUp {
 			return true
 		}
 	}
@@ -384,4 +450,19 @@ func (s *Scheduler) NextDue() time.Time {
 		}
 	}
 	return t
+}
+
+// StayUp reports whether a daemon that exits when idle must stay up at now
+// for the jobs' sake: a run is in progress, queued or armed as a catch-up,
+// or a job's next start (jitter included) is due within horizon. Pure.
+func StayUp(jobs []JobState, now time.Time, horizon time.Duration) bool {
+	for _, j := range jobs {
+		if j.Running != nil || j.Queued > 0 || j.CatchUp {
+			return true
+		}
+		if !j.Next.IsZero() && j.Next.Sub(now) <= horizon {
+			return true
+		}
+	}
+	return false
 }

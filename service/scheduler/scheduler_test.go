@@ -171,26 +171,63 @@ func TestScheduledRunAndNoOverlap(t *testing.T) {
 	close(rec.release)
 }
 
+func TestMissedSlot(t *testing.T) {
+	hourly, daily := sched(t, "@hourly").Schedule, sched(t, "@daily").Schedule
+	every2 := sched(t, "*/2 * * * *").Schedule
+	now := t0 // 10:30
+	cases := []struct {
+		name string
+		sch  Job
+		b    Baseline
+		slot time.Time
+		due  bool
+	}{
+		{"never run, never seen", Job{Schedule: hourly}, Baseline{}, time.Time{}, false},
+		{"unscheduled", Job{}, Baseline{LastRun: now.Add(-48 * time.Hour)}, time.Time{}, false},
+		{"last run before a passed slot", Job{Schedule: hourly}, Baseline{LastRun: now.Add(-3 * time.Hour)}, t0.Add(-150 * time.Minute), true},
+		{"last run after the last slot", Job{Schedule: hourly}, Baseline{LastRun: now.Add(-10 * time.Minute)}, t0.Add(30 * time.Minute), false},
+		{"fresh install: seen before a passed slot", Job{Schedule: every2}, Baseline{Since: now.Add(-150 * time.Second)}, now.Add(-2 * time.Minute), true},
+		{"fresh install: seen at the last slot", Job{Schedule: every2}, Baseline{Since: now}, now.Add(2 * time.Minute), false},
+		{"slot exactly now", Job{Schedule: every2}, Baseline{Since: now.Add(-time.Minute)}, now, true},
+		{"schedule changed after the last run", Job{Schedule: daily}, Baseline{LastRun: now.Add(-72 * time.Hour), Since: now.Add(-time.Hour)}, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), false},
+		{"seen long ago, last run recent", Job{Schedule: daily}, Baseline{LastRun: now.Add(-time.Hour), Since: now.Add(-700 * time.Hour)}, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), false},
+		{"daily missed over a week of downtime", Job{Schedule: daily}, Baseline{LastRun: now.Add(-7 * 24 * time.Hour)}, time.Date(2026, 2, 23, 0, 0, 0, 0, time.UTC), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			slot, due := MissedSlot(c.sch.Schedule, c.b, now)
+			if due != c.due || !slot.Equal(c.slot) {
+				t.Fatalf("MissedSlot = %v, %v; want %v, %v", slot, due, c.slot, c.due)
+			}
+		})
+	}
+}
+
 func TestCatchUp(t *testing.T) {
 	cases := []struct {
 		name    string
-		last    map[string]time.Time
+		base    map[string]Baseline
 		want    []string
 		trigger api.Trigger
 	}{
-		{"missed hourly slot after a gap", map[string]time.Time{"prune": t0.Add(-3 * time.Hour)}, []string{"prune"}, api.TriggerCatchUp},
-		{"slot not yet due", map[string]time.Time{"prune": t0.Add(-10 * time.Minute)}, nil, ""},
-		{"never run", nil, nil, ""},
-		{"daily missed, hourly not", map[string]time.Time{"verify": t0.Add(-25 * time.Hour), "prune": t0.Add(-20 * time.Minute)}, []string{"verify"}, api.TriggerCatchUp},
+		{"missed hourly slot after a gap", map[string]Baseline{"prune": {LastRun: t0.Add(-3 * time.Hour)}}, []string{"prune"}, api.TriggerCatchUp},
+		{"slot not yet due", map[string]Baseline{"prune": {LastRun: t0.Add(-10 * time.Minute)}}, nil, ""},
+		{"never run, never seen", nil, nil, ""},
+		{"never run, seen before a passed slot (fresh install)", map[string]Baseline{"prune": {Since: t0.Add(-45 * time.Minute)}}, []string{"prune"}, api.TriggerCatchUp},
+		{"never run, seen after the last slot", map[string]Baseline{"prune": {Since: t0.Add(-20 * time.Minute)}}, nil, ""},
+		{"daily missed, hourly not", map[string]Baseline{"verify": {LastRun: t0.Add(-25 * time.Hour)}, "prune": {LastRun: t0.Add(-20 * time.Minute)}}, []string{"verify"}, api.TriggerCatchUp},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rec := newRecorder()
 			defer close(rec.release)
 			s := New(Config{Jobs: []Job{job(t, "prune", "@hourly", true), job(t, "verify", "@daily", false)}}, rec.run, Options{Clock: newFakeClock(t0)})
-			ids := s.CatchUp(c.last)
-			if len(ids) != len(c.want) {
-				t.Fatalf("caught up %v, want jobs %v", ids, c.want)
+			armed := s.CatchUp(c.base)
+			if len(armed) != len(c.want) {
+				t.Fatalf("caught up %v, want jobs %v", armed, c.want)
+			}
+			if s.Busy() != (len(c.want) > 0) {
+				t.Fatalf("Busy = %v with %d catch-ups armed", s.Busy(), len(c.want))
 			}
 			s.Tick(t.Context())
 			for _, want := range c.want {
@@ -200,11 +237,134 @@ func TestCatchUp(t *testing.T) {
 				}
 			}
 			noStart(t, rec)
-			// Many missed slots collapse into one run.
+			// Many missed slots collapse into one run; a second CatchUp
+			// while it runs arms nothing.
+			if again := s.CatchUp(c.base); len(again) != 0 {
+				t.Fatalf("second catch-up armed %v while the first runs", again)
+			}
 			if s.Tick(t.Context()); rec.count() != len(c.want) {
 				t.Fatalf("%d runs, want %d", rec.count(), len(c.want))
 			}
 		})
+	}
+}
+
+func TestCatchUpJitter(t *testing.T) {
+	const jitter = 10 * time.Minute
+	cases := []struct {
+		name  string
+		spec  string
+		draw  time.Duration // every draw
+		start time.Duration // after t0
+	}{
+		// The catch-up waits for its jitter draw; the daemon must stay up.
+		{"delayed by the draw", "@daily", 4 * time.Minute, 4 * time.Minute},
+		{"no delay", "@daily", 0, 0},
+		// A regular slot before the draw starts the run (still a catch-up).
+		{"regular slot first", "*/2 * * * *", 9 * time.Minute, 2 * time.Minute},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			clk := newFakeClock(t0)
+			rec := newRecorder()
+			defer close(rec.release)
+			s := New(Config{Jobs: []Job{job(t, "verify", c.spec, false)}, Jitter: jitter}, rec.run, Options{
+				Clock: clk, Jitter: func(time.Duration) time.Duration { return c.draw },
+			})
+			if c.spec == "*/2 * * * *" {
+				// The regular next slot is 10:32 + draw; make it 10:32.
+				s.mu.Lock()
+				s.jobs["verify"].next = t0.Add(2 * time.Minute)
+				s.mu.Unlock()
+			}
+			if armed := s.CatchUp(map[string]Baseline{"verify": {LastRun: t0.Add(-30 * time.Hour)}}); len(armed) != 1 {
+				t.Fatalf("armed %v", armed)
+			}
+			if c.start > 0 {
+				s.Tick(t.Context())
+				noStart(t, rec)
+				if !s.Busy() || !StayUp(s.Jobs(), clk.Now(), 0) {
+					t.Fatal("an armed catch-up must keep an idle-exiting daemon up")
+				}
+				clk.Set(t0.Add(c.start - time.Second))
+				s.Tick(t.Context())
+				noStart(t, rec)
+			}
+			clk.Set(t0.Add(c.start))
+			s.Tick(t.Context())
+			if req := waitStarted(t, rec); req.Trigger != api.TriggerCatchUp {
+				t.Fatalf("started %+v, want a catch-up", req)
+			}
+			if j := s.Jobs()[0]; j.CatchUp || !j.Next.After(clk.Now()) {
+				t.Fatalf("after the catch-up: %+v", j)
+			}
+		})
+	}
+}
+
+// TestManualRunCoversCatchUp: a manual run that starts while a catch-up
+// waits for its jitter replaces it; a dry run does not.
+func TestManualRunCoversCatchUp(t *testing.T) {
+	for _, dry := range []bool{false, true} {
+		clk := newFakeClock(t0)
+		rec := newRecorder()
+		s := New(Config{Jobs: []Job{job(t, "verify", "@daily", false)}, Jitter: time.Hour}, rec.run, Options{
+			Clock: clk, Jitter: func(time.Duration) time.Duration { return 30 * time.Minute },
+		})
+		s.CatchUp(map[string]Baseline{"verify": {LastRun: t0.Add(-48 * time.Hour)}})
+		if _, err := s.Trigger("verify", dry); err != nil {
+			t.Fatal(err)
+		}
+		s.Tick(t.Context())
+		if req := waitStarted(t, rec); req.Trigger != api.TriggerManual {
+			t.Fatalf("started %+v", req)
+		}
+		if j := s.Jobs()[0]; j.CatchUp != dry {
+			t.Fatalf("dry run %v: catch-up still armed = %v", dry, j.CatchUp)
+		}
+		close(rec.release)
+	}
+}
+
+func TestStayUp(t *testing.T) {
+	now := t0
+	run := &Request{ID: "x"}
+	cases := []struct {
+		name    string
+		jobs    []JobState
+		horizon time.Duration
+		want    bool
+	}{
+		{"nothing scheduled", []JobState{{}}, time.Minute, false},
+		{"next beyond the horizon", []JobState{{Next: now.Add(100 * time.Second)}}, 20 * time.Second, false},
+		{"next within the horizon", []JobState{{Next: now.Add(20 * time.Second)}}, 20 * time.Second, true},
+		{"next overdue", []JobState{{Next: now.Add(-time.Second)}}, 0, true},
+		{"running", []JobState{{Running: run, Next: now.Add(time.Hour)}}, time.Second, true},
+		{"queued", []JobState{{Queued: 1}}, time.Second, true},
+		{"catch-up armed far ahead", []JobState{{CatchUp: true, Next: now.Add(14 * time.Minute)}}, 20 * time.Second, true},
+		{"one of several", []JobState{{Next: now.Add(time.Hour)}, {Next: now.Add(5 * time.Second)}}, 20 * time.Second, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := StayUp(c.jobs, now, c.horizon); got != c.want {
+				t.Fatalf("StayUp = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestPayloadOfRunStart(t *testing.T) {
+	rec := newRecorder()
+	defer close(rec.release)
+	s := New(Config{Jobs: []Job{job(t, "prune", "@hourly", true)}, Payload: "A"}, rec.run, Options{Clock: newFakeClock(t0)})
+	if _, err := s.Trigger("prune", false); err != nil {
+		t.Fatal(err)
+	}
+	// Reconfigured before the queued run starts: it gets the new payload.
+	s.Reconfigure(Config{Jobs: []Job{job(t, "prune", "@hourly", true)}, Payload: "B"})
+	s.Tick(t.Context())
+	if req := waitStarted(t, rec); req.Payload != "B" {
+		t.Fatalf("payload %v, want B", req.Payload)
 	}
 }
 

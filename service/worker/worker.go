@@ -11,10 +11,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/stowage/stowage/jobs/report"
 )
@@ -37,7 +41,15 @@ type Spawner struct {
 	// Env is the child's environment; Clean is applied to it.
 	Env    []string
 	Logger *slog.Logger
+	// Policy, when set, is the encoded policy snapshot (policy.Snapshot)
+	// the worker must use: it is handed over on an inherited, sealed memfd
+	// (PolicyFD) and the worker is told so with --policy-fd, so it never
+	// reads a policy file itself.
+	Policy []byte
 }
+
+// PolicyFD is the descriptor number the policy snapshot has in the worker.
+const PolicyFD = 3
 
 // Result is what a finished worker produced.
 type Result struct {
@@ -59,6 +71,9 @@ func (s *Spawner) Args(job string, dryRun bool) []string {
 	if dryRun {
 		args = append(args, "--dry-run")
 	}
+	if s.Policy != nil {
+		args = append(args, "--policy-fd", strconv.Itoa(PolicyFD))
+	}
 	return args
 }
 
@@ -74,6 +89,14 @@ func (s *Spawner) Run(ctx context.Context, job string, dryRun bool) (*Result, er
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = killGrace
+	if s.Policy != nil {
+		f, err := sealedFile("stowage-policy", s.Policy)
+		if err != nil {
+			return &Result{ExitCode: -1}, fmt.Errorf("%w: %s: handing over the policy: %w", ErrFailed, job, err)
+		}
+		defer f.Close()
+		cmd.ExtraFiles = []*os.File{f} // fd 3 = PolicyFD
+	}
 	var stdout bytes.Buffer
 	tail := &tailBuffer{max: stderrTail}
 	cmd.Stdout = &limitWriter{w: &stdout, n: maxReport}
@@ -109,6 +132,30 @@ func (s *Spawner) Run(ctx context.Context, job string, dryRun bool) (*Result, er
 		return res, fmt.Errorf("%w: %s: report is for job %q", ErrFailed, job, res.Common.Job)
 	}
 	return res, nil
+}
+
+// sealedFile returns a read-only view of data: a memfd sealed against any
+// change, positioned at its start. Unlike a pipe it never blocks the
+// writer, whatever the reader does.
+func sealedFile(name string, data []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("writing memfd: %w", err)
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sealing memfd: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("rewinding memfd: %w", err)
+	}
+	return f, nil
 }
 
 func lastLine(s string) string {

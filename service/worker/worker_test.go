@@ -104,3 +104,32 @@ func TestStderrIsLogged(t *testing.T) {
 		t.Fatalf("logged:\n%s", out)
 	}
 }
+
+// TestPolicyHandover: the snapshot arrives on PolicyFD, named by
+// --policy-fd, read-only and sealed.
+func TestPolicyHandover(t *testing.T) {
+	snap := []byte(`{"format":1,"sources":[]}`)
+	// The summary is the descriptor's content plus whether writing to it fails.
+	script := `data=$(cat <&3); if (printf x >&3) 2>/dev/null; then w=writable; else w=sealed; fi
+printf '{"job":"prune","summary":"%s %s %s"}' "$*" "$w" "$(printf %s "$data" | base64 -w0)"`
+	sp := sh(script)
+	sp.Policy = snap
+	res, err := sp.Run(t.Context(), "prune", false)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.Stderr)
+	}
+	fields := strings.Fields(res.Common.Summary)
+	if len(fields) < 3 {
+		t.Fatalf("summary %q", res.Common.Summary)
+	}
+	args := strings.Join(fields[:len(fields)-2], " ")
+	if !strings.HasSuffix(args, "run prune --format json --policy-fd 3") {
+		t.Fatalf("args %q lack --policy-fd 3", args)
+	}
+	if fields[len(fields)-2] != "sealed" {
+		t.Fatalf("the worker could write to the policy descriptor")
+	}
+	if got, want := fields[len(fields)-1], "eyJmb3JtYXQiOjEsInNvdXJjZXMiOltdfQ=="; got != want {
+		t.Fatalf("policy on fd 3 (base64) %s, want %s", got, want)
+	}
+}
