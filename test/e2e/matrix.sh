@@ -4,6 +4,9 @@
 # "bookworm trixie sid"), each in its own systemd-nspawn container with its
 # own registry. Prints each system's log, then a system × check table and
 # the total "N passed, N failed"; exits non-zero on any failure.
+# The whole script is one compound command: bash parses it completely before
+# running it, so editing the file during a run cannot derail that run.
+{
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -74,3 +77,5 @@ for s in "${systems[@]}"; do
 done
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ] && [ "$rc" = 0 ]
+exit
+}

@@ -11,6 +11,9 @@
 # check prints PASS or FAIL; the last line is "N passed, N failed" and the
 # exit status is non-zero on any failure.
 # Must run as root. Set STOWAGE_E2E_KEEP=1 to keep the work directory.
+# The whole script is one compound command: bash parses it completely before
+# running it, so editing the file during a run cannot derail that run.
+{
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -642,3 +645,5 @@ not_running() { ! ct systemctl is-active -q stowage.service stowage.socket; }
 check "purge stopped the system units" not_running
 
 finish
+exit
+}
