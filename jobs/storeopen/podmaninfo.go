@@ -106,18 +106,7 @@ func FromPodmanInfo(info PodmanInfo, lib *types.StoreOptions, o Options) (types.
 	if s.TransientStore != nil {
 		so.TransientStore = *s.TransientStore
 	}
-	if o.GraphRoot != "" {
-		so.GraphRoot = o.GraphRoot
-	}
-	if o.RunRoot != "" {
-		so.RunRoot = o.RunRoot
-	}
-	if o.Driver != "" {
-		so.GraphDriverName = o.Driver
-	}
-	if len(o.DriverOpts) > 0 {
-		so.GraphDriverOptions = slices.Clone(o.DriverOpts)
-	}
+	o.applyTo(&so)
 	return so, notes, nil
 }
 

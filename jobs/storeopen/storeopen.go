@@ -58,6 +58,22 @@ func (o Options) Equal(other Options) bool {
 		o.Driver == other.Driver && slices.Equal(o.DriverOpts, other.DriverOpts)
 }
 
+// applyTo sets so's fields that the overrides name: explicit settings win.
+func (o Options) applyTo(so *types.StoreOptions) {
+	if o.GraphRoot != "" {
+		so.GraphRoot = o.GraphRoot
+	}
+	if o.RunRoot != "" {
+		so.RunRoot = o.RunRoot
+	}
+	if o.Driver != "" {
+		so.GraphDriverName = o.Driver
+	}
+	if len(o.DriverOpts) > 0 {
+		so.GraphDriverOptions = slices.Clone(o.DriverOpts)
+	}
+}
+
 // PodmanArgs translates the overrides into podman's global flags.
 func (o Options) PodmanArgs() []string {
 	var args []string
@@ -208,18 +224,7 @@ func resolveFromStorageConf(o Options) (types.StoreOptions, error) {
 	if err != nil {
 		return types.StoreOptions{}, fmt.Errorf("reading storage.conf: %w", err)
 	}
-	if o.GraphRoot != "" {
-		so.GraphRoot = o.GraphRoot
-	}
-	if o.RunRoot != "" {
-		so.RunRoot = o.RunRoot
-	}
-	if o.Driver != "" {
-		so.GraphDriverName = o.Driver
-	}
-	if len(o.DriverOpts) > 0 {
-		so.GraphDriverOptions = slices.Clone(o.DriverOpts)
-	}
+	o.applyTo(&so)
 	if so.GraphRoot == "" || so.RunRoot == "" {
 		return types.StoreOptions{}, errors.New("storage: graphroot and runroot must be set (storage.conf, policy [storage] or --root/--runroot)")
 	}
