@@ -100,10 +100,11 @@ cp "$deb" "$root/var/tmp/stowage.deb"
 cp /bin/busybox "$root/var/tmp/busybox"
 # The test bed, not stowage's configuration: the nspawn container has no
 # cgroup controllers, a read-only /proc/sys and no /dev/net/tun, so podman
-# can run containers there only without a pids limit and default sysctls
-# (and with --network none).
+# can run containers there only without a pids limit, default sysctls and a
+# session keyring (nspawn's seccomp filter refuses keyctl), and with
+# --network none.
 mkdir -p "$root/etc/containers"
-printf '[containers]\npids_limit = 0\ndefault_sysctls = []\n' >"$root/etc/containers/containers.conf"
+printf '[containers]\npids_limit = 0\ndefault_sysctls = []\nkeyring = false\n' >"$root/etc/containers/containers.conf"
 SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -q -D "$root" --register=no --keep-unit -b \
 	-M "stowage-e2e-$suite" --resolv-conf=copy-host >"$work/console.log" 2>&1 </dev/null &
 nspawn_pid=$!
