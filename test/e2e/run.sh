@@ -630,6 +630,27 @@ else
 	echo "quadlet: podman $podman_v has no Quadlet generator; the comparison runs where it has one"
 fi
 
+# ========================== 7. the store podman uses, configured ===============
+# Beyond the defaults checked above: a user storage.conf with
+# rootless_storage_path, CONTAINERS_STORAGE_CONF for a user and for root.
+# stowage must follow podman each time (its answer cache included).
+as_csc() { as env CONTAINERS_STORAGE_CONF="/home/$user/csc.conf" "$@"; }
+ct_csc() { ct env CONTAINERS_STORAGE_CONF=/etc/containers/e2e-csc.conf "$@"; }
+user_storage_conf() {
+	as bash -euc 'mkdir -p ~/.config/containers
+		printf "[storage]\ndriver = \"vfs\"\nrootless_storage_path = \"\$HOME/alt-store\"\n" >~/.config/containers/storage.conf
+		printf "[storage]\ndriver = \"vfs\"\ngraphroot = \"\$HOME/csc-store\"\nrunroot = \"/run/user/\$(id -u)/csc-run\"\n" >~/csc.conf'
+	printf '[storage]\ndriver = "vfs"\ngraphroot = "/var/lib/e2e-csc"\nrunroot = "/run/e2e-csc"\n' | ct tee /etc/containers/e2e-csc.conf >/dev/null
+}
+check "store: configurations written (user storage.conf, CONTAINERS_STORAGE_CONF)" user_storage_conf
+alt_store() { store_matches as && as stowage info --format json | jq -r .store.graphRoot | grep -x "/home/$user/alt-store"; }
+check "store: user ~/.config/containers/storage.conf with rootless_storage_path" alt_store
+check "store: user CONTAINERS_STORAGE_CONF" store_matches as_csc
+check "store: root CONTAINERS_STORAGE_CONF" store_matches ct_csc
+as rm -f "/home/$user/.config/containers/storage.conf"
+default_again() { store_matches as && ! as stowage info --format json | jq -r .store.graphRoot | grep alt-store; }
+check "store: back to the default store once the user storage.conf is gone" default_again
+
 # ========================== 4. removal ==========================================
 # The package's prerm stops and disables the enabled system units itself.
 ct rm -rf /etc/systemd/system/stowage.service.d
