@@ -523,75 +523,109 @@ reload_rejected() {
 check "reload: stowage reload fails and says why" reload_rejected
 ct mv /etc/stowage/stowage.toml.good /etc/stowage/stowage.toml
 
+# ========================== 3b. system-mode soak (one system; judged in 5) ======
+# The system service with a fresh state, as shipped but for the timer period
+# (every minute) and the idle exit (20 s); nobody touches it from here on.
+if [ "$suite" = "${STOWAGE_E2E_SYSTEM_SOAK:-trixie}" ]; then
+	ct systemctl stop stowage.timer stowage.socket stowage.service
+	ct sh -c 'rm -rf /var/lib/stowage/* /etc/systemd/system/stowage.service.d'
+	ct mkdir -p /etc/systemd/system/stowage.service.d /etc/systemd/system/stowage.timer.d
+	printf '[Service]\nExecStart=\nExecStart=/usr/bin/stowage daemon --system --idle-exit 20s\n' |
+		ct tee /etc/systemd/system/stowage.service.d/soak.conf >/dev/null
+	printf '[Timer]\nOnCalendar=\nOnCalendar=minutely\nRandomizedDelaySec=0\nAccuracySec=1s\n' |
+		ct tee /etc/systemd/system/stowage.timer.d/soak.conf >/dev/null
+	printf 'version = 1\n[schedule]\nrefresh = "*/2 * * * *"\nverify = "*/2 * * * *"\nprune = "*/2 * * * *"\nvolumes = "*/2 * * * *"\njitter = "0s"\n[notify]\ndesktop = false\n' |
+		ct tee /etc/stowage/stowage.toml >/dev/null
+	ct systemctl daemon-reload
+	check "soak (system): fresh state, */2 policy, timer every minute, idle exit 20 s; enable socket+timer" \
+		ct systemctl enable --now stowage.socket stowage.timer
+	sys_soak_start=$(date +%s)
+fi
+
 # ========================== 5. unattended soak: the verdict =====================
-# soak_runs [SINCE_USEC] — the soak user's run events as "USEC MESSAGE JOB TRIGGER".
+# Scope helpers: SCOPE is "user" (the soak user) or "system".
+sj() { if [ "$1" = user ]; then shift; asoak journalctl --user "$@"; else shift; ct journalctl "$@"; fi; }
+sc() { if [ "$1" = user ]; then shift; asoak systemctl --user "$@"; else shift; ct systemctl "$@"; fi; }
+# soak_runs SCOPE [SINCE_USEC] — run events as "USEC MESSAGE JOB TRIGGER".
 soak_runs() {
-	asoak journalctl --user -u stowage.service -o json --no-pager |
-		jq -r --arg since "${1:-0}" 'select(.MESSAGE == "job started" or .MESSAGE == "job finished" or .MESSAGE == "job failed")
+	sj "$1" -u stowage.service -o json --no-pager |
+		jq -r --arg since "${2:-0}" 'select(.MESSAGE == "job started" or .MESSAGE == "job finished" or .MESSAGE == "job failed")
 			| select((.__REALTIME_TIMESTAMP | tonumber) >= ($since | tonumber))
 			| "\(.__REALTIME_TIMESTAMP) \(.MESSAGE | sub(" "; "_")) \(.JOB) \(.TRIGGER // "-")"' | sort -n
 }
-left=$((soak_start + 450 - $(date +%s)))
-[ "$left" -gt 0 ] && { echo "soak: waiting ${left}s more (7.5 min with no client)"; sleep "$left"; }
-soak_runs >"$work/soak1.txt"
-echo "soak: runs seen per job and trigger (7.5 min):"
-awk '$2 == "job_started" {n[$3 " " $4]++} END {for (k in n) print "    " k ": " n[k]}' "$work/soak1.txt" | sort
 ran_by_itself() {
 	local j n
 	for j in refresh verify prune volumes; do
-		n=$(awk -v j="$j" '$2 == "job_started" && $3 == j && ($4 == "schedule" || $4 == "catch-up")' "$work/soak1.txt" | wc -l)
+		n=$(awk -v j="$j" '$2 == "job_started" && $3 == j && ($4 == "schedule" || $4 == "catch-up")' "$1" | wc -l)
 		echo "$j: $n unattended runs"
 		[ "$n" -ge 3 ] || return 1
 	done
 }
-check "soak: every job ran by itself at least 3 times in 7.5 minutes" ran_by_itself
-no_manual() { ! awk '$2 == "job_started" && $4 != "schedule" && $4 != "catch-up"' "$work/soak1.txt" | grep .; }
-check "soak: no run was triggered by hand" no_manual
-no_failed() { ! grep ' job_failed ' "$work/soak1.txt"; }
-check "soak: 0 failed runs" no_failed
+no_manual() { ! awk '$2 == "job_started" && $4 != "schedule" && $4 != "catch-up"' "$1" | grep .; }
+no_failed() { ! grep ' job_failed ' "$1"; }
 never_twice() {
 	# Per job, started and finished alternate: never two runs at once.
 	awk '$2 == "job_started" { if (busy[$3]) { print "overlap: " $0; bad = 1 }; busy[$3] = 1 }
-		$2 != "job_started" { busy[$3] = 0 } END { exit bad }' "$work/soak1.txt"
+		$2 != "job_started" { busy[$3] = 0 } END { exit bad }' "$1"
 }
-check "soak: no job ran twice at once" never_twice
-soak_no_restarts() { [ "$(asoak systemctl --user show -p NRestarts --value stowage.service)" = 0 ]; }
-check "soak: 0 service restarts" soak_no_restarts
-exited_idle() { asoak journalctl --user -u stowage.service --no-pager | grep -E 'exiting: idle|idle' >/dev/null; }
-check "soak: the daemon exited idle in between (and came back by itself)" exited_idle
+soak_no_restarts() { [ "$(sc "$1" show -p NRestarts --value stowage.service)" = 0 ]; }
+exited_idle() { sj "$1" -u stowage.service --no-pager | grep 'exiting: idle' >/dev/null; }
+# soak_verdict SCOPE START — the checks after 7.5 minutes nobody touched.
+soak_verdict() {
+	local sc=$1 f=$work/soak-$1.txt left
+	left=$(($2 + 450 - $(date +%s)))
+	[ "$left" -gt 0 ] && { echo "soak ($sc): waiting ${left}s more (7.5 min with no client)"; sleep "$left"; }
+	soak_runs "$sc" >"$f"
+	echo "soak ($sc): runs seen per job and trigger in 7.5 min:"
+	awk '$2 == "job_started" {n[$3 " " $4]++} END {for (k in n) print "    SOAK: " k ": " n[k]}' "$f" | sort
+	check "soak ($sc): every job ran by itself at least 3 times in 7.5 minutes" ran_by_itself "$f"
+	check "soak ($sc): no run was triggered by hand" no_manual "$f"
+	check "soak ($sc): 0 failed runs" no_failed "$f"
+	check "soak ($sc): no job ran twice at once" never_twice "$f"
+	check "soak ($sc): 0 service restarts" soak_no_restarts "$sc"
+	check "soak ($sc): the daemon exited idle in between (and came back by itself)" exited_idle "$sc"
+}
+soak_scopes=user
+[ -n "${sys_soak_start:-}" ] && soak_scopes="user system"
+soak_verdict user "$soak_start"
+[ -n "${sys_soak_start:-}" ] && soak_verdict system "$sys_soak_start"
 
 # Downtime across two slots, then one catch-up per job.
-asoak systemctl --user stop stowage.timer stowage.socket stowage.service
+for sc in $soak_scopes; do sc "$sc" stop stowage.timer stowage.socket stowage.service; done
 now=$(date +%s)
 # The next */2 slot after now, one more, and a margin.
-wake=$(( (now / 120 + 2) * 120 + 15 ))
-echo "soak: stopped; down across two slots ($((wake - now))s)"
+wake=$(((now / 120 + 2) * 120 + 15))
+echo "soak: stopped ($soak_scopes); down across two slots ($((wake - now))s)"
 sleep $((wake - now))
-restart_usec=$(( $(date +%s) * 1000000 ))
-check "soak: start socket+timer after the downtime" asoak systemctl --user start stowage.socket stowage.timer
-catchups() {
-	soak_runs "$restart_usec" >"$work/soak2.txt"
+restart_usec=$(($(date +%s) * 1000000))
+for sc in $soak_scopes; do
+	check "soak ($sc): start socket+timer after the downtime" sc "$sc" start stowage.socket stowage.timer
+done
+# catchups_done SCOPE — every job's run after the restart has ended.
+catchups_done() {
 	local j n
+	soak_runs "$1" "$restart_usec" >"$work/soak2-$1.txt"
 	for j in refresh verify prune volumes; do
-		n=$(awk -v j="$j" '$2 != "job_started" && $3 == j' "$work/soak2.txt" | wc -l)
+		n=$(awk -v j="$j" '$2 != "job_started" && $3 == j' "$work/soak2-$1.txt" | wc -l)
 		[ "$n" -ge 1 ] || return 1
 	done
 }
-wait_for 120 catchups >/dev/null
-soak_runs "$restart_usec" >"$work/soak2.txt"
 one_catchup() {
 	local j n ok=0
-	cat "$work/soak2.txt"
+	cat "$1"
 	for j in refresh verify prune volumes; do
-		n=$(awk -v j="$j" '$2 == "job_started" && $3 == j && $4 == "catch-up"' "$work/soak2.txt" | wc -l)
+		n=$(awk -v j="$j" '$2 == "job_started" && $3 == j && $4 == "catch-up"' "$1" | wc -l)
 		echo "$j: $n catch-up runs"
 		[ "$n" = 1 ] || ok=1
 	done
 	return $ok
 }
-check "soak: after the downtime exactly one catch-up run per job" one_catchup
-no_failed2() { ! grep ' job_failed ' "$work/soak2.txt"; }
-check "soak: the catch-up runs succeeded" no_failed2
+for sc in $soak_scopes; do
+	wait_for 120 catchups_done "$sc" >/dev/null
+	soak_runs "$sc" "$restart_usec" >"$work/soak2-$sc.txt"
+	check "soak ($sc): after the downtime exactly one catch-up run per job" one_catchup "$work/soak2-$sc.txt"
+	check "soak ($sc): the catch-up runs succeeded" no_failed "$work/soak2-$sc.txt"
+done
 
 # ========================== 6. Quadlet, as the host's generator reads it ========
 # The fixture holds every unit form that names an image (jobs/prune/quadlet/
@@ -653,7 +687,7 @@ check "store: back to the default store once the user storage.conf is gone" defa
 
 # ========================== 4. removal ==========================================
 # The package's prerm stops and disables the enabled system units itself.
-ct rm -rf /etc/systemd/system/stowage.service.d
+ct rm -rf /etc/systemd/system/stowage.service.d /etc/systemd/system/stowage.timer.d
 check "dpkg -r removes the package" ct dpkg -r stowage
 check "remove keeps the conffile /etc/stowage/stowage.toml" ct test -f /etc/stowage/stowage.toml
 check "dpkg --purge purges the package" ct dpkg --purge stowage
