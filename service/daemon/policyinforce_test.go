@@ -30,8 +30,15 @@ type daemonProc struct {
 func startDaemonProc(t *testing.T, bin, dir, pol string, env []string, extra ...string) *daemonProc {
 	t.Helper()
 	d := &daemonProc{sock: filepath.Join(dir, "ctl.sock"), stderr: &syncBuf{}, exited: make(chan error, 1)}
+	// Not under t.TempDir(): the workers ask podman about the store, and
+	// podman refuses a runroot path longer than 50 bytes.
+	store, err := os.MkdirTemp("", "stwg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(store) })
 	args := []string{"--user", "--state-dir", filepath.Join(dir, "state"),
-		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"), "--storage-driver", "vfs",
+		"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "--storage-driver", "vfs",
 		"--policy", pol, "daemon", "--socket", d.sock}
 	d.cmd = exec.Command(bin, append(args, extra...)...)
 	d.cmd.Env = append(os.Environ(), env...)
