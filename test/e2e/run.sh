@@ -665,13 +665,13 @@ if ct test -x "$quadlet_gen"; then
 		echo "generator + kube YAML: $(echo "$want" | wc -l) images; stowage: $(echo "$got" | wc -l) images"
 		diff <(echo "$want") <(echo "$got") && [ -n "$got" ]
 	}
-	check "quadlet: system units — stowage protects exactly what quadlet -dryrun uses (podman $podman_v)" \
+	check "quadlet: system units — stowage protects exactly what quadlet -dryrun uses" \
 		quadlet_same ct --system "" "$kube_imgs"
 	# podman before 6.0 does not read /usr/share/containers/systemd/users[/UID]
 	# for users; stowage does (keeping an image too many is the safe side).
 	user_extra=
 	[ "${podman_v%%.*}" -lt 6 ] && user_extra="localhost/qfix/u-distro:1 localhost/qfix/u-distro-uid:$uid"
-	check "quadlet: user units — stowage protects exactly what quadlet -dryrun -user uses (podman $podman_v)" \
+	check "quadlet: user units — stowage protects exactly what quadlet -dryrun -user uses" \
 		quadlet_same as --user -user "$user_extra"
 else
 	echo "quadlet: podman $podman_v has no Quadlet generator; the comparison runs where it has one"
