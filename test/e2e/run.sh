@@ -581,13 +581,13 @@ soak_no_restarts() {
 	[ -z "$bad" ] || { echo "$bad"; return 1; }
 	[ "$n" -le "$spawn" ]
 }
-exited_idle() { sj "$1" -u stowage.service --no-pager | grep 'exiting: idle' >/dev/null; }
+exited_idle() { sj "$1" -u stowage.service --no-pager --since "@$2" | grep 'exiting: idle' >/dev/null; }
 # soak_verdict SCOPE START — the checks after 7.5 minutes nobody touched.
 soak_verdict() {
 	local sc=$1 f=$work/soak-$1.txt left
 	left=$(($2 + 450 - $(date +%s)))
 	[ "$left" -gt 0 ] && { echo "soak ($sc): waiting ${left}s more (7.5 min with no client)"; sleep "$left"; }
-	soak_runs "$sc" >"$f"
+	soak_runs "$sc" "$(($2 * 1000000))" >"$f"
 	echo "soak ($sc): runs seen per job and trigger in 7.5 min:"
 	awk '$2 == "job_started" {n[$3 " " $4]++} END {for (k in n) print "    SOAK: " k ": " n[k]}' "$f" | sort
 	check "soak ($sc): every job ran by itself at least 3 times in 7.5 minutes" ran_by_itself "$f"
@@ -595,7 +595,7 @@ soak_verdict() {
 	check "soak ($sc): 0 failed runs" no_failed "$f"
 	check "soak ($sc): no job ran twice at once" never_twice "$f"
 	check "soak ($sc): 0 service restarts caused by stowage" soak_no_restarts "$sc"
-	check "soak ($sc): the daemon exited idle in between (and came back by itself)" exited_idle "$sc"
+	check "soak ($sc): the daemon exited idle in between (and came back by itself)" exited_idle "$sc" "$2"
 }
 soak_scopes=user
 [ -n "${sys_soak_start:-}" ] && soak_scopes="user system"
