@@ -405,6 +405,26 @@ check "user: before any use the older image is least recently used" expect_lru a
 sleep 1.2
 check "user: podman run --rm localhost/lru/a:1 (podman.socket off)" run_rm as
 check "user: the run --rm reached the last-use record and changed the LRU order" expect_lru as "localhost/lru/b:1 localhost/lru/a:1"
+
+# The store podman uses, configured: a user storage.conf with
+# rootless_storage_path, and CONTAINERS_STORAGE_CONF. stowage must follow
+# podman each time (its answer cache included).
+as_csc() { as env CONTAINERS_STORAGE_CONF="/home/$user/csc.conf" "$@"; }
+user_store_confs() {
+	as mkdir -p "/home/$user/.config/containers"
+	printf '[storage]\ndriver = "vfs"\nrootless_storage_path = "/home/%s/alt-store"\n' "$user" |
+		as tee "/home/$user/.config/containers/storage.conf" >/dev/null
+	printf '[storage]\ndriver = "vfs"\ngraphroot = "/home/%s/csc-store"\nrunroot = "/run/user/%s/csc-run"\n' "$user" "$uid" |
+		as tee "/home/$user/csc.conf" >/dev/null
+}
+alt_store() { store_matches as && as stowage info --format json | jq -r .store.graphRoot | grep -x "/home/$user/alt-store"; }
+default_again() { store_matches as && ! as stowage info --format json | jq -r .store.graphRoot | grep alt-store; }
+check "user: store configurations written (~/.config/containers/storage.conf, CONTAINERS_STORAGE_CONF)" user_store_confs
+check "user: store with rootless_storage_path in ~/.config/containers/storage.conf" alt_store
+check "user: store with CONTAINERS_STORAGE_CONF" store_matches as_csc
+as rm -f "/home/$user/.config/containers/storage.conf"
+check "user: back to the default store once that storage.conf is gone" default_again
+
 introspects() { "$@" introspect io.github.stowage.Stowage1 /io/github/stowage/Stowage1 | grep 'io.github.stowage.Stowage1.Manager' >/dev/null; }
 check "user: busctl --user introspect shows the Manager interface" introspects as busctl --user
 has_ids() { "$@" -o verbose | grep -E "MESSAGE_ID=($ids)" >/dev/null; }
@@ -460,6 +480,11 @@ check "system: before any use the older image is least recently used" expect_lru
 sleep 1.2
 check "system: podman run --rm localhost/lru/a:1 (podman.socket off)" run_rm ct
 check "system: the run --rm reached the last-use record and changed the LRU order" expect_lru ct "localhost/lru/b:1 localhost/lru/a:1"
+
+ct_csc() { ct env CONTAINERS_STORAGE_CONF=/etc/containers/e2e-csc.conf "$@"; }
+printf '[storage]\ndriver = "vfs"\ngraphroot = "/var/lib/e2e-csc"\nrunroot = "/run/e2e-csc"\n' | ct tee /etc/containers/e2e-csc.conf >/dev/null
+check "system: store with CONTAINERS_STORAGE_CONF" store_matches ct_csc
+
 check "system: busctl --system introspect shows the Manager interface" introspects ct busctl --system
 check "system: a non-root caller may read the status over D-Bus" \
 	as busctl --system call io.github.stowage.Stowage1 /io/github/stowage/Stowage1 io.github.stowage.Stowage1.Manager ListJobs
@@ -670,33 +695,12 @@ if ct test -x "$quadlet_gen"; then
 	# podman before 6.0 does not read /usr/share/containers/systemd/users[/UID]
 	# for users; stowage does (keeping an image too many is the safe side).
 	user_extra=
-	[ "${podman_v%%.*}" -lt 6 ] && user_extra="localhost/qfix/u-distro:1 localhost/qfix/u-distro-uid:$uid"
+	[ "${podman_v%%.*}" -lt 6 ] && user_extra="localhost/qfix/u-distro:1 localhost/qfix/u-distro-uid:1000"
 	check "quadlet: user units — stowage protects exactly what quadlet -dryrun -user uses" \
 		quadlet_same as --user -user "$user_extra"
 else
 	echo "quadlet: podman $podman_v has no Quadlet generator; the comparison runs where it has one"
 fi
-
-# ========================== 7. the store podman uses, configured ===============
-# Beyond the defaults checked above: a user storage.conf with
-# rootless_storage_path, CONTAINERS_STORAGE_CONF for a user and for root.
-# stowage must follow podman each time (its answer cache included).
-as_csc() { as env CONTAINERS_STORAGE_CONF="/home/$user/csc.conf" "$@"; }
-ct_csc() { ct env CONTAINERS_STORAGE_CONF=/etc/containers/e2e-csc.conf "$@"; }
-user_storage_conf() {
-	as bash -euc 'mkdir -p ~/.config/containers
-		printf "[storage]\ndriver = \"vfs\"\nrootless_storage_path = \"\$HOME/alt-store\"\n" >~/.config/containers/storage.conf
-		printf "[storage]\ndriver = \"vfs\"\ngraphroot = \"\$HOME/csc-store\"\nrunroot = \"/run/user/\$(id -u)/csc-run\"\n" >~/csc.conf'
-	printf '[storage]\ndriver = "vfs"\ngraphroot = "/var/lib/e2e-csc"\nrunroot = "/run/e2e-csc"\n' | ct tee /etc/containers/e2e-csc.conf >/dev/null
-}
-check "store: configurations written (user storage.conf, CONTAINERS_STORAGE_CONF)" user_storage_conf
-alt_store() { store_matches as && as stowage info --format json | jq -r .store.graphRoot | grep -x "/home/$user/alt-store"; }
-check "store: user ~/.config/containers/storage.conf with rootless_storage_path" alt_store
-check "store: user CONTAINERS_STORAGE_CONF" store_matches as_csc
-check "store: root CONTAINERS_STORAGE_CONF" store_matches ct_csc
-as rm -f "/home/$user/.config/containers/storage.conf"
-default_again() { store_matches as && ! as stowage info --format json | jq -r .store.graphRoot | grep alt-store; }
-check "store: back to the default store once the user storage.conf is gone" default_again
 
 # ========================== 4. removal ==========================================
 # The package's prerm stops and disables the enabled system units itself.
