@@ -322,6 +322,11 @@ func protect(in *Input, img *inventory.Image, pulled time.Time, usedBy map[strin
 	if !pulled.IsZero() && in.Now.Sub(pulled) < in.Policy.MinAge.Duration {
 		return KeptMinAge, "pulled " + pulled.UTC().Format(time.RFC3339)
 	}
+	if len(img.Names) == 0 && !pulled.IsZero() && in.Now.Sub(pulled) < OrphanLayerFloor {
+		// A pull records its image without names and names it a moment
+		// later: a young nameless image may be one in flight.
+		return KeptMinAge, "nameless and younger than " + OrphanLayerFloor.String() + " (a pull may still be naming it)"
+	}
 	if len(img.Names) == 0 && img.TopLayer != "" {
 		// Child layers that are not containers' layers belong to other
 		// images built on this one (libimage's "intermediate").
