@@ -88,6 +88,9 @@ then apply the plan, re-checking each removal under the storage lock.`,
 			} else {
 				printPruneText(cmd, rep)
 			}
+			if len(rep.Refused) > 0 {
+				return &exitError{code: 1, msg: "prune: " + rep.Summary}
+			}
 			if len(rep.Errors) > 0 {
 				return &exitError{code: 1, msg: fmt.Sprintf("prune: %d removals failed", len(rep.Errors))}
 			}
@@ -175,6 +178,9 @@ func printPruneText(cmd *cobra.Command, r *prune.Report) {
 	}
 	for _, it := range r.Kept {
 		fmt.Fprintf(w, "kept %.12s %v: %s %s\n", it.ID, it.Names, it.Reason, it.Detail)
+	}
+	for _, e := range r.Refused {
+		fmt.Fprintf(w, "refused: %s\n", e)
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "error: %s\n", e)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -76,9 +77,16 @@ remove failing images when [verify] mode says so. With --integrity (or
 				return err
 			}
 			if format == "json" {
-				return writeJSON(cmd.OutOrStdout(), rep)
+				if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
+					return err
+				}
+			} else {
+				printVerifyText(cmd, rep)
 			}
-			printVerifyText(cmd, rep)
+			if len(rep.TrustConfigErrors) > 0 {
+				// Fail closed and loudly: a broken key is not a verdict.
+				return &exitError{code: 1, msg: "verify: " + strings.Join(rep.TrustConfigErrors, "; ")}
+			}
 			return nil
 		},
 	}

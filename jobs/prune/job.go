@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	units "github.com/docker/go-units"
@@ -39,6 +40,9 @@ type Report struct {
 	Kept []Item `json:"kept"`
 	// Errors are removals that failed for another reason (left in place).
 	Errors []string `json:"errors,omitempty"`
+	// Refused lists why the store's metadata is inconsistent: nothing was
+	// removed (the CLI exits non-zero).
+	Refused []string `json:"refused,omitempty"`
 }
 
 // QuotaFunc reads the user's quota on the filesystem holding path;
@@ -100,9 +104,13 @@ func (j *Job) Prepare(ctx context.Context) (*inventory.Snapshot, *Plan, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("prune: %w", err)
 	}
+	prev, err := LoadCounts(j.State)
+	if err != nil {
+		return nil, nil, fmt.Errorf("prune: %w", err)
+	}
 	in := &Input{
 		Snapshot: snap, Policy: j.Policy, Now: now,
-		LastUse: rec.Of, Pins: pins.NewSet(ps), Quadlet: qrefs,
+		LastUse: rec.Of, Pins: pins.NewSet(ps), Quadlet: qrefs, Previous: prev,
 	}
 	if j.Quota != nil {
 		u, err := j.Quota(snap.GraphRoot)
@@ -144,6 +152,16 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 		PlannedFreeBytes: plan.PlannedFreeBytes,
 		Removed:          []Item{},
 		Kept:             plan.Kept,
+		Refused:          plan.Refused,
+	}
+	if len(plan.Refused) > 0 {
+		for _, why := range plan.Refused {
+			j.Log.Error("prune refused: store metadata inconsistent; nothing removed", "reason", why)
+		}
+		r.Finished = j.now()
+		r.Metrics = map[string]float64{"usage_bytes": float64(r.UsageBeforeBytes), "refused": 1}
+		r.Summary = fmt.Sprintf("%s: nothing removed: %s", ErrInconsistent, strings.Join(plan.Refused, "; "))
+		return r, nil
 	}
 	if plan.NeedBytes > 0 {
 		r.Events = append(r.Events, report.Event{
@@ -159,6 +177,10 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 		j.apply(ctx, snap, plan, r)
 		if after, err := inventory.Collect(ctx, j.Store, "", j.now()); err == nil {
 			r.UsageAfterBytes = StoreUsage(after)
+			// The baseline the next run's collapse check compares with.
+			if err := SaveCounts(j.State, CountsOf(after, after.Taken)); err != nil {
+				j.Log.Warn("recording store counts failed", "err", err)
+			}
 		} else {
 			j.Log.Warn("re-measuring usage failed", "err", err)
 		}

@@ -40,6 +40,7 @@ const (
 	KeptIntermediate Reason = "intermediate" // no names but other images build on it
 	KeptNotNeeded    Reason = "not_needed"   // eligible, but no rule asks for it
 	KeptGone         Reason = "gone"         // removed by someone else since the plan
+	KeptInconsistent Reason = "inconsistent" // the store's metadata does not add up
 )
 
 // Matcher tells whether an image is protected by an external list (pins,
@@ -65,6 +66,8 @@ type Input struct {
 	Pins    Matcher
 	Quadlet Matcher
 	Quota   *Quota // nil when the filesystem enforces none
+	// Previous are the store counts the last run recorded (nil: none).
+	Previous *Counts
 }
 
 // Item is one removal in a plan, or one image kept.
@@ -97,6 +100,9 @@ type Plan struct {
 	PlannedFreeBytes int64  `json:"planned_free_bytes"`
 	Removals         []Item `json:"removals"`
 	Kept             []Item `json:"kept"`
+	// Refused lists why the store's metadata is inconsistent; when it is
+	// not empty nothing is removed (see Consistency).
+	Refused []string `json:"refused,omitempty"`
 }
 
 // StoreUsage is the bytes a store's writable layers and images occupy, as
@@ -165,6 +171,15 @@ func Build(in *Input) *Plan {
 		plan.QuotaUsedBytes = in.Quota.UsedBytes
 	}
 	plan.LimitBytes, plan.NeedBytes, plan.Pressure = need(in, usage)
+	// Fail closed: on inconsistent metadata every image stays, and so does
+	// every layer.
+	if plan.Refused = Consistency(s, in.Previous, in.Now); len(plan.Refused) > 0 {
+		for _, img := range s.Images {
+			plan.Kept = append(plan.Kept, Item{ID: img.ID, Names: img.Names, Reason: KeptInconsistent, Detail: "store metadata inconsistent"})
+		}
+		sort.SliceStable(plan.Kept, func(i, j int) bool { return plan.Kept[i].ID < plan.Kept[j].ID })
+		return plan
+	}
 
 	layers := make(map[string]*inventory.Layer, len(s.Layers))
 	childLayers := make(map[string]int, len(s.Layers))
@@ -307,6 +322,11 @@ func protect(in *Input, img *inventory.Image, pulled time.Time, usedBy map[strin
 	if !pulled.IsZero() && in.Now.Sub(pulled) < in.Policy.MinAge.Duration {
 		return KeptMinAge, "pulled " + pulled.UTC().Format(time.RFC3339)
 	}
+	if len(img.Names) == 0 && !pulled.IsZero() && in.Now.Sub(pulled) < OrphanLayerFloor {
+		// A pull records its image without names and names it a moment
+		// later: a young nameless image may be one in flight.
+		return KeptMinAge, "nameless and younger than " + OrphanLayerFloor.String() + " (a pull may still be naming it)"
+	}
 	if len(img.Names) == 0 && img.TopLayer != "" {
 		// Child layers that are not containers' layers belong to other
 		// images built on this one (libimage's "intermediate").
@@ -380,8 +400,24 @@ func GlobMatch(glob, name string) bool {
 	return false
 }
 
-// orphans lists the layers no image and no container reaches, older than
-// min_age, leaves first (DeleteLayer refuses a layer with children).
+// OrphanLayerFloor is the age below which no orphan layer is removed,
+// whatever min_age says. A pull writes its layers one by one and records
+// the image only after the last one: until then its finished layers are
+// reached by nothing, exactly like the leftovers of an interrupted pull,
+// and the incomplete flag is set only while a layer is being written.
+// Removing them made concurrent pulls fail with `creating image …: layer
+// not known`. An hour outlasts any pull worth the name.
+const OrphanLayerFloor = time.Hour
+
+// orphanMinAge is the age an orphan layer must reach: min_age, but never
+// less than OrphanLayerFloor.
+func orphanMinAge(p policy.Prune) time.Duration {
+	return max(p.MinAge.Duration, OrphanLayerFloor)
+}
+
+// orphans lists the layers no image and no container reaches, complete,
+// older than min_age and OrphanLayerFloor, leaves first (DeleteLayer
+// refuses a layer with children).
 func orphans(in *Input, layers map[string]*inventory.Layer, containerLayers map[string]bool) []Item {
 	s := in.Snapshot
 	reached := make(map[string]bool, len(layers))
@@ -406,7 +442,7 @@ func orphans(in *Input, layers map[string]*inventory.Layer, containerLayers map[
 	}
 	cand := map[string]bool{}
 	for id, l := range layers {
-		if reached[id] || l.ReadOnly || l.Incomplete || l.Created.IsZero() || in.Now.Sub(l.Created) < in.Policy.MinAge.Duration {
+		if reached[id] || l.ReadOnly || l.Incomplete || l.Created.IsZero() || in.Now.Sub(l.Created) < orphanMinAge(in.Policy) {
 			continue
 		}
 		cand[id] = true

@@ -251,6 +251,46 @@ func TestBuildRules(t *testing.T) {
 			planned: 15,
 		},
 		{
+			// Issue 12 item 4: the finished layers of a pull in flight are
+			// reached by no image until the pull records it.
+			name: "orphan layers: min_age 0 still spares layers younger than the floor",
+			imgs: three,
+			pol:  func(p *policy.Prune) { p.MinAge = policy.Duration{} },
+			extra: []inventory.Layer{
+				{ID: "pull1", UncompressedSize: 5, Created: t0.Add(-time.Second)},
+				{ID: "pull2", Parent: "pull1", UncompressedSize: 5, Created: t0},
+				{ID: "edge", UncompressedSize: 5, Created: t0.Add(-OrphanLayerFloor + time.Second)},
+				{ID: "future", UncompressedSize: 5, Created: t0.Add(time.Minute)}, // clock skew
+				{ID: "half", UncompressedSize: 5, Created: days(5), Incomplete: true},
+				{ID: "nodate", UncompressedSize: 5},
+				{ID: "old", UncompressedSize: 6, Created: t0.Add(-OrphanLayerFloor - time.Second)},
+			},
+			want:    []string{"orphan:old"},
+			planned: 6,
+		},
+		{
+			// A pull creates its image nameless and names it next.
+			name: "dangling: min_age 0 still spares nameless images younger than the floor",
+			imgs: append(slices.Clone(three),
+				img{id: "inflight", layers: []string{"lf"}, size: 50, pulled: t0.Add(-time.Second)},
+				img{id: "d1", layers: []string{"ld1"}, size: 50, pulled: t0.Add(-OrphanLayerFloor - time.Second)}),
+			pol:     func(p *policy.Prune) { p.MinAge = policy.Duration{} },
+			want:    []string{"dangling:d1"},
+			kept:    map[string]Reason{"inflight": KeptMinAge},
+			planned: 60,
+		},
+		{
+			name: "orphan layers: a min_age above the floor applies",
+			imgs: three,
+			pol:  func(p *policy.Prune) { p.MinAge = policy.Duration{Duration: 48 * time.Hour} },
+			extra: []inventory.Layer{
+				{ID: "o1", UncompressedSize: 5, Created: days(1)},
+				{ID: "o2", UncompressedSize: 6, Created: days(3)},
+			},
+			want:    []string{"orphan:o2"},
+			planned: 6,
+		},
+		{
 			name: "image with a missing top layer record: age unknown, kept",
 			imgs: []img{{id: "m", names: []string{"localhost/m:1"}, layers: []string{"lm"}, size: 1, pulled: days(5)}},
 			in: func(in *Input) {

@@ -33,6 +33,10 @@ type Evaluator struct {
 	sys    *types.SystemContext
 	policy *signature.Policy
 	pc     *signature.PolicyContext
+	// trust holds the key-loading check of each requirement used so far.
+	trust trustChecker
+	// scopes are the requirements that applied to each evaluated name.
+	scopes map[string]signature.PolicyRequirements
 	// PolicyPath is the policy.json actually used ("" = built from bytes).
 	PolicyPath string
 }
@@ -50,7 +54,8 @@ func NewEvaluator(st storage.Store, policyPath string) (*Evaluator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trust policy: %w", err)
 	}
-	return &Evaluator{store: st, sys: sys, policy: pol, pc: pc, PolicyPath: policyPath}, nil
+	return &Evaluator{store: st, sys: sys, policy: pol, pc: pc, trust: trustChecker{},
+		scopes: map[string]signature.PolicyRequirements{}, PolicyPath: policyPath}, nil
 }
 
 // Close releases the policy context.
@@ -108,8 +113,18 @@ func (e *Evaluator) evaluateName(ctx context.Context, id, name string, un types.
 		r.Status, r.Reason = StatusError, fmt.Sprintf("docker reference: %v", err)
 		return r
 	}
-	rules := e.ruleTypes(dref)
+	reqs := e.requirementsFor(dref)
+	rules := ruleTypes(reqs)
 	r.Rule = strings.Join(rules, "+")
+	e.scopes[name] = reqs
+	// A key that cannot be loaded makes containers/image reject every
+	// signature (some as a PolicyRequirementError, "No public keys
+	// imported", indistinguishable from a bad signature): that is a broken
+	// configuration, never a verdict on the image.
+	if err := e.trust.check(reqs); err != nil {
+		r.Status, r.Reason, r.TrustConfig = StatusError, oneLine(err), true
+		return r
+	}
 	allowed, err := e.pc.IsRunningImageAllowed(ctx, image.UnparsedInstanceWithReference(un, dref))
 	r.Status, r.Reason = Classify(allowed, err, rules, signed)
 	return r
@@ -159,10 +174,36 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// ruleTypes returns the types of the requirements policy.json applies to
-// ref, found the way signature.PolicyContext finds them (exact identity,
-// then enclosing namespaces, then the transport default, then "default").
-func (e *Evaluator) ruleTypes(ref types.ImageReference) []string {
+// Recheck loads the keys of every requirement the evaluated names used
+// once more (a key file may have broken during the run) and turns the
+// result of each name whose requirements are now broken into a trust
+// configuration error. It returns the results and the distinct trust
+// configuration errors of the whole run.
+func (e *Evaluator) Recheck(results []Result) ([]Result, []string) {
+	again := trustChecker{}
+	for i, r := range results {
+		reqs, ok := e.scopes[r.Reference]
+		if !ok || r.TrustConfig {
+			continue
+		}
+		if err := again.check(reqs); err != nil {
+			results[i].Status, results[i].Reason, results[i].TrustConfig = StatusError, oneLine(err), true
+		}
+	}
+	lines := e.trust.errorLines()
+	for _, l := range again.errorLines() {
+		if !contains(lines, l) {
+			lines = append(lines, l)
+		}
+	}
+	sort.Strings(lines)
+	return results, lines
+}
+
+// requirementsFor returns the requirements policy.json applies to ref,
+// found the way signature.PolicyContext finds them (exact identity, then
+// enclosing namespaces, then the transport default, then "default").
+func (e *Evaluator) requirementsFor(ref types.ImageReference) signature.PolicyRequirements {
 	reqs := e.policy.Default
 	if scopes, ok := e.policy.Transports[ref.Transport().Name()]; ok {
 		found := false
@@ -178,6 +219,11 @@ func (e *Evaluator) ruleTypes(ref types.ImageReference) []string {
 			}
 		}
 	}
+	return reqs
+}
+
+// ruleTypes returns the distinct types of reqs, sorted.
+func ruleTypes(reqs signature.PolicyRequirements) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, req := range reqs {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -52,6 +53,9 @@ type Result struct {
 	// name does not).
 	Changed  bool   `json:"changed"`
 	Previous Status `json:"previous,omitempty"`
+	// TrustConfig marks an error caused by the trust configuration (a key
+	// file, keyring, certificate or Rekor key that cannot be loaded).
+	TrustConfig bool `json:"trust_config,omitempty"`
 }
 
 // Report is the JSON report of one verify run.
@@ -62,6 +66,10 @@ type Report struct {
 	Results    []Result           `json:"results"`
 	Actions    []Action           `json:"actions,omitempty"`
 	Layers     []integrity.Result `json:"layers,omitempty"`
+	// TrustConfigErrors are the broken key sources of the trust policy
+	// (each naming its file); the names they cover were not judged and
+	// nothing was removed on their account. The CLI exits non-zero.
+	TrustConfigErrors []string `json:"trust_config_errors,omitempty"`
 }
 
 // Options configure one run.
@@ -143,6 +151,10 @@ func runSignatures(ctx context.Context, st storage.Store, images []storage.Image
 			o.Log.Debug("verified", "image", r.ImageID, "reference", r.Reference, "status", r.Status, "reason", r.Reason)
 		}
 		rep.Results = append(rep.Results, rs...)
+	}
+	rep.Results, rep.TrustConfigErrors = ev.Recheck(rep.Results)
+	for _, e := range rep.TrustConfigErrors {
+		o.Log.Error("trust configuration broken: the images it covers are neither judged nor removed", "err", e)
 	}
 
 	prev := map[string]Record{}
@@ -293,6 +305,9 @@ func summary(rep *Report) string {
 	}
 	if n := int(m["removed"]); n > 0 {
 		s += fmt.Sprintf("; %d images removed", n)
+	}
+	if n := len(rep.TrustConfigErrors); n > 0 {
+		s += fmt.Sprintf("; trust configuration broken (%s): affected names not judged, nothing removed for them", strings.Join(rep.TrustConfigErrors, "; "))
 	}
 	if rep.Layers != nil {
 		s += fmt.Sprintf("; %d layers checked, %d corrupted", int(m["layers_checked"]), int(m["corrupted_layers"]))
