@@ -318,6 +318,10 @@ func (c *client) checkSource(ctx context.Context, s source, t Target, plat *plat
 		c.log.Debug("no instance for the image's platform", "reference", t.Reference, "err", err)
 		return remote, ob, nil
 	}
+	// A list's entries come from the registry too.
+	if err := validDigest(inst.String()); err != nil {
+		return Remote{}, nil, fmt.Errorf("manifest list of %s, instance for %s/%s: %w", t.Reference, img.OS, img.Architecture, err)
+	}
 	remote.Instance = inst.String()
 	ob.listKey, ob.inst = key, remote.Instance
 	return remote, ob, nil

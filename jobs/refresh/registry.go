@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/pkg/docker/config"
@@ -36,6 +37,9 @@ var (
 	ErrNotFound     = errors.New("tag or repository not found")
 	ErrUnauthorized = errors.New("not authorized")
 	ErrBlocked      = errors.New("registry blocked in registries.conf")
+	// ErrInvalidDigest is a registry answer naming a digest that is not one
+	// (go-digest's Validate fails): an error for that reference, never drift.
+	ErrInvalidDigest = errors.New("registry sent an invalid digest")
 )
 
 const (
@@ -604,7 +608,19 @@ func (c *client) manifest(ctx context.Context, h *host, named reference.Named, r
 		c.log.Debug("HEAD without Docker-Content-Digest, reading the manifest", "url", u)
 		return c.manifest(ctx, h, named, ref, true)
 	}
+	if err := validDigest(mi.digest); err != nil {
+		return nil, fmt.Errorf("%s %s: Docker-Content-Digest: %w", method, u, err)
+	}
 	return mi, nil
+}
+
+// validDigest checks a digest a registry sent (algorithm and hex form);
+// the error wraps ErrInvalidDigest and quotes the value.
+func validDigest(s string) error {
+	if err := digest.Digest(s).Validate(); err != nil {
+		return fmt.Errorf("%w %q: %w", ErrInvalidDigest, s, err)
+	}
+	return nil
 }
 
 // source is one place to ask for a reference: a mirror or the registry.
