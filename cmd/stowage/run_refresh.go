@@ -67,9 +67,19 @@ insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.`,
 				return err
 			}
 			if format == "json" {
-				return writeJSON(cmd.OutOrStdout(), rep)
+				err = writeJSON(cmd.OutOrStdout(), rep)
+			} else {
+				err = printRefresh(cmd.OutOrStdout(), rep)
 			}
-			return printRefresh(cmd.OutOrStdout(), rep)
+			if err != nil {
+				return err
+			}
+			// Checked nothing: the report is out, the run still failed (the
+			// daemon records a non-zero exit as a failed run).
+			if err := rep.Err(); err != nil {
+				return &exitError{code: 1, msg: err.Error()}
+			}
+			return nil
 		},
 	}
 	f := c.Flags()

@@ -68,6 +68,35 @@ type Report struct {
 	GetRequests  int                 `json:"get_requests"`
 }
 
+// ErrNothingChecked is a run in which every reference failed: at least one
+// reference to check and not one answer (a broken registries.conf or
+// auth.json, every registry unreachable). Such a run failed.
+var ErrNothingChecked = errors.New("refresh: no reference could be checked")
+
+// Err is nil when the run checked at least one reference (or had none to
+// check); otherwise it wraps ErrNothingChecked with the first reference's
+// error. A reference counts as checked when a registry answered for it
+// (current, drifted or missing); blocked references were not meant to be
+// checked, so a run with only blocked and no failed references is no
+// failure.
+func (r *Report) Err() error {
+	var failed []Result
+	for _, res := range r.Results {
+		switch res.Status {
+		case StatusCurrent, StatusDrifted, StatusMissing:
+			return nil
+		case StatusError, StatusUnauthorized:
+			failed = append(failed, res)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	// One line: the daemon keeps the last line of a worker's stderr.
+	msg := strings.Join(strings.Fields(failed[0].Error), " ")
+	return fmt.Errorf("%w: %d of %d references failed, e.g. %s: %s", ErrNothingChecked, len(failed), len(r.Results), failed[0].Reference, msg)
+}
+
 // Run checks every tagged registry reference in the store.
 func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.DB, o Options) (*Report, error) {
 	t0 := time.Now() // for debug timings; now() may be a test clock
