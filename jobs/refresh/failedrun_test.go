@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/stowage/stowage/test/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stowage/stowage/test/testenv"
 )
 
 // TestRefreshAllFailedIsFailedRun (issue 12 item 13): a run in which every
