@@ -179,7 +179,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 			})
 		}
 	}
-	pulled := pullDrifted(ctx, log, store, sys, targets, results, o.DryRun, rep)
+	pulled := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, rep)
 
 	rep.Results = results
 	rep.Registries = c.counters()
@@ -194,7 +194,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 
 // pullDrifted pulls the drifted references whose mode is pull; it returns
 // how many were pulled.
-func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, targets []Target, results []Result, dryRun bool, rep *Report) int {
+func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, c *client, targets []Target, results []Result, dryRun bool, rep *Report) int {
 	if dryRun {
 		return 0
 	}
@@ -214,7 +214,13 @@ func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys
 			}
 			defer p.Close()
 		}
-		id, dgst, err := p.pull(ctx, targets[i].Named, targets[i].Image)
+		auth, err := c.pullCredentials(ctx, targets[i].Named)
+		if err != nil {
+			r.Error = err.Error()
+			log.Warn("pull failed", "reference", r.Reference, "err", err)
+			continue
+		}
+		id, dgst, err := p.pull(ctx, targets[i].Named, targets[i].Image, auth)
 		if err != nil {
 			r.Error = err.Error()
 			log.Warn("pull failed", "reference", r.Reference, "err", err)
