@@ -30,7 +30,13 @@ unauthorized or error, records the digests seen, and in pull mode pulls
 drifted tags (signature policy enforced), keeping the old image.
 
 Registries are configured like podman: registries.conf (mirrors, blocked,
-insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.`,
+insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.
+A credential helper gets the per-request timeout ([refresh] timeout) and is
+killed, with its process group, when it runs out.
+
+The exit status is 1 when references were to be checked and not one could
+be (every one an error or unauthorized: a broken registries.conf or
+auth.json, no registry reachable); the report is printed all the same.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
