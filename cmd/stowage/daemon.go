@@ -267,7 +267,7 @@ the run to end and print its report; the exit status is 1 if the run failed.`,
 			return f.call(cmd, g, func(ctx context.Context, c *client.Client) error {
 				r, err := c.Trigger(ctx, args[0], dryRun)
 				if err != nil {
-					return err
+					return fmt.Errorf("trigger: %w", err)
 				}
 				if !wait {
 					if f.format == "json" {
@@ -299,6 +299,9 @@ func newReportCmd(g *globals) *cobra.Command {
 			return f.call(cmd, g, func(ctx context.Context, c *client.Client) error {
 				var r *api.Run
 				var err error
+				if args[0] == "" {
+					return errors.New("report: run id or job name is empty")
+				}
 				if isJob(args[0]) {
 					r, err = c.Latest(ctx, args[0])
 				} else {

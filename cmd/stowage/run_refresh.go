@@ -30,7 +30,13 @@ unauthorized or error, records the digests seen, and in pull mode pulls
 drifted tags (signature policy enforced), keeping the old image.
 
 Registries are configured like podman: registries.conf (mirrors, blocked,
-insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.`,
+insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.
+A credential helper gets the per-request timeout ([refresh] timeout) and is
+killed, with its process group, when it runs out.
+
+The exit status is 1 when references were to be checked and not one could
+be (every one an error or unauthorized: a broken registries.conf or
+auth.json, no registry reachable); the report is printed all the same.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
@@ -67,9 +73,19 @@ insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.`,
 				return err
 			}
 			if format == "json" {
-				return writeJSON(cmd.OutOrStdout(), rep)
+				err = writeJSON(cmd.OutOrStdout(), rep)
+			} else {
+				err = printRefresh(cmd.OutOrStdout(), rep)
 			}
-			return printRefresh(cmd.OutOrStdout(), rep)
+			if err != nil {
+				return err
+			}
+			// Checked nothing: the report is out, the run still failed (the
+			// daemon records a non-zero exit as a failed run).
+			if err := rep.Err(); err != nil {
+				return &exitError{code: 1, msg: err.Error()}
+			}
+			return nil
 		},
 	}
 	f := c.Flags()

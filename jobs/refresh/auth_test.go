@@ -55,8 +55,12 @@ func TestRefreshAuthTLS(t *testing.T) {
 		t.Errorf("CLI report: job %q registries %+v summary %q", cli.Job, cli.Registries, cli.Summary)
 	}
 	env[len(env)-1] = "REGISTRY_AUTH_FILE=" + bad
-	out = testenv.Run(t, env, bin, append(w.host.Flags(), "--state-dir", stateDir,
+	// Every reference unauthorized: the report is printed, the run failed.
+	out, err := testenv.RunErr(env, bin, append(w.host.Flags(), "--state-dir", stateDir,
 		"run", "refresh", "--format", "json", "--cert-dir", filepath.Join(certsD, w.reg.Addr))...)
+	if err == nil || !strings.Contains(err.Error(), "no reference could be checked") {
+		t.Errorf("all unauthorized: %v, want exit 1", err)
+	}
 	if err := json.Unmarshal([]byte(out), &cli); err != nil {
 		t.Fatal(err)
 	}

@@ -166,18 +166,22 @@ func TestRefreshCredentialHelper(t *testing.T) {
 		"CONTAINERS_REGISTRIES_CONF="+w.regConf,
 		"PATH="+h.dir+string(os.PathListSeparator)+"/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 		"REGISTRY_AUTH_FILE="+filepath.Join(t.TempDir(), "none.json"))
-	cli := func() *Report {
+	cli := func(failed bool) *Report {
 		t.Helper()
-		out := testenv.Run(t, env, bin, append(w.host.Flags(), "--state-dir", stateDir, "run", "refresh", "--format", "json")...)
+		out, err := testenv.RunErr(env, bin, append(w.host.Flags(), "--state-dir", stateDir, "run", "refresh", "--format", "json")...)
+		// A run in which every reference failed exits 1, report printed.
+		if (err != nil) != failed {
+			t.Errorf("CLI: exit %v, want failed %t", err, failed)
+		}
 		var r Report
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
 			t.Fatalf("decoding %s: %v", out, err)
 		}
 		return &r
 	}
-	expect(t, cli(), all(StatusCurrent))
+	expect(t, cli(false), all(StatusCurrent))
 	checkCalls("CLI", 1, 2)
 	h.setSecret(t, "wrong")
-	expect(t, cli(), all(StatusUnauthorized))
+	expect(t, cli(true), all(StatusUnauthorized))
 	checkCalls("CLI, wrong secret", 1, 2)
 }

@@ -38,8 +38,9 @@ func newPuller(store storage.Store, sys *types.SystemContext) (*puller, error) {
 func (p *puller) Close() { _ = p.pc.Destroy() }
 
 // pull copies named into the store and returns the new image's ID and
-// manifest digest.
-func (p *puller) pull(ctx context.Context, named reference.NamedTagged, img LocalImage) (string, string, error) {
+// manifest digest. A non-nil auth is used instead of containers/image's own
+// credential lookup, which runs credential helpers without a context.
+func (p *puller) pull(ctx context.Context, named reference.NamedTagged, img LocalImage, auth *types.DockerAuthConfig) (string, string, error) {
 	src, err := docker.NewReference(named)
 	if err != nil {
 		return "", "", fmt.Errorf("source %s: %w", named, err)
@@ -51,6 +52,9 @@ func (p *puller) pull(ctx context.Context, named reference.NamedTagged, img Loca
 	sys := *p.sys
 	// Pull the same platform as the image being refreshed.
 	sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = img.OS, img.Architecture, img.Variant
+	if auth != nil {
+		sys.DockerAuthConfig = auth
+	}
 	man, err := copy.Image(ctx, p.pc, dst, src, &copy.Options{SourceCtx: &sys, DestinationCtx: &sys})
 	if err != nil {
 		return "", "", fmt.Errorf("pulling %s: %w", named, err)

@@ -68,6 +68,35 @@ type Report struct {
 	GetRequests  int                 `json:"get_requests"`
 }
 
+// ErrNothingChecked is a run in which every reference failed: at least one
+// reference to check and not one answer (a broken registries.conf or
+// auth.json, every registry unreachable). Such a run failed.
+var ErrNothingChecked = errors.New("refresh: no reference could be checked")
+
+// Err is nil when the run checked at least one reference (or had none to
+// check); otherwise it wraps ErrNothingChecked with the first reference's
+// error. A reference counts as checked when a registry answered for it
+// (current, drifted or missing); blocked references were not meant to be
+// checked, so a run with only blocked and no failed references is no
+// failure.
+func (r *Report) Err() error {
+	var failed []Result
+	for _, res := range r.Results {
+		switch res.Status {
+		case StatusCurrent, StatusDrifted, StatusMissing:
+			return nil
+		case StatusError, StatusUnauthorized:
+			failed = append(failed, res)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	// One line: the daemon keeps the last line of a worker's stderr.
+	msg := strings.Join(strings.Fields(failed[0].Error), " ")
+	return fmt.Errorf("%w: %d of %d references failed, e.g. %s: %s", ErrNothingChecked, len(failed), len(r.Results), failed[0].Reference, msg)
+}
+
 // Run checks every tagged registry reference in the store.
 func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.DB, o Options) (*Report, error) {
 	t0 := time.Now() // for debug timings; now() may be a test clock
@@ -150,7 +179,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 			})
 		}
 	}
-	pulled := pullDrifted(ctx, log, store, sys, targets, results, o.DryRun, rep)
+	pulled := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, rep)
 
 	rep.Results = results
 	rep.Registries = c.counters()
@@ -165,7 +194,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 
 // pullDrifted pulls the drifted references whose mode is pull; it returns
 // how many were pulled.
-func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, targets []Target, results []Result, dryRun bool, rep *Report) int {
+func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, c *client, targets []Target, results []Result, dryRun bool, rep *Report) int {
 	if dryRun {
 		return 0
 	}
@@ -185,7 +214,13 @@ func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys
 			}
 			defer p.Close()
 		}
-		id, dgst, err := p.pull(ctx, targets[i].Named, targets[i].Image)
+		auth, err := c.pullCredentials(ctx, targets[i].Named)
+		if err != nil {
+			r.Error = err.Error()
+			log.Warn("pull failed", "reference", r.Reference, "err", err)
+			continue
+		}
+		id, dgst, err := p.pull(ctx, targets[i].Named, targets[i].Image, auth)
 		if err != nil {
 			r.Error = err.Error()
 			log.Warn("pull failed", "reference", r.Reference, "err", err)
@@ -317,6 +352,10 @@ func (c *client) checkSource(ctx context.Context, s source, t Target, plat *plat
 		// Our platform left the list: that is drift, to the list itself.
 		c.log.Debug("no instance for the image's platform", "reference", t.Reference, "err", err)
 		return remote, ob, nil
+	}
+	// A list's entries come from the registry too.
+	if err := validDigest(inst.String()); err != nil {
+		return Remote{}, nil, fmt.Errorf("manifest list of %s, instance for %s/%s: %w", t.Reference, img.OS, img.Architecture, err)
 	}
 	remote.Instance = inst.String()
 	ob.listKey, ob.inst = key, remote.Instance

@@ -18,9 +18,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/manifest"
-	"go.podman.io/image/v5/pkg/docker/config"
 	"go.podman.io/image/v5/pkg/sysregistriesv2"
 	"go.podman.io/image/v5/pkg/tlsclientconfig"
 	"go.podman.io/image/v5/types"
@@ -36,6 +36,9 @@ var (
 	ErrNotFound     = errors.New("tag or repository not found")
 	ErrUnauthorized = errors.New("not authorized")
 	ErrBlocked      = errors.New("registry blocked in registries.conf")
+	// ErrInvalidDigest is a registry answer naming a digest that is not one
+	// (go-digest's Validate fails): an error for that reference, never drift.
+	ErrInvalidDigest = errors.New("registry sent an invalid digest")
 )
 
 const (
@@ -231,7 +234,10 @@ func certDir(sys *types.SystemContext, hostPort string) (string, error) {
 	return "", nil
 }
 
-func (c *client) credentials(named reference.Named) (types.DockerAuthConfig, error) {
+// credentials looks up named's credentials once per repository and run;
+// credential helpers get the per-request timeout and are killed, with
+// their process group, when it or ctx ends.
+func (c *client) credentials(ctx context.Context, named reference.Named) (types.DockerAuthConfig, error) {
 	key := named.Name()
 	c.mu.Lock()
 	e, ok := c.creds[key]
@@ -241,12 +247,35 @@ func (c *client) credentials(named reference.Named) (types.DockerAuthConfig, err
 	}
 	c.mu.Unlock()
 	e.once.Do(func() {
-		e.auth, e.err = config.GetCredentialsForRef(c.sys, named)
+		lctx, cancel := context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		e.auth, e.err = lookupCredentials(lctx, c.log, c.sys, named)
 		if e.err != nil {
 			e.err = fmt.Errorf("reading credentials for %s: %w", key, e.err)
 		}
 	})
 	return e.auth, e.err
+}
+
+// pullCredentials returns the credentials a pull of named should use, as
+// found (under the timeout, helpers killed) for the check, so that
+// containers/image never runs a credential helper without a context. It
+// returns nil, leaving the lookup to containers/image, when registries.conf
+// gives named mirrors: containers/image looks credentials up per mirror,
+// and one DockerAuthConfig would be sent to all of them.
+func (c *client) pullCredentials(ctx context.Context, named reference.Named) (*types.DockerAuthConfig, error) {
+	srcs, err := c.sources(named)
+	if err != nil {
+		return nil, err
+	}
+	if len(srcs) != 1 || srcs[0].named.Name() != named.Name() {
+		return nil, nil
+	}
+	auth, err := c.credentials(ctx, named)
+	if err != nil {
+		return nil, err
+	}
+	return &auth, nil
 }
 
 // response is a fully read HTTP answer.
@@ -545,7 +574,7 @@ func (c *client) manifest(ctx context.Context, h *host, named reference.Named, r
 	if err := c.ping(ctx, h); err != nil {
 		return nil, err
 	}
-	auth, err := c.credentials(named)
+	auth, err := c.credentials(ctx, named)
 	if err != nil {
 		return nil, err
 	}
@@ -604,7 +633,19 @@ func (c *client) manifest(ctx context.Context, h *host, named reference.Named, r
 		c.log.Debug("HEAD without Docker-Content-Digest, reading the manifest", "url", u)
 		return c.manifest(ctx, h, named, ref, true)
 	}
+	if err := validDigest(mi.digest); err != nil {
+		return nil, fmt.Errorf("%s %s: Docker-Content-Digest: %w", method, u, err)
+	}
 	return mi, nil
+}
+
+// validDigest checks a digest a registry sent (algorithm and hex form);
+// the error wraps ErrInvalidDigest and quotes the value.
+func validDigest(s string) error {
+	if err := digest.Digest(s).Validate(); err != nil {
+		return fmt.Errorf("%w %q: %w", ErrInvalidDigest, s, err)
+	}
+	return nil
 }
 
 // source is one place to ask for a reference: a mirror or the registry.

@@ -13,8 +13,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/service/api"
 )
 
@@ -26,6 +28,17 @@ var ErrBusy = errors.New("busy")
 
 // ErrDenied is returned when the daemon refuses the caller (HTTP 403).
 var ErrDenied = errors.New("permission denied")
+
+// ErrEmptyJob is returned, without asking the daemon, for an empty job name.
+var ErrEmptyJob = errors.New("job name is empty")
+
+// ErrEmptyRun is returned, without asking the daemon, for an empty run id.
+var ErrEmptyRun = errors.New("run id is empty")
+
+// emptyJob is ErrEmptyJob with the job names to choose from.
+func emptyJob() error {
+	return fmt.Errorf("%w; one of %s", ErrEmptyJob, strings.Join(report.Jobs, ", "))
+}
 
 // Client is a control API client; safe for concurrent use.
 type Client struct {
@@ -134,18 +147,27 @@ func (c *Client) Jobs(ctx context.Context) ([]api.Job, error) {
 
 // Trigger starts a run of job now and returns it (queued or running).
 func (c *Client) Trigger(ctx context.Context, job string, dryRun bool) (*api.Run, error) {
+	if job == "" {
+		return nil, emptyJob()
+	}
 	var r api.Run
 	return &r, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(job)+"/runs", api.TriggerRequest{DryRun: dryRun}, &r)
 }
 
 // Run returns one run with its report.
 func (c *Client) Run(ctx context.Context, id string) (*api.Run, error) {
+	if id == "" {
+		return nil, ErrEmptyRun
+	}
 	var r api.Run
 	return &r, c.do(ctx, http.MethodGet, "/v1/runs/"+url.PathEscape(id), nil, &r)
 }
 
 // Latest returns job's newest run.
 func (c *Client) Latest(ctx context.Context, job string) (*api.Run, error) {
+	if job == "" {
+		return nil, emptyJob()
+	}
 	var r api.Run
 	return &r, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(job)+"/last", nil, &r)
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -82,8 +83,12 @@ func NewServer(b Backend, m *Metrics, a Access, log *slog.Logger) *Server {
 	if m != nil {
 		mux.Handle("GET /metrics", m.Handler())
 	}
+	// Every answer is JSON, a path that names nothing too.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("%w: %s %s", ErrNoEndpoint, r.Method, r.URL.Path))
+	})
 	s.http = &http.Server{
-		Handler:           s.authorize(mux),
+		Handler:           s.authorize(s.checkJobName(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		// A client idling on a kept-alive connection must not keep an
 		// idle-exiting daemon up forever.
@@ -158,6 +163,47 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 	})
 }
 
+// ErrNoEndpoint answers a request for a path the API does not serve.
+var ErrNoEndpoint = errors.New("no such endpoint")
+
+// ErrEmptyJob answers a job request whose job name is empty
+// (/v1/jobs//runs).
+var ErrEmptyJob = errors.New("job name is empty")
+
+// checkJobName answers requests with an empty job name itself: the mux
+// would redirect /v1/jobs//runs to the cleaned /v1/jobs/runs, which a
+// client then reports as a bare "404 Not Found".
+func (s *Server) checkJobName(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/v1/jobs/"); ok && strings.HasPrefix(rest, "/") {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%w; %s", ErrEmptyJob, s.knownJobs()))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// knownJobs is "one of refresh, verify, ..." from the backend's jobs.
+func (s *Server) knownJobs() string {
+	jobs, err := s.backend.Jobs()
+	if err != nil || len(jobs) == 0 {
+		return "no jobs are known"
+	}
+	names := make([]string, len(jobs))
+	for i, j := range jobs {
+		names[i] = j.Name
+	}
+	return "one of " + strings.Join(names, ", ")
+}
+
+// jobError makes an unknown-job error name the job and the known ones.
+func (s *Server) jobError(job string, err error) error {
+	if errors.Is(err, scheduler.ErrUnknownJob) {
+		return fmt.Errorf("%w %q; %s", scheduler.ErrUnknownJob, job, s.knownJobs())
+	}
+	return err
+}
+
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.backend.Status())
 }
@@ -181,7 +227,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 	}
 	run, err := s.backend.Trigger(r.PathValue("job"), req.DryRun)
 	if err != nil {
-		writeError(w, statusOf(err), err)
+		writeError(w, statusOf(err), s.jobError(r.PathValue("job"), err))
 		return
 	}
 	writeJSON(w, http.StatusAccepted, run)
@@ -190,7 +236,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 func (s *Server) latest(w http.ResponseWriter, r *http.Request) {
 	run, err := s.backend.Latest(r.PathValue("job"))
 	if err != nil {
-		writeError(w, statusOf(err), err)
+		writeError(w, statusOf(err), s.jobError(r.PathValue("job"), err))
 		return
 	}
 	writeJSON(w, http.StatusOK, run)

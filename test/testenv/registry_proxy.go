@@ -26,6 +26,9 @@ type Fault struct {
 	Delay time.Duration
 	// StripDigest removes Docker-Content-Digest from the registry's answer.
 	StripDigest bool
+	// Digest, when set, replaces the registry's Docker-Content-Digest with
+	// this value (e.g. a malformed one no real registry sends).
+	Digest string
 }
 
 // ProxyRequest is one request the proxy saw.
@@ -80,8 +83,13 @@ func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 	p := &FaultProxy{Addr: l.Addr().String(), hits: map[int]int{}}
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
 	rp.ModifyResponse = func(res *http.Response) error {
-		if f, _, ok := p.match(res.Request.URL.Path, false); ok && f.StripDigest {
-			res.Header.Del("Docker-Content-Digest")
+		if f, _, ok := p.match(res.Request.URL.Path, false); ok {
+			if f.StripDigest {
+				res.Header.Del("Docker-Content-Digest")
+			}
+			if f.Digest != "" {
+				res.Header.Set("Docker-Content-Digest", f.Digest)
+			}
 		}
 		return nil
 	}
