@@ -322,10 +322,10 @@ func protect(in *Input, img *inventory.Image, pulled time.Time, usedBy map[strin
 	if !pulled.IsZero() && in.Now.Sub(pulled) < in.Policy.MinAge.Duration {
 		return KeptMinAge, "pulled " + pulled.UTC().Format(time.RFC3339)
 	}
-	if len(img.Names) == 0 && !pulled.IsZero() && in.Now.Sub(pulled) < OrphanLayerFloor {
+	if len(img.Names) == 0 && !pulled.IsZero() && in.Now.Sub(pulled) < NamelessImageFloor {
 		// A pull records its image without names and names it a moment
 		// later: a young nameless image may be one in flight.
-		return KeptMinAge, "nameless and younger than " + OrphanLayerFloor.String() + " (a pull may still be naming it)"
+		return KeptMinAge, "nameless and younger than " + NamelessImageFloor.String() + " (a pull may still be naming it)"
 	}
 	if len(img.Names) == 0 && img.TopLayer != "" {
 		// Child layers that are not containers' layers belong to other
@@ -408,6 +408,13 @@ func GlobMatch(glob, name string) bool {
 // Removing them made concurrent pulls fail with `creating image …: layer
 // not known`. An hour outlasts any pull worth the name.
 const OrphanLayerFloor = time.Hour
+
+// NamelessImageFloor is the age below which no image without names is
+// removed, whatever min_age says. containers/image creates a pulled image
+// without names, writes its manifest, config and signatures, then names it:
+// a window of moments, not minutes, unlike a pull's layers (hence a floor
+// far below OrphanLayerFloor, so a dangling image still goes soon).
+const NamelessImageFloor = 2 * time.Minute
 
 // orphanMinAge is the age an orphan layer must reach: min_age, but never
 // less than OrphanLayerFloor.

@@ -272,8 +272,8 @@ func TestBuildRules(t *testing.T) {
 			// A pull creates its image nameless and names it next.
 			name: "dangling: min_age 0 still spares nameless images younger than the floor",
 			imgs: append(slices.Clone(three),
-				img{id: "inflight", layers: []string{"lf"}, size: 50, pulled: t0.Add(-time.Second)},
-				img{id: "d1", layers: []string{"ld1"}, size: 50, pulled: t0.Add(-OrphanLayerFloor - time.Second)}),
+				img{id: "inflight", layers: []string{"lf"}, size: 50, pulled: t0.Add(-NamelessImageFloor + time.Second)},
+				img{id: "d1", layers: []string{"ld1"}, size: 50, pulled: t0.Add(-NamelessImageFloor - time.Second)}),
 			pol:     func(p *policy.Prune) { p.MinAge = policy.Duration{} },
 			want:    []string{"dangling:d1"},
 			kept:    map[string]Reason{"inflight": KeptMinAge},
