@@ -185,7 +185,10 @@ ids=$(grep -E '^-- [0-9a-f]{32}' "$root/usr/lib/systemd/catalog/stowage.catalog"
 # idle exit (20 s) shortened. Nobody triggers or connects: the jobs must run
 # by themselves while the rest of the test goes on.
 soak_user=stwg-soak
-ct useradd -m -s /bin/bash "$soak_user"
+# UIDs far from the 1000s: the host shares them with the container (no
+# private user namespace), and host-side tests that clean up their own
+# rootless users kill every process of that UID.
+ct useradd -m -u 61000 -s /bin/bash "$soak_user"
 # useradd allocates subordinate IDs itself on 13 and later; add a range only
 # where it did not (overlapping ranges make newuidmap fail).
 add_subids() { ct grep -q "^$1:" /etc/subuid || ct usermod --add-subuids "$2" --add-subgids "$2" "$1"; }
@@ -221,7 +224,7 @@ soak_start=$(date +%s)
 
 # ========================== 1. user mode ========================================
 user=stwg-e2e
-ct useradd -m -s /bin/bash "$user"
+ct useradd -m -u 61001 -s /bin/bash "$user"
 add_subids "$user" 200000-265535
 uid=$(ct id -u "$user")
 ct loginctl enable-linger "$user"
