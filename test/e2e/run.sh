@@ -188,7 +188,8 @@ soak_user=stwg-soak
 # UIDs far from the 1000s: the host shares them with the container (no
 # private user namespace), and host-side tests that clean up their own
 # rootless users kill every process of that UID.
-ct useradd -m -u 61000 -s /bin/bash "$soak_user"
+ct groupadd -g 61000 "$soak_user"
+ct useradd -m -u 61000 -g 61000 -K UID_MAX=65000 -s /bin/bash "$soak_user"
 # useradd allocates subordinate IDs itself on 13 and later; add a range only
 # where it did not (overlapping ranges make newuidmap fail).
 add_subids() { ct grep -q "^$1:" /etc/subuid || ct usermod --add-subuids "$2" --add-subgids "$2" "$1"; }
@@ -224,7 +225,8 @@ soak_start=$(date +%s)
 
 # ========================== 1. user mode ========================================
 user=stwg-e2e
-ct useradd -m -u 61001 -s /bin/bash "$user"
+ct groupadd -g 61001 "$user"
+ct useradd -m -u 61001 -g 61001 -K UID_MAX=65000 -s /bin/bash "$user"
 add_subids "$user" 200000-265535
 uid=$(ct id -u "$user")
 ct loginctl enable-linger "$user"
