@@ -23,7 +23,6 @@ const (
 
 	branchPageFlag   = 0x01
 	leafPageFlag     = 0x02
-	metaPageFlag     = 0x04
 	freelistPageFlag = 0x10
 	bucketLeafFlag   = 0x01
 
@@ -139,57 +138,61 @@ func checkReader(f file) error {
 	return nil
 }
 
-// pickMeta returns the meta page bbolt would use: of the two valid ones the
-// one with the higher transaction ID.
+// pickMeta returns the meta page bbolt will use, found the way bbolt finds
+// it (db.getPageSize, db.mmap, db.meta): the page size from meta page 0 when
+// it is valid, else from the first valid meta page at 1 KiB << i; then the
+// meta pages at 0 and at the page size, the valid one with the higher
+// transaction ID. Valid means magic, version and checksum, as for bbolt (it
+// does not look at the page header), and a page size this check supports.
 func pickMeta(f io.ReaderAt, size int64) (meta, error) {
-	var metas []meta
-	var why error
-	m0, err := readMeta(f, 0, 0)
-	if err == nil {
-		metas = append(metas, m0)
-	} else {
-		why = fmt.Errorf("meta page 0: %w", err)
-	}
-	// Page 1 is at the page size, which page 0 tells (or, when page 0 is
-	// damaged, any size bbolt supports).
-	for ps := int64(minPageSize); ps <= maxPageSize && ps < size; ps *= 2 {
-		if err == nil && ps != int64(m0.pageSize) {
-			continue
+	m0, err0 := readMeta(f, 0)
+	ps := int64(m0.pageSize)
+	if err0 != nil {
+		ps = 0
+		for i := 0; i <= 14; i++ {
+			pos := int64(1024) << i
+			if pos >= size-1024 {
+				break
+			}
+			if m, err := readMeta(f, pos); err == nil {
+				ps = int64(m.pageSize)
+				break
+			}
 		}
-		m1, err1 := readMeta(f, ps, 1)
-		if err1 == nil && int64(m1.pageSize) == ps && (err != nil || m1.pageSize == m0.pageSize) {
-			metas = append(metas, m1)
-			break
-		}
-		if err == nil {
-			why = errors.Join(why, fmt.Errorf("meta page 1: %w", err1))
+		if ps == 0 {
+			return meta{}, fmt.Errorf("no valid meta page (page 0: %w)", err0)
 		}
 	}
-	switch len(metas) {
-	case 0:
-		if why == nil {
-			why = errors.New("no valid meta page")
-		}
-		return meta{}, why
-	case 2:
-		if metas[1].txid > metas[0].txid {
-			return metas[1], nil
-		}
+	if ps < minPageSize || ps > maxPageSize || ps&(ps-1) != 0 {
+		return meta{}, fmt.Errorf("page size %d", ps)
 	}
-	return metas[0], nil
+	m1, err1 := readMeta(f, ps)
+	if err1 == nil && m1.txid > m0.txid || err0 != nil {
+		m0, err0, m1, err1 = m1, err1, m0, err0
+	}
+	switch {
+	case err0 == nil:
+		return m0, checkPageSize(m0, ps)
+	case err1 == nil:
+		return m1, checkPageSize(m1, ps)
+	}
+	return meta{}, fmt.Errorf("no valid meta page: %w", errors.Join(err0, err1))
 }
 
-// readMeta decodes and validates the meta page with the given id at off.
-func readMeta(f io.ReaderAt, off int64, id uint64) (meta, error) {
+// checkPageSize makes sure the meta page in use agrees with the page size
+// the file is read with.
+func checkPageSize(m meta, ps int64) error {
+	if int64(m.pageSize) != ps {
+		return fmt.Errorf("meta page says page size %d, the file is read with %d", m.pageSize, ps)
+	}
+	return nil
+}
+
+// readMeta decodes and validates the meta page at off.
+func readMeta(f io.ReaderAt, off int64) (meta, error) {
 	var b [pageHeaderSize + metaSize]byte
 	if _, err := f.ReadAt(b[:], off); err != nil {
-		return meta{}, fmt.Errorf("reading: %w", err)
-	}
-	if got := ne.Uint64(b[0:]); got != id {
-		return meta{}, fmt.Errorf("page id %d", got)
-	}
-	if fl := ne.Uint16(b[8:]); fl != metaPageFlag {
-		return meta{}, fmt.Errorf("page type %#x", fl)
+		return meta{}, fmt.Errorf("reading meta page: %w", err)
 	}
 	mb := b[pageHeaderSize:]
 	if ne.Uint32(mb[0:]) != boltMagic {
@@ -203,17 +206,13 @@ func readMeta(f io.ReaderAt, off int64, id uint64) (meta, error) {
 	if h.Sum64() != ne.Uint64(mb[metaChecksumAt:]) {
 		return meta{}, berrors.ErrChecksum
 	}
-	m := meta{
+	return meta{
 		pageSize: ne.Uint32(mb[8:]),
 		root:     ne.Uint64(mb[16:]),
 		freelist: ne.Uint64(mb[32:]),
 		pgid:     ne.Uint64(mb[40:]),
 		txid:     ne.Uint64(mb[48:]),
-	}
-	if m.pageSize < minPageSize || m.pageSize > maxPageSize || m.pageSize&(m.pageSize-1) != 0 {
-		return meta{}, fmt.Errorf("page size %d", m.pageSize)
-	}
-	return m, nil
+	}, nil
 }
 
 // walker reads the pages reachable from a meta page.

@@ -145,16 +145,42 @@ func (d *DB) with(readOnly bool, fn func(db *bolt.DB) error) (err error) {
 	// below. bbolt's managed transactions roll back on a panic, releasing
 	// their locks, so the deferred Close does not hang.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	var db *bolt.DB
+	var (
+		db   *bolt.DB
+		file *os.File // the database file, while bolt.Open runs
+	)
 	defer func() {
-		if r := recover(); r != nil {
-			err = &CorruptError{Path: d.path, Reason: fmt.Sprintf("reading it failed: %v", r)}
-			if db != nil {
-				closeQuietly(db)
-			}
+		r := recover()
+		if r == nil {
+			return
 		}
+		if db != nil {
+			closeQuietly(db)
+		} else if file != nil {
+			// bolt.Open panicked holding the file and its flock.
+			file.Close()
+		}
+		// The file may have been damaged since the check: the check again
+		// says best what is wrong.
+		if cerr := checkFile(d.path); errors.Is(cerr, ErrCorrupt) {
+			err = cerr
+			return
+		}
+		// A memory fault or one of bbolt's own panics (strings such as
+		// "assertion failed: ...") is the file's doing; anything else is
+		// a bug in the caller, which must not be mistaken for a damaged
+		// file that the error would tell the user to move away.
+		if !fromFile(r) {
+			panic(r)
+		}
+		err = &CorruptError{Path: d.path, Reason: fmt.Sprintf("reading it failed: %v", r)}
 	}()
-	db, err = bolt.Open(d.path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly})
+	db, err = bolt.Open(d.path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			file = f
+			return f, err
+		}})
 	if err != nil {
 		if isFormatError(err) {
 			return &CorruptError{Path: d.path, Reason: err.Error()}
@@ -170,6 +196,16 @@ func (d *DB) with(readOnly bool, fn func(db *bolt.DB) error) (err error) {
 		err = fmt.Errorf("state: closing %s: %w", d.path, cerr)
 	}
 	return err
+}
+
+// fromFile reports whether a recovered panic value is a memory fault
+// (runtime errors of faults carry the address) or a bbolt panic (a string).
+func fromFile(r any) bool {
+	if _, ok := r.(interface{ Addr() uintptr }); ok {
+		return true
+	}
+	_, ok := r.(string)
+	return ok
 }
 
 // closeQuietly closes db after a failure; a panic while closing a damaged
