@@ -5,16 +5,17 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/stowage/stowage/internal/regfile"
 )
 
 // EmbeddedSource names the built-in default policy in Sources.
@@ -77,12 +78,33 @@ func Files(o LoadOptions) ([]string, error) {
 	if exists(main) {
 		files = append(files, main)
 	}
-	dropins, err := filepath.Glob(filepath.Join(main+".d", "*.toml"))
+	dropins, err := listDropins(main + ".d")
 	if err != nil {
-		return nil, fmt.Errorf("listing drop-ins of %s: %w", main, err)
+		return nil, err
 	}
-	sort.Strings(dropins)
 	return append(files, dropins...), nil
+}
+
+// listDropins returns the *.toml files of a drop-in directory, sorted. A
+// missing directory has none; one that cannot be read (a permission
+// problem, not a directory) is an error naming it: its rules must not
+// silently drop out of the policy.
+func listDropins(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("policy drop-in directory %s cannot be read (its drop-ins would be left out): %w", dir, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if ok, _ := filepath.Match("*.toml", e.Name()); ok {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 func userPath() (string, error) {
@@ -135,43 +157,30 @@ func LoadSnapshot(o LoadOptions) (*Snapshot, error) {
 	return &Snapshot{Policy: p, Sources: srcs}, nil
 }
 
-func fileKind(m os.FileMode) string {
-	switch {
-	case m&os.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m&os.ModeDevice != 0:
-		return "a device"
-	case m.IsDir():
-		return "a directory"
-	}
-	return m.Type().String()
-}
-
 // ErrNotRegular is returned for a policy path that is not a regular file
 // (a FIFO, device or socket would block or never end a read).
-var ErrNotRegular = errors.New("not a regular file")
+var ErrNotRegular = regfile.ErrNotRegular
+
+// MaxFileSize bounds a policy file or drop-in; real ones are a few KiB.
+const MaxFileSize = 1 << 20
+
+// MaxNesting bounds how deep tables (dotted keys), arrays and inline tables
+// nest in a policy (stowage's schema needs four levels). The TOML decoder's
+// memory and time grow with the square of the nesting depth, so deeper
+// documents are refused before they are decoded.
+const MaxNesting = 32
 
 // readRegular reads a policy file without ever blocking on it: the file is
 // opened non-blocking and read only if it is a regular file (checked on the
-// opened descriptor, so a file swapped for a FIFO is still refused).
+// opened descriptor, so a file swapped for a FIFO is still refused) of at
+// most MaxFileSize bytes.
 func readRegular(name string) ([]byte, error) {
-	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
+	data, err := regfile.Read(name, MaxFileSize)
+	switch {
+	case errors.Is(err, regfile.ErrNotRegular):
+		return nil, fmt.Errorf("%w: policy files and drop-ins must be regular files", err)
+	case err != nil:
 		return nil, fmt.Errorf("reading policy: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("reading policy: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w (%s): policy files and drop-ins must be regular files", name, ErrNotRegular, fileKind(fi.Mode()))
-	}
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("reading policy %s: %w", name, err)
 	}
 	return data, nil
 }
@@ -238,6 +247,12 @@ func Parse(srcs ...Source) (*Policy, error) {
 // check parses one source and compares it with the schema: syntax errors,
 // unknown keys, wrong types and invalid values, all at once.
 func check(s Source) ([]Problem, locations) {
+	if len(s.Data) > MaxFileSize {
+		return []Problem{{Pos{File: s.Name}, fmt.Sprintf("%d bytes is too large for a policy file (the limit is %d)", len(s.Data), MaxFileSize)}}, nil
+	}
+	if line, col, ok := tooDeep(s.Data, MaxNesting); ok {
+		return []Problem{{Pos{s.Name, line, col}, fmt.Sprintf("keys, arrays or inline tables nested deeper than %d levels", MaxNesting)}}, nil
+	}
 	var raw map[string]any
 	if _, err := toml.Decode(string(s.Data), &raw); err != nil {
 		var pe toml.ParseError
@@ -277,6 +292,15 @@ func (c *checker) add(key, format string, args ...any) {
 
 // pos finds a key's position, falling back to its nearest located parent.
 func (c *checker) pos(key string) Pos {
+	if p, ok := c.locs[key]; ok {
+		return p
+	}
+	if k, ok := strings.CutSuffix(key, keySuffix); ok {
+		// A table has no key position: [table] is written at its header.
+		if p, ok := c.locs[k]; ok {
+			return p
+		}
+	}
 	for k := key; k != ""; {
 		if p, ok := c.locs[k]; ok {
 			return p
@@ -288,6 +312,82 @@ func (c *checker) pos(key string) Pos {
 		k = k[:i]
 	}
 	return Pos{File: c.file, Line: 1, Col: 1}
+}
+
+// tooDeep scans TOML source for the first '[', '{' or key dot that opens
+// nesting level max+1, outside strings and comments, and returns its 1-based
+// line and column. Table headers count as one level ([[x]] as two), and each
+// dot of a dotted key (a.b.c, [a.b.c]) as one more: the decoder is as
+// quadratic in those. Dots are counted since the last bracket, '=', ',' or
+// line end, so that a float's dot never adds up. The scan is linear and
+// forgiving: the decoder reports syntax errors afterwards.
+func tooDeep(data []byte, max int) (line, col int, found bool) {
+	depth, dots := 0, 0
+	line, lineStart := 1, 0
+	for i := 0; i < len(data); i++ {
+		switch ch := data[i]; ch {
+		case '\n':
+			line, lineStart = line+1, i+1
+			dots = 0
+		case '=', ',':
+			dots = 0
+		case '.':
+			dots++
+			if depth+dots > max {
+				return line, i - lineStart + 1, true
+			}
+		case '#':
+			for i+1 < len(data) && data[i+1] != '\n' {
+				i++
+			}
+		case '"', '\'':
+			// Skip the string; multi-line strings count their lines.
+			triple := i+2 < len(data) && data[i+1] == ch && data[i+2] == ch
+			j := i + 1
+			if triple {
+				j = i + 3
+			}
+			for ; j < len(data); j++ {
+				c := data[j]
+				if c == '\\' && ch == '"' {
+					j++
+					if j < len(data) && data[j] == '\n' {
+						line, lineStart = line+1, j+1
+					}
+					continue
+				}
+				if c == '\n' {
+					if !triple {
+						break // unterminated: the decoder reports it
+					}
+					line, lineStart = line+1, j+1
+					continue
+				}
+				if c == ch && (!triple || j+2 < len(data) && data[j+1] == ch && data[j+2] == ch) {
+					if triple {
+						j += 2
+					}
+					break
+				}
+			}
+			if j < len(data) && data[j] == '\n' {
+				j-- // let the loop count the line
+			}
+			i = j
+		case '[', '{':
+			depth++
+			dots = 0
+			if depth > max {
+				return line, i - lineStart + 1, true
+			}
+		case ']', '}':
+			dots = 0
+			if depth > 0 {
+				depth--
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 var unmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()

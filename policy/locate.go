@@ -40,6 +40,7 @@ func locate(file string, src []byte) locations {
 			arrayCount[name] = n + 1
 			table = name + "." + itoa(n)
 			locs[table] = Pos{file, i + 1, col}
+			locateParents(locs, name+".", Pos{file, i + 1, col})
 			if _, ok := locs[name]; !ok {
 				locs[name] = Pos{file, i + 1, col}
 			}
@@ -47,6 +48,7 @@ func locate(file string, src []byte) locations {
 		case trim[0] == '[':
 			table = keyPath(strings.TrimSpace(strings.SplitN(trim[1:], "]", 2)[0]))
 			locs[table] = Pos{file, i + 1, col}
+			locateParents(locs, table+".", Pos{file, i + 1, col})
 			continue
 		}
 		eq := indexOutsideQuotes(trim, '=')
@@ -61,10 +63,29 @@ func locate(file string, src []byte) locations {
 		vcol := col + eq + 1 + (len(rest) - len(strings.TrimLeft(rest, " \t")))
 		locs[key] = Pos{file, i + 1, vcol}
 		locs[key+keySuffix] = Pos{file, i + 1, col}
+		locateParents(locs, key, Pos{file, i + 1, col})
 		// Walk the value (possibly over several lines) to place array elements.
 		i = scanValue(file, lines, i, vcol-1, key, locs)
 	}
 	return locs
+}
+
+// locateParents places the tables a dotted path implies ("a" and "a.b"
+// of a.b.c = 1; with a trailing dot, as for the header [a.b.c], also
+// "a.b.c" itself) where they are first written, unless they have a
+// position already, so that an unknown implied table is reported there.
+func locateParents(locs locations, path string, p Pos) {
+	for i := 0; i < len(path); i++ {
+		if path[i] != '.' {
+			continue
+		}
+		if _, ok := locs[path[:i]]; !ok {
+			locs[path[:i]] = p
+		}
+		if _, ok := locs[path[:i]+keySuffix]; !ok {
+			locs[path[:i]+keySuffix] = p
+		}
+	}
 }
 
 // scanValue walks a value starting at lines[li][start:], records the

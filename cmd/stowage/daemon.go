@@ -186,6 +186,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 				if s.PolicyError != "" {
 					fmt.Fprintf(w, "policy error (previous policy in force): %s\n", s.PolicyError)
 				}
+				if s.StateError != "" {
+					fmt.Fprintf(w, "state error: %s\n", s.StateError)
+				}
 				if s.Bus != "" {
 					fmt.Fprintf(w, "bus:    %s\n", s.Bus)
 				}

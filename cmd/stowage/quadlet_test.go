@@ -6,7 +6,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func runQuadletCmd(t *testing.T, args ...string) (string, error) {
@@ -75,5 +78,32 @@ func TestQuadletCmd(t *testing.T) {
 	empty := t.TempDir()
 	if out, err := runQuadletCmd(t, "--quadlet-dir", empty, "--format", "json"); err != nil || out != "[]\n" {
 		t.Errorf("empty: %q, %v", out, err)
+	}
+}
+
+// TestQuadletCmdFIFO (issue 12 item 7): a FIFO named like a unit used to
+// hang `stowage quadlet`; it now fails naming the file.
+func TestQuadletCmdFIFO(t *testing.T) {
+	d := t.TempDir()
+	fifo := filepath.Join(d, "f.container")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var stderr bytes.Buffer
+	go func() {
+		root := newRootCmd(nil)
+		root.SetOut(&bytes.Buffer{})
+		root.SetErr(&stderr)
+		root.SetArgs([]string{"quadlet", "--quadlet-dir", d})
+		done <- root.Execute()
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error()+stderr.String(), fifo) {
+			t.Fatalf("err = %v, stderr %q: want an error naming %s", err, stderr.String(), fifo)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stowage quadlet blocked on a FIFO")
 	}
 }

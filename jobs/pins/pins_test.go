@@ -2,6 +2,7 @@ package pins
 
 import (
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -66,5 +67,31 @@ func TestAddRemoveListMatch(t *testing.T) {
 	}
 	if ps, _ := List(db); len(ps) != 1 {
 		t.Fatalf("after unpin: %v", ps)
+	}
+}
+
+// TestDamagedStateKeepsPinsUnreadable (issue 12 item 3): an emptied state
+// database used to be initialised afresh, so the pins read as none and the
+// next prune removed the pinned images. Reading or adding pins now fails
+// with ErrCorrupt and the file is left alone.
+func TestDamagedStateKeepsPinsUnreadable(t *testing.T) {
+	db, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Add(db, "alpine", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(db.Path(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := List(db); !errors.Is(err, state.ErrCorrupt) {
+		t.Fatalf("List = %v, %v; want ErrCorrupt", ps, err)
+	}
+	if _, err := Add(db, "busybox", time.Now()); !errors.Is(err, state.ErrCorrupt) {
+		t.Fatalf("Add: err = %v, want ErrCorrupt", err)
+	}
+	if fi, err := os.Stat(db.Path()); err != nil || fi.Size() != 0 {
+		t.Fatalf("the damaged file was replaced: %v, %v", fi, err)
 	}
 }

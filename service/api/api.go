@@ -98,9 +98,13 @@ type Status struct {
 	PolicyFiles []string  `json:"policy_files,omitempty"`
 	PolicyError string    `json:"policy_error,omitempty"`
 	PolicyLoad  time.Time `json:"policy_loaded"`
-	Bus         string    `json:"bus,omitempty"` // bus state, e.g. "none: ..."
-	Running     []string  `json:"running,omitempty"`
-	Jobs        []Job     `json:"jobs"`
+	// StateError says why the state database (pins, last-use records,
+	// schedule baselines) cannot be used; the jobs that need it fail until
+	// it is fixed. Empty when it is fine.
+	StateError string   `json:"state_error,omitempty"`
+	Bus        string   `json:"bus,omitempty"` // bus state, e.g. "none: ..."
+	Running    []string `json:"running,omitempty"`
+	Jobs       []Job    `json:"jobs"`
 }
 
 // TriggerRequest asks for a run now.

@@ -63,6 +63,7 @@ func planBaselines(stored map[string]seen, jobs []scheduler.Job, lastRun map[str
 // catches up a slot missed within this daemon's life time.
 func (d *Daemon) syncBaselines(cfg scheduler.Config) map[string]time.Time {
 	now := d.now()
+	d.checkState()
 	stored := map[string]seen{}
 	if d.opts.State != nil {
 		err := d.opts.State.View(baselineBucket, func(b *bolt.Bucket) error {
@@ -115,6 +116,24 @@ func (d *Daemon) syncBaselines(cfg scheduler.Config) map[string]time.Time {
 		since[k] = v.Since
 	}
 	return since
+}
+
+// checkState records whether the state database is usable, for status. A
+// damaged database does not stop the daemon: it keeps serving status and
+// running the jobs that do not need the state; the others fail with the
+// error, which names the file and the way out.
+func (d *Daemon) checkState() {
+	if d.opts.State == nil {
+		return
+	}
+	msg := ""
+	if err := d.opts.State.Check(); err != nil {
+		msg = err.Error()
+		d.log.Error("state database unusable", "err", err)
+	}
+	d.mu.Lock()
+	d.stateErr = msg
+	d.mu.Unlock()
 }
 
 // ErrAnotherDaemon is returned by Run when another daemon uses the same

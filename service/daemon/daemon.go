@@ -102,6 +102,7 @@ type Daemon struct {
 	mu         sync.Mutex
 	snap       *policy.Snapshot // the policy in force
 	policyErr  string
+	stateErr   string // why the state database is unusable, "" when it is fine
 	policyLoad time.Time
 	active     map[string]*api.Run // queued and running runs by id
 	bus        string              // D-Bus state for status
@@ -137,7 +138,14 @@ func New(o Options) (*Daemon, error) {
 		return nil, err
 	}
 	last, err := o.Runs.Last()
-	if err != nil {
+	switch {
+	case errors.Is(err, state.ErrCorrupt):
+		// The daemon starts without the run history: status says what
+		// is wrong with the state database (checkState) and the jobs
+		// that need it fail with the same error.
+		o.Logger.Error("reading last runs", "err", err)
+		last = nil
+	case err != nil:
 		return nil, fmt.Errorf("reading last runs: %w", err)
 	}
 	for _, r := range last {
@@ -452,7 +460,7 @@ func (d *Daemon) statusLine() string {
 		}
 	}
 	d.mu.Lock()
-	perr := d.policyErr
+	perr, serr := d.policyErr, d.stateErr
 	d.mu.Unlock()
 	s := "idle"
 	if len(running) > 0 {
@@ -460,6 +468,9 @@ func (d *Daemon) statusLine() string {
 	}
 	if perr != "" {
 		s += "; policy invalid (previous policy in force)"
+	}
+	if serr != "" {
+		s += "; state database unusable (see stowage status)"
 	}
 	return s
 }

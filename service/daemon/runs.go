@@ -86,6 +86,9 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 	d.mu.Unlock()
 	d.metrics.Finished(done)
+	// A job that needs the state database fails while it is damaged, and
+	// one may have found it so: status says so until it is fixed.
+	d.checkState()
 
 	attrs := []any{"outcome", string(done.Outcome), "dry_run", done.DryRun, "duration", done.Duration().String(), "summary", done.Summary}
 	if err != nil {
@@ -115,6 +118,7 @@ func (d *Daemon) Status() api.Status {
 	s := api.Status{
 		Version: d.opts.Version, Mode: d.Mode(), PID: os.Getpid(), Started: d.started,
 		State: "idle", PolicyError: d.policyErr, PolicyLoad: d.policyLoad, Bus: d.bus,
+		StateError: d.stateErr,
 	}
 	s.PolicyFiles = d.snap.Files()
 	s.PolicyPath = s.PolicyFiles[0]

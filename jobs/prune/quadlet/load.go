@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/stowage/stowage/internal/regfile"
 )
 
 // unitTypes are the file extensions podman's quadlet generator reads.
@@ -57,9 +59,15 @@ func Load(dirs []string) ([]*UnitFile, error) {
 	return units, errors.Join(errs...)
 }
 
-// readUnit reads and parses one unit or drop-in file.
+// MaxUnitSize bounds a unit or drop-in file; real ones are a few hundred
+// bytes.
+const MaxUnitSize = 1 << 20
+
+// readUnit reads and parses one unit or drop-in file. Only a regular file
+// (after following symlinks) of at most MaxUnitSize is read: a FIFO named
+// like a unit would hang the scan and a link to /dev/zero exhaust memory.
 func readUnit(path string) (*UnitFile, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.Read(path, MaxUnitSize)
 	if err != nil {
 		return nil, fmt.Errorf("quadlet: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"go.podman.io/image/v5/docker/reference"
 
+	"github.com/stowage/stowage/internal/regfile"
 	"github.com/stowage/stowage/jobs/inventory"
 )
 
@@ -105,7 +106,11 @@ func Scan(dirs []string) (*Refs, error) {
 	return r, errors.Join(lerr, ierr)
 }
 
-// readYAML reads a .kube's Yaml= file. A leading %h (systemd's home
+// MaxYAMLSize bounds a .kube unit's Yaml= file.
+const MaxYAMLSize = 16 << 20
+
+// readYAML reads a .kube's Yaml= file, a regular file of at most
+// MaxYAMLSize (see readUnit). A leading %h (systemd's home
 // directory specifier) is expanded; other specifiers are not, so such a
 // path fails to read and the scan fails closed.
 func readYAML(path string) ([]byte, error) {
@@ -116,7 +121,7 @@ func readYAML(path string) ([]byte, error) {
 		}
 		path = filepath.Join(home, rest)
 	}
-	data, err := os.ReadFile(path)
+	data, err := regfile.Read(path, MaxYAMLSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading kube yaml: %w", err)
 	}

@@ -9,7 +9,11 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/stowage/stowage/internal/regfile"
 )
 
 func write(t *testing.T, path, content string) {
@@ -353,5 +357,83 @@ func TestKubeYamlInHome(t *testing.T) {
 	}
 	if got := refsOf(t, r); !reflect.DeepEqual(got, []string{"localhost/qfix/home:1"}) {
 		t.Errorf("refs = %q", got)
+	}
+}
+
+// TestScanSpecialFiles (issue 12 item 7): a FIFO named like a unit used to
+// hang the scan, and a unit, drop-in or kube YAML linked to /dev/zero or
+// grown huge exhausted memory. Each is now an error naming the file, so
+// prune fails closed; the scan never blocks.
+func TestScanSpecialFiles(t *testing.T) {
+	big := strings.Repeat("# filler\n", MaxUnitSize/9+1)
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, d string) string // returns the path the error must name
+		is    error
+	}{
+		{"fifo unit", func(t *testing.T, d string) string {
+			p := filepath.Join(d, "f.container")
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, regfile.ErrNotRegular},
+		{"fifo drop-in", func(t *testing.T, d string) string {
+			write(t, filepath.Join(d, "a.container"), "[Container]\nImage=localhost/a:1\n")
+			if err := os.MkdirAll(filepath.Join(d, "a.container.d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(d, "a.container.d", "x.conf")
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, regfile.ErrNotRegular},
+		{"unit linked to /dev/zero", func(t *testing.T, d string) string {
+			p := filepath.Join(d, "z.container")
+			if err := os.Symlink("/dev/zero", p); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, regfile.ErrNotRegular},
+		{"drop-in linked to /dev/zero", func(t *testing.T, d string) string {
+			write(t, filepath.Join(d, "a.container"), "[Container]\nImage=localhost/a:1\n")
+			if err := os.MkdirAll(filepath.Join(d, "container.d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(d, "container.d", "z.conf")
+			if err := os.Symlink("/dev/zero", p); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, regfile.ErrNotRegular},
+		{"kube yaml linked to /dev/zero", func(t *testing.T, d string) string {
+			write(t, filepath.Join(d, "k.kube"), "[Kube]\nYaml=k.yaml\n")
+			p := filepath.Join(d, "k.yaml")
+			if err := os.Symlink("/dev/zero", p); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, regfile.ErrNotRegular},
+		{"huge unit", func(t *testing.T, d string) string {
+			p := filepath.Join(d, "h.container")
+			write(t, p, "[Container]\nImage=localhost/h:1\n"+big)
+			return p
+		}, regfile.ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := t.TempDir()
+			want := tc.setup(t, d)
+			done := make(chan error, 1)
+			go func() { _, err := Scan(ExpandDirs([]string{d})); done <- err }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), want) {
+					t.Fatalf("err = %v, want %v naming %s", err, tc.is, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Scan blocked")
+			}
+		})
 	}
 }

@@ -1,6 +1,8 @@
 package quadlet
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -169,6 +171,9 @@ func TestTemplateParts(t *testing.T) {
 func FuzzParseUnit(f *testing.F) {
 	f.Add("[Container]\nImage=a\\\nb\n")
 	f.Add("[Container]\n# c\nImage=\"x\"\n")
+	f.Add("[Container]\nImage=k.image\n[Unit]\nX=%h %n %i\n")
+	f.Add("[Kube]\nYaml=/dev/zero\n")
+	f.Add("[Container]\nImage=b.build\nPod=p.pod\nMount=type=image,source=i.image,target=/x\n")
 	f.Fuzz(func(t *testing.T, data string) {
 		u, err := ParseUnit("f.container", data)
 		if err != nil {
@@ -177,5 +182,18 @@ func FuzzParseUnit(f *testing.F) {
 		if v, ok := u.Lookup("Container", "Image"); ok && strings.Contains(v, "\n") {
 			t.Fatalf("value with a newline: %q", v)
 		}
+		// Through the files: the unit as read by Load and merged with itself
+		// as a drop-in, then resolved; errors are fine, panics are not.
+		d := t.TempDir()
+		if err := os.WriteFile(filepath.Join(d, "f.container"), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(d, "f.container.d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "f.container.d", "10.conf"), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = Scan([]string{d})
 	})
 }
