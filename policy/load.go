@@ -15,7 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/stowage/stowage/internal/regfile"
+	"github.com/stowage/stowage/policy/regfile"
 )
 
 // EmbeddedSource names the built-in default policy in Sources.

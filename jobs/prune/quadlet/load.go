@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/stowage/stowage/internal/regfile"
+	"github.com/stowage/stowage/policy/regfile"
 )
 
 // unitTypes are the file extensions podman's quadlet generator reads.

@@ -21,8 +21,8 @@ import (
 
 	"go.podman.io/image/v5/docker/reference"
 
-	"github.com/stowage/stowage/internal/regfile"
 	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/policy/regfile"
 )
 
 // SystemDirs returns the search path of podman's system quadlet generator

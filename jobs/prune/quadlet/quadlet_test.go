@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/internal/regfile"
+	"github.com/stowage/stowage/policy/regfile"
 )
 
 func write(t *testing.T, path, content string) {
