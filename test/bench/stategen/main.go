@@ -293,8 +293,8 @@ func (s *sim) refresh() (any, *report.Common, error) {
 			if res.New {
 				rep.Events = append(rep.Events, report.Event{
 					Kind: report.EventDriftDetected, Severity: report.SeverityNormal,
-					Message:   fmt.Sprintf("%s now points to %s (local image %.12s)", r.name, r.remote, r.imageID),
-					Topic:     "refresh:" + r.name, Image: r.imageID, Reference: r.name, Digest: r.remote,
+					Message: fmt.Sprintf("%s now points to %s (local image %.12s)", r.name, r.remote, r.imageID),
+					Topic:   "refresh:" + r.name, Image: r.imageID, Reference: r.name, Digest: r.remote,
 				})
 			}
 			// Pull mode: the new image arrives, the old one is left for prune.
@@ -304,8 +304,8 @@ func (s *sim) refresh() (any, *report.Common, error) {
 			pulled++
 			rep.Events = append(rep.Events, report.Event{
 				Kind: report.EventImagePulled, Severity: report.SeverityLow,
-				Message:   fmt.Sprintf("pulled %s (%s); the previous image %.12s is kept", r.name, r.remote, res.ImageID),
-				Topic:     "refresh:" + r.name, Image: r.imageID, Reference: r.name,
+				Message: fmt.Sprintf("pulled %s (%s); the previous image %.12s is kept", r.name, r.remote, res.ImageID),
+				Topic:   "refresh:" + r.name, Image: r.imageID, Reference: r.name,
 			})
 		}
 		rep.Results = append(rep.Results, res)
