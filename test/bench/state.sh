@@ -14,7 +14,7 @@ RUNS=${STATE_RUNS:-10000}
 REFS=${STATE_REFS:-2000}
 ROUNDS=${STATE_ROUNDS:-1000}
 # The bound README documents for 2,000 references (see there for the sum).
-BOUND_MIB=${STATE_BOUND_MIB:-160}
+BOUND_MIB=${STATE_BOUND_MIB:-170}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 out="$here/results/state.txt"
