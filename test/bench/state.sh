@@ -45,15 +45,15 @@ dbus-run-session -- "$work/stategen" -dir "$work/state" -runs "$RUNS" -refs "$RE
 	{ cat "$work/gen.err" >&2; exit 1; }
 gen_s=$(($(date +%s) - t0))
 
-load() { # load STATE_DIR: one stateload line
+load() { # load STATE_DIR [-empty]: one stateload line
 	rm -rf "$work/s" && mkdir -p "$work/s"
-	timeout 600 "$work/stateload" -socket "$work/s/ctl.sock" -rounds "$ROUNDS" -- \
+	timeout 900 "$work/stateload" -socket "$work/s/ctl.sock" -rounds "$ROUNDS" ${2:-} -- \
 		env XDG_RUNTIME_DIR="$work/s" "$STOWAGE_BIN" --user --state-dir "$1" --policy "$work/policy.toml" \
 		daemon --socket "$work/s/ctl.sock"
 }
 full=$(load "$work/state")
 mkdir -p "$work/empty"
-empty=$(load "$work/empty")
+empty=$(load "$work/empty" -empty)
 
 field() { tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
