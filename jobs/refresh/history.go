@@ -232,3 +232,26 @@ func commit(db *state.DB, obs []observation, now time.Time, dryRun bool) (map[st
 	}
 	return isNew, nil
 }
+
+// Observed is what a refresh run learnt about one reference: the remote
+// digest for the image's platform and, for a manifest list, the list key
+// (see Record.Lists) with the instance chosen from it.
+type Observed struct {
+	Reference string
+	Digest    string
+	Drift     bool
+	ListKey   string
+	Instance  string
+}
+
+// Observe merges observations into the history at now exactly as Run does
+// (same transaction, trimming and sweep) and returns, per reference, whether
+// its digest was new. It lets a driver without registries, such as the state
+// benchmark (test/bench/stategen), exercise the real recording path.
+func Observe(db *state.DB, obs []Observed, now time.Time) (map[string]bool, error) {
+	in := make([]observation, len(obs))
+	for i, o := range obs {
+		in[i] = observation{ref: o.Reference, digest: o.Digest, drift: o.Drift, listKey: o.ListKey, inst: o.Instance}
+	}
+	return commit(db, in, now, false)
+}

@@ -73,3 +73,25 @@ func TestCommitNewExactlyOnce(t *testing.T) {
 		t.Errorf("list cache has %d entries, want 1..%d", n, maxLists)
 	}
 }
+
+// TestObserve: the exported entry point records like a run does, list
+// cache included, and reports a digest as new once.
+func TestObserve(t *testing.T) {
+	db, err := state.Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	ob := Observed{Reference: "quay.io/org/app:1", Digest: "sha256:" + sha('3'), Drift: true, ListKey: "sha256:" + sha('4') + " linux/amd64/", Instance: "sha256:" + sha('3')}
+	for i, want := range []bool{true, false} {
+		isNew, err := Observe(db, []Observed{ob}, t0.Add(time.Duration(i)*time.Hour))
+		if err != nil || isNew[ob.Reference] != want {
+			t.Fatalf("observation %d: new=%v err=%v, want new=%v", i, isNew, err, want)
+		}
+	}
+	recs, err := History(db, ob.Reference)
+	if err != nil || len(recs) != 1 || len(recs[0].Seen) != 1 || recs[0].Lists[ob.ListKey] != ob.Instance ||
+		!recs[0].Seen[0].LastSeen.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("history = %+v, %v", recs, err)
+	}
+}
