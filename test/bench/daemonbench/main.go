@@ -5,9 +5,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/stowage/stowage/test/bench/benchproc"
 )
 
 func main() {
@@ -74,20 +74,10 @@ func run(socket, path string, requests int, idle, timeout time.Duration, argv []
 			<-done
 		}
 	}()
-	_ = conn.SetReadDeadline(start.Add(timeout))
-	buf := make([]byte, 4096)
-	var ready time.Duration
-	for ready == 0 {
-		n, err := conn.Read(buf)
-		if err != nil {
-			return fmt.Errorf("waiting for READY=1: %w", err)
-		}
-		for _, l := range strings.Split(string(buf[:n]), "\n") {
-			if l == "READY=1" {
-				ready = time.Since(start)
-			}
-		}
+	if err := benchproc.WaitReady(conn, start.Add(timeout)); err != nil {
+		return err
 	}
+	ready := time.Since(start)
 	readyCPU, err := cpuMs(cmd.Process.Pid)
 	if err != nil {
 		return err
@@ -114,11 +104,11 @@ func run(socket, path string, requests int, idle, timeout time.Duration, argv []
 	}
 	c.CloseIdleConnections()
 	time.Sleep(idle)
-	rss, err := rssKiB(cmd.Process.Pid, "VmRSS:")
+	rss, err := benchproc.RSSKiB(cmd.Process.Pid, "VmRSS:")
 	if err != nil {
 		return err
 	}
-	anon, err := rssKiB(cmd.Process.Pid, "RssAnon:")
+	anon, err := benchproc.RSSKiB(cmd.Process.Pid, "RssAnon:")
 	if err != nil {
 		return err
 	}
@@ -170,36 +160,4 @@ func cpuMs(pid int) (int, error) {
 	u, _ := strconv.Atoi(f[11])
 	k, _ := strconv.Atoi(f[12])
 	return (u + k) * 10, nil // USER_HZ is 100 on Linux
-}
-
-// rssKiB sums a /proc/PID/status field (VmRSS, RssAnon) over the process and its descendants (podman's service
-// may fork helpers; stowage's daemon has none at idle).
-func rssKiB(pid int, field string) (int, error) {
-	total := 0
-	pids := []int{pid}
-	for len(pids) > 0 {
-		p := pids[0]
-		pids = pids[1:]
-		f, err := os.Open(fmt.Sprintf("/proc/%d/status", p))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			return 0, err
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), field); ok {
-				n, _ := strconv.Atoi(strings.Fields(v)[0])
-				total += n
-			}
-		}
-		f.Close()
-		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p, p))
-		for _, k := range strings.Fields(string(kids)) {
-			n, _ := strconv.Atoi(k)
-			pids = append(pids, n)
-		}
-	}
-	return total, nil
 }

@@ -10,9 +10,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,10 +19,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/stowage/stowage/test/bench/benchproc"
 )
 
 func main() {
@@ -79,7 +78,7 @@ func run(socket string, rounds, sample int, jobs []string, idle time.Duration, e
 			<-done
 		}
 	}()
-	if err := waitReady(conn, start.Add(60*time.Second)); err != nil {
+	if err := benchproc.WaitReady(conn, start.Add(60*time.Second)); err != nil {
 		return err
 	}
 	ready := time.Since(start)
@@ -110,7 +109,7 @@ func run(socket string, rounds, sample int, jobs []string, idle time.Duration, e
 		return nil
 	}
 
-	rssReady, err := rssKiB(pid)
+	rssReady, err := benchproc.RSSKiB(pid, "VmRSS:")
 	if err != nil {
 		return err
 	}
@@ -125,7 +124,7 @@ func run(socket string, rounds, sample int, jobs []string, idle time.Duration, e
 			}
 		}
 		if i == 0 || (i+1)%sample == 0 || i == rounds-1 {
-			rss, err := rssKiB(pid)
+			rss, err := benchproc.RSSKiB(pid, "VmRSS:")
 			if err != nil {
 				return err
 			}
@@ -139,44 +138,11 @@ func run(socket string, rounds, sample int, jobs []string, idle time.Duration, e
 	elapsed := time.Since(t0)
 	c.CloseIdleConnections()
 	time.Sleep(idle)
-	rssIdle, err := rssKiB(pid)
+	rssIdle, err := benchproc.RSSKiB(pid, "VmRSS:")
 	if err != nil {
 		return err
 	}
 	fmt.Printf("ready_ms=%d rounds=%d requests=%d served_mib=%.1f elapsed_s=%.1f rss_ready_kib=%d rss_first_kib=%d rss_last_kib=%d rss_max_kib=%d rss_idle_kib=%d samples=%d\n",
 		ready.Milliseconds(), rounds, rounds*4, float64(served)/(1<<20), elapsed.Seconds(), rssReady, first, last, maxRSS, rssIdle, samples)
 	return nil
-}
-
-// waitReady reads NOTIFY_SOCKET messages until READY=1.
-func waitReady(conn *net.UnixConn, deadline time.Time) error {
-	_ = conn.SetReadDeadline(deadline)
-	buf := make([]byte, 4096)
-	for {
-		n, err := conn.Read(buf)
-		if err != nil {
-			return fmt.Errorf("waiting for READY=1: %w", err)
-		}
-		for _, l := range strings.Split(string(buf[:n]), "\n") {
-			if l == "READY=1" {
-				return nil
-			}
-		}
-	}
-}
-
-// rssKiB is the VmRSS of pid.
-func rssKiB(pid int) (int, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("reading the daemon's status: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			return strconv.Atoi(strings.Fields(v)[0])
-		}
-	}
-	return 0, errors.New("no VmRSS in the daemon's status")
 }
