@@ -7,11 +7,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stowage/stowage/test/testenv"
 )
@@ -35,29 +33,9 @@ func TestTriggerJobNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "ctl.sock")
-	d := exec.Command(bin, "--user", "--state-dir", filepath.Join(dir, "state"),
+	testenv.StartDaemon(t, bin, sock, nil, "--user", "--state-dir", filepath.Join(dir, "state"),
 		"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "--storage-driver", "vfs",
 		"--policy", pol, "daemon", "--socket", sock)
-	var stderr strings.Builder
-	d.Stderr = &stderr
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = d.Process.Kill()
-		_ = d.Wait()
-		t.Logf("daemon stderr:\n%s", stderr.String())
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := testenv.RunErr(nil, bin, "--user", "status", "--socket", sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("daemon not up")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	const jobs = "one of refresh, verify, prune, volumes"
 
 	// The CLI.

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stowage/stowage/test/testenv"
 )
@@ -106,28 +105,8 @@ func TestRefreshAllFailedIsFailedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(t.TempDir(), "ctl.sock")
-	d := exec.Command(bin, append(w.host.Flags(), "--user", "--state-dir", stateDir, "--policy", pol, "daemon", "--socket", sock)...)
-	d.Env = append(os.Environ(), env(badAuth)...)
-	var stderr strings.Builder
-	d.Stderr = &stderr
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = d.Process.Kill()
-		_ = d.Wait()
-		t.Logf("daemon stderr:\n%s", stderr.String())
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := testenv.RunErr(nil, bin, "--user", "status", "--socket", sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("daemon not up")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.StartDaemon(t, bin, sock, env(badAuth),
+		append(w.host.Flags(), "--user", "--state-dir", stateDir, "--policy", pol, "daemon", "--socket", sock)...)
 	out, err := testenv.RunErr(nil, bin, "--user", "trigger", "refresh", "--wait", "--format", "json", "--socket", sock)
 	if exitCode(err) != 1 {
 		t.Errorf("trigger --wait: exit %d (%v), want 1", exitCode(err), err)
