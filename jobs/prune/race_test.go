@@ -181,10 +181,12 @@ orphan_layers = false`)
 
 // lostRace reports whether a podman failure is the image vanishing between
 // podman's lookup and its use (storage's "image not known"/"layer not known",
-// "identifier is not ..." when a pull updates an image being deleted, or a
-// pull whose fresh image lost its name before podman read it back).
+// "identifier is not ..." when a pull updates an image being deleted, a
+// pull whose fresh image lost its name before podman read it back, or
+// "size is not known": storage's ImageBigDataSize answers ErrSizeUnknown,
+// not ErrImageUnknown, when the image it is asked about is gone).
 func lostRace(msg string) bool {
-	for _, s := range []string{"image not known", "layer not known", "identifier is not", "cannot specify 64-byte hexadecimal strings"} {
+	for _, s := range []string{"image not known", "layer not known", "identifier is not", "cannot specify 64-byte hexadecimal strings", "size is not known"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
