@@ -92,7 +92,6 @@ func Simulate(ctx context.Context, p *policy.Policy, m Model) (*Result, error) {
 	return r, nil
 }
 
-
 // steady returns the refresh starts of m's hosts relative to slot,
 // checked to lie within the jitter window.
 func steady(ctx context.Context, cfg scheduler.Config, m Model, slot time.Time) ([]time.Duration, error) {

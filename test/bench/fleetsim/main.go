@@ -17,6 +17,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -73,7 +74,7 @@ func run(m Model, jitter time.Duration, txt, pngPath string, table bool) error {
 	if err != nil {
 		return err
 	}
-	var sizes []Sizing
+	var sizes, pacedSizes []Sizing
 	if table {
 		for _, n := range []int{100, 1000, 10000, 100000} {
 			for _, rate := range []int{100, 1000} {
@@ -83,12 +84,16 @@ func run(m Model, jitter time.Duration, txt, pngPath string, table bool) error {
 				if err != nil {
 					return err
 				}
-				sizes = append(sizes, sz)
+				psz, err := JitterFor(ctx, &q, ms, rate)
+				if err != nil {
+					return err
+				}
+				sizes, pacedSizes = append(sizes, sz), append(pacedSizes, psz)
 			}
 		}
 	}
 	var b bytes.Buffer
-	writeReport(&b, p, r, paced, seeds, sizes, time.Since(t0))
+	writeReport(&b, p, r, paced, seeds, sizes, pacedSizes, time.Since(t0))
 	os.Stdout.Write(b.Bytes())
 	if txt != "" {
 		if err := os.WriteFile(txt, b.Bytes(), 0o644); err != nil {
@@ -111,7 +116,7 @@ func run(m Model, jitter time.Duration, txt, pngPath string, table bool) error {
 	return nil
 }
 
-func writeReport(w io.Writer, p *policy.Policy, r, paced *Result, seeds []float64, sizes []Sizing, took time.Duration) {
+func writeReport(w io.Writer, p *policy.Policy, r, paced *Result, seeds []float64, sizes, pacedSizes []Sizing, took time.Duration) {
 	m, st, cu := r.Model, r.SteadyStats, r.CatchUpStats
 	verdict := func(ok bool) string {
 		if ok {
@@ -119,8 +124,8 @@ func writeReport(w io.Writer, p *policy.Policy, r, paced *Result, seeds []float6
 		}
 		return "MISSED"
 	}
-	fmt.Fprintf(w, "# fleet registry load, simulated: %d hosts x %d references on one registry, %s per request, seed %d; %.1f s on %s\n",
-		m.Hosts, m.Refs, m.Latency, m.Seed, took.Seconds(), "this machine")
+	fmt.Fprintf(w, "# fleet registry load, simulated: %d hosts x %d references on one registry, %s per request, seed %d; %.1f s, %s\n",
+		m.Hosts, m.Refs, m.Latency, m.Seed, took.Seconds(), fmt.Sprintf("%d CPUs", runtime.NumCPU()))
 	fmt.Fprintf(w, "# policy: refresh %q, jitter %s, concurrency %d, per_registry %d (start times: service/scheduler on a fake clock; requests: jobs/refresh planner)\n",
 		p.Schedule.Refresh.Spec, r.Jitter, p.Refresh.Concurrency, p.Refresh.PerRegistry)
 	n := r.Plan.Head + r.Plan.Get
@@ -154,17 +159,31 @@ func writeReport(w io.Writer, p *policy.Policy, r, paced *Result, seeds []float6
 	}
 	fmt.Fprintln(w)
 	if len(sizes) > 0 {
-		fmt.Fprintf(w, "\njitter sizing, %d refs per host, per-second peak <= rate (smallest jitter found, whole minutes, within 2%%):\n", m.Refs)
-		fmt.Fprintf(w, "  %-8s %-6s %-10s %-10s %-8s %-8s %-8s %s\n", "hosts", "rate", "floor", "jitter", "k", "peak", "mean", "peak/mean")
-		for _, s := range sizes {
-			j := s.Jitter.String()
-			if s.Over {
-				j = "> " + j
-			}
-			fmt.Fprintf(w, "  %-8d %-6d %-10s %-10s %-8.2f %-8d %-8.1f %.2f\n", s.Hosts, s.Rate, s.Floor.Round(time.Second), j, s.Factor(), s.Stats.Peak, s.Stats.Mean, s.Stats.Ratio())
+		fmt.Fprintf(w, "\njitter sizing, %d refs per host: smallest jitter whose per-second peak <= rate (whole minutes from 1m, within 2%%; searched up to one period)\n", m.Refs)
+		fmt.Fprintf(w, "  %-7s %-5s %-10s | %-11s %-6s %-5s %-9s | per_registry = 1: %-11s %s\n", "hosts", "rate", "floor", "jitter", "k", "peak", "peak/mean", "jitter", "k")
+		for i, s := range sizes {
+			fmt.Fprintf(w, "  %-7d %-5d %-10s | %-11s %-6s %-5d %-9.2f | %17s %-11s %s\n", s.Hosts, s.Rate, s.Floor.Round(time.Second),
+				jitterCell(s), factorCell(s), s.Stats.Peak, s.Stats.Ratio(), "", jitterCell(pacedSizes[i]), factorCell(pacedSizes[i]))
 		}
-		fmt.Fprintln(w, "  floor = hosts x refs / rate; k = jitter / floor: jitter >= k x hosts x refs / rate")
+		fmt.Fprintln(w, "  floor = hosts x refs / rate (an even spread); k = jitter / floor, so jitter >= k x hosts x refs / rate")
 	}
+}
+
+func jitterCell(s Sizing) string {
+	if s.Over {
+		return "> " + s.Jitter.String()
+	}
+	return s.Jitter.String()
+}
+
+func factorCell(s Sizing) string {
+	switch {
+	case s.Over:
+		return "-"
+	case s.Jitter == time.Minute && s.Floor < time.Minute:
+		return "(min)" // the smallest jitter tried already meets the rate
+	}
+	return fmt.Sprintf("%.2f", s.Factor())
 }
 
 func floats(fs []float64) string {

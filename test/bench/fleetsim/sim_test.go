@@ -21,7 +21,7 @@ func TestOffsets(t *testing.T) {
 		{5, 2, 50 * ms, []time.Duration{50 * ms, 50 * ms, 100 * ms, 100 * ms, 150 * ms}, 200 * ms},
 		{3, 8, 10 * ms, []time.Duration{10 * ms, 10 * ms, 10 * ms}, 20 * ms},
 		{2, 0, 10 * ms, []time.Duration{10 * ms, 20 * ms}, 30 * ms}, // inflight clamps to 1
-		{0, 4, 10 * ms, []time.Duration{}, 10 * ms},                   // the ping alone
+		{0, 4, 10 * ms, []time.Duration{}, 10 * ms},                 // the ping alone
 	} {
 		if got := Offsets(c.n, c.inflight, c.latency); !slices.Equal(got, c.want) {
 			t.Errorf("Offsets(%d, %d, %s) = %v, want %v", c.n, c.inflight, c.latency, got, c.want)
