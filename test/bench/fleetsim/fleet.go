@@ -38,7 +38,8 @@ type Result struct {
 	Plan     PerTag        // one host's run, from the planner
 	Slot     time.Time     // the steady day's slot
 
-	Steady      []int // arrivals per second after the slot
+	Starts      []time.Duration // each host's run start after the slot
+	Steady      []int           // arrivals per second after the slot
 	SteadyStats Stats
 	Fine        Stats // the steady window at 100 ms
 	SmoothStats Stats // what-if: every request jittered alone
@@ -69,6 +70,7 @@ func Simulate(ctx context.Context, p *policy.Policy, m Model) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.Starts = rel
 	r.Steady = Bin(rel, offsets, time.Second)
 	r.SteadyStats = Summarize(r.Steady, WindowBins(cfg.Jitter, r.Run, time.Second))
 	fine := 100 * time.Millisecond

@@ -143,6 +143,12 @@ func writeReport(w io.Writer, p *policy.Policy, r, paced *Result, seeds []float6
 		"       peak/mean ~ 1 + %.2f/sqrt(%.1f) = %.2f\n", lambda, r.HostPeak, st.Bins, st.Bins, math.Sqrt(2*math.Log(float64(st.Bins))), lambda, 1+math.Sqrt(2*math.Log(float64(st.Bins))/lambda))
 	fmt.Fprintf(w, "  what-if per_registry = 1 (an existing key): runs of %s, up to %d HEADs/s per host; peak %d/s  peak/mean %.2f\n",
 		paced.Run, paced.HostPeak, paced.SteadyStats.Peak, paced.SteadyStats.Ratio())
+	// The proposal: pace a run to at most capRate requests per second.
+	const capRate = 10
+	cn := r.Plan.Head + r.Plan.Get
+	capped := Summarize(Bin(r.Starts, Offsets(cn, 1, time.Second/capRate), time.Second), WindowBins(r.Jitter, RunLength(cn, 1, time.Second/capRate), time.Second))
+	fmt.Fprintf(w, "  what-if a run paced to %d requests/s (a proposal, no such key): runs of %s; peak %d/s  peak/mean %.2f\n",
+		capRate, RunLength(cn, 1, time.Second/capRate), capped.Peak, capped.Ratio())
 	fmt.Fprintf(w, "  criterion peak/mean <= 2 at per-second resolution: %s\n", verdict(st.Ratio() <= 2))
 	fmt.Fprintf(w, "\ncatch-up after a fleet-wide outage over the slot: boots uniform within %s, one catch-up run each after a fresh jitter\n", m.BootSpread)
 	fmt.Fprintf(w, "  window [0, %s) after the first boot (boot spread + jitter + one run); runs started +%s .. +%s\n",
