@@ -32,12 +32,11 @@ var (
 )
 
 const (
-	marginLeft   = 64
-	marginRight  = 16
-	panelHeight  = 300
-	panelTop     = 40 // title above the plot area
-	panelBottom  = 36 // tick labels and axis title below it
-	secondsPerPx = 1
+	marginLeft  = 64
+	marginRight = 16
+	panelHeight = 300
+	panelTop    = 40 // title above the plot area
+	panelBottom = 36 // tick labels and axis title below it
 )
 
 // Plot draws the panels one above the other, one pixel per second on a
@@ -46,7 +45,7 @@ func Plot(w io.Writer, panels []Panel) error {
 	width, top := 0, 0
 	ymax := 1
 	for _, p := range panels {
-		width = max(width, len(p.Bins)/secondsPerPx)
+		width = max(width, len(p.Bins))
 		for _, v := range p.Bins {
 			ymax = max(ymax, v)
 		}
@@ -66,14 +65,14 @@ func Plot(w io.Writer, panels []Panel) error {
 			text(img, marginLeft-8-7*len(s), yOf(float64(v))+4, s, black)
 		}
 		for x, v := range p.Bins {
-			vline(img, marginLeft+x/secondsPerPx, yOf(float64(v)), y0, blue)
+			vline(img, marginLeft+x, yOf(float64(v)), y0, blue)
 		}
 		hline(img, marginLeft, marginLeft+len(p.Bins), yOf(p.Mean), green, 1)
 		hline(img, marginLeft, marginLeft+len(p.Bins), yOf(2*p.Mean), red, 2)
 		hline(img, marginLeft, marginLeft+width, y0, black, 1)
 		vline(img, marginLeft, top+panelTop, y0, black)
-		for s := 0; s <= width*secondsPerPx; s += 60 {
-			x := marginLeft + s/secondsPerPx
+		for s := 0; s <= width; s += 60 {
+			x := marginLeft + s
 			n := 3
 			if s%300 == 0 {
 				n = 7
