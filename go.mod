@@ -19,6 +19,7 @@ require (
 	go.podman.io/storage v1.64.2
 	go.yaml.in/yaml/v3 v3.0.5
 	golang.org/x/crypto v0.57.0
+	golang.org/x/image v0.46.0
 	golang.org/x/sys v0.48.0
 )
 
