@@ -136,6 +136,8 @@ func typeName(t reflect.Type) string {
 		return "schedule"
 	case reflect.TypeOf(RefreshMode("")):
 		return "notify | pull | off"
+	case reflect.TypeOf(NewerLevel("")):
+		return "off | patch | minor | major"
 	case reflect.TypeOf(VerifyMode("")):
 		return "report | untag | remove | off"
 	case reflect.TypeOf(Urgency("")):
@@ -210,6 +212,16 @@ func keyDescriptions() map[string]string {
 		"refresh.budget":       "Maximum requests sent to one registry host in one run; tags beyond it are reported as skipped. 0 means no cap.",
 		"refresh.rule.match":   "Reference glob the rule applies to, e.g. \"docker.io/library/*\".",
 		"refresh.rule.mode":    "Refresh mode for matching references: notify, pull or off.",
+		"refresh.rule.newer":   "Overrides refresh.newer for matching references (off, patch, minor or major); unset keeps refresh.newer.",
+		"refresh.newer": "Report newer versions of tags that look like versions (an optional v, one to three numbers, an optional suffix: 1.25, v2.1.3, 1.25.3-alpine). " +
+			"A newer version is looked for in the same track only: the same v prefix, the same number of numeric parts and the same suffix, so 1.25 is compared with 1.26 but not with 1.25.4 or 1.26-alpine. " +
+			"patch reports a newer patch in the same minor (1.25.3 → 1.25.4; a two-part tag has no patch), minor also newer minors in the same major (1.25 → 1.27), major any newer version (1.25 → 2.0); off disables it. " +
+			"Pre-release tags (a suffix starting with -alpha, -beta, -rc, -pre, -dev or -preview, optionally numbered) are never reported for a release tag, only for a pre-release tag of the same track. " +
+			"Each repository with such a tag costs one tag listing per run (GET /v2/NAME/tags/list, following the registry's pagination, at most 20 pages), made after the digest checks and counted against refresh.budget; " +
+			"several local tags of one repository share it. Each newer version is reported once per local reference. pull mode never pulls a newer version: it only reports it. " +
+			"The default is minor: one listing per repository and run is cheap next to the per-tag HEADs, and registries' pull-rate limits count manifest GETs, not tag listings; minor updates are the ones a tag like 1.25 is meant to stay compatible with, while major updates usually need a human.",
+		"refresh.newer_tags":    "Tag globs (path.Match syntax, on the tag alone) that take part in the newer-version check, locally and in the registry's listing. Empty: every version-like tag.",
+		"refresh.newer_exclude": "Tag globs never checked nor reported as newer versions, e.g. \"*-windows*\".",
 
 		"verify.mode":           "What to do with an image name that fails the signature policy: report, untag (remove that name), remove (remove the image when no name passes) or off.",
 		"verify.policy_json":    "Signature policy file. Empty: the containers default lookup ($HOME/.config/containers/policy.json, then /etc/containers/policy.json).",

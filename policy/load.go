@@ -501,10 +501,12 @@ func (c *checker) value(v any, t reflect.Type, key string) {
 // globKeys are string values that must be valid path.Match globs
 // (array elements and [[refresh.rule]] indices written as *).
 var globKeys = map[string]bool{
-	"prune.keep.*":         true,
-	"volumes.keep.*":       true,
-	"volumes.include.*":    true,
-	"refresh.rule.*.match": true,
+	"prune.keep.*":            true,
+	"volumes.keep.*":          true,
+	"volumes.include.*":       true,
+	"refresh.rule.*.match":    true,
+	"refresh.newer_tags.*":    true,
+	"refresh.newer_exclude.*": true,
 }
 
 // intRanges bound integer values.
