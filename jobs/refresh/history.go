@@ -31,6 +31,9 @@ type Record struct {
 	// from that (immutable) manifest list, so a list changed only for other
 	// platforms costs no GET on later runs.
 	Lists map[string]string `json:"lists,omitempty"`
+	// Newer holds the newer versions reported for this reference (the
+	// newer-version check), each once.
+	Newer []NewerSeen `json:"newer,omitempty"`
 }
 
 // observe records digest at now; it returns true when it was not seen before.
@@ -85,6 +88,11 @@ func (r *Record) trim() {
 func (r *Record) lastSeen() time.Time {
 	var t time.Time
 	for _, s := range r.Seen {
+		if s.LastSeen.After(t) {
+			t = s.LastSeen
+		}
+	}
+	for _, s := range r.Newer {
 		if s.LastSeen.After(t) {
 			t = s.LastSeen
 		}

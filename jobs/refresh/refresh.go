@@ -66,6 +66,10 @@ type Report struct {
 	Registries   map[string]Counters `json:"registries"`
 	HeadRequests int                 `json:"head_requests"`
 	GetRequests  int                 `json:"get_requests"`
+	// Newer is the newer-version check of each version-like local tag.
+	Newer []NewerResult `json:"newer,omitempty"`
+	// TagsRequests counts tag-list pages (one listing per repository).
+	TagsRequests int `json:"tags_requests"`
 }
 
 // ErrNothingChecked is a run in which every reference failed: at least one
@@ -179,6 +183,14 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 			})
 		}
 	}
+	if ls := PlanNewer(targets, o.Policy); len(ls) > 0 {
+		rep.Newer = c.checkNewer(ctx, ls, o.Policy)
+		if err := commitNewer(db, rep.Newer, now(), o.DryRun); err != nil {
+			return nil, err
+		}
+		rep.Events = append(rep.Events, newerEvents(rep.Newer)...)
+		log.Debug("newer versions checked", "repositories", len(ls), "elapsed", time.Since(t0))
+	}
 	pulled := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, rep)
 
 	rep.Results = results
@@ -186,8 +198,10 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 	for _, cnt := range rep.Registries {
 		rep.HeadRequests += cnt.Head
 		rep.GetRequests += cnt.Get
+		rep.TagsRequests += cnt.Tags
 	}
 	rep.Metrics, rep.Summary = summarize(results, rep, pulled)
+	summarizeNewer(rep)
 	rep.Finished = now()
 	return rep, nil
 }
