@@ -60,7 +60,7 @@ func TestMessageIDsCoverKinds(t *testing.T) {
 		report.EventDriftDetected, report.EventSignatureRejected, report.EventSignatureRecovered,
 		report.EventImageRemoved, report.EventImageUntagged, report.EventImagePulled,
 		report.EventLayerRemoved, report.EventLayerCorrupted, report.EventVolumeRemoved,
-		report.EventQuotaExceeded}
+		report.EventQuotaExceeded, report.EventNewerVersion}
 	hex := regexp.MustCompile(`^[0-9a-f]{32}$`)
 	seen := map[string]string{}
 	for _, k := range kinds {
