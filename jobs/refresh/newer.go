@@ -155,7 +155,10 @@ func Choose(l Listing, tags []string, p policy.Refresh) []NewerResult {
 // checkNewer lists each planned repository's tags (one listing per
 // repository, within the budget left after the digest checks) and picks
 // each local tag's newest allowed version.
-func (c *client) checkNewer(ctx context.Context, ls []Listing, p policy.Refresh) []NewerResult {
+func (c *client) checkNewer(ctx context.Context, ls []Listing, p policy.Refresh, pageSize int) []NewerResult {
+	if pageSize <= 0 {
+		pageSize = tagsPageSize
+	}
 	remaining := func(reg string) int {
 		if c.budget <= 0 {
 			return -1
@@ -170,7 +173,7 @@ func (c *client) checkNewer(ctx context.Context, ls []Listing, p policy.Refresh)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tags, err := c.listRepository(ctx, l.Named)
+			tags, err := c.listRepository(ctx, l.Named, pageSize)
 			if err != nil {
 				results[i] = failed(l, err)
 				return
@@ -200,14 +203,14 @@ func failed(l Listing, err error) []NewerResult {
 
 // listRepository lists named's tags from its first pull source that
 // answers (mirrors first, as for the digest checks).
-func (c *client) listRepository(ctx context.Context, named reference.Named) ([]string, error) {
+func (c *client) listRepository(ctx context.Context, named reference.Named, pageSize int) ([]string, error) {
 	srcs, err := c.sources(named)
 	if err != nil {
 		return nil, err
 	}
 	var errs []error
 	for _, s := range srcs {
-		l, err := c.listTags(ctx, s.host, s.named)
+		l, err := c.listTags(ctx, s.host, s.named, pageSize)
 		if err == nil {
 			if l.truncated {
 				c.log.Info("tag list truncated", "repository", named.Name(), "pages", l.pages, "tags", len(l.tags))

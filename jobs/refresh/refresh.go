@@ -35,6 +35,8 @@ type Options struct {
 	DryRun bool
 	// Now is the clock for history times; nil means time.Now.
 	Now func() time.Time
+	// tagsPage is the n of tag-list pages (tests); 0 means tagsPageSize.
+	tagsPage int
 }
 
 // Result is the outcome for one reference.
@@ -184,7 +186,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		}
 	}
 	if ls := PlanNewer(targets, o.Policy); len(ls) > 0 {
-		rep.Newer = c.checkNewer(ctx, ls, o.Policy)
+		rep.Newer = c.checkNewer(ctx, ls, o.Policy, o.tagsPage)
 		if err := commitNewer(db, rep.Newer, now(), o.DryRun); err != nil {
 			return nil, err
 		}

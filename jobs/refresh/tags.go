@@ -108,12 +108,12 @@ type tagListing struct {
 
 // listTags lists named's tags on one pull source, following pagination,
 // with the client's budget, limits and auth.
-func (c *client) listTags(ctx context.Context, h *host, named reference.Named) (*tagListing, error) {
+func (c *client) listTags(ctx context.Context, h *host, named reference.Named, pageSize int) (*tagListing, error) {
 	if err := c.ping(ctx, h); err != nil {
 		return nil, err
 	}
 	repo := reference.Path(named)
-	u, err := url.Parse(h.scheme + "://" + h.addr + "/v2/" + repo + "/tags/list?n=" + strconv.Itoa(tagsPageSize))
+	u, err := url.Parse(h.scheme + "://" + h.addr + "/v2/" + repo + "/tags/list?n=" + strconv.Itoa(pageSize))
 	if err != nil {
 		return nil, fmt.Errorf("tag list URL of %s: %w", named.Name(), err)
 	}
@@ -155,7 +155,7 @@ func (c *client) listTags(ctx context.Context, h *host, named reference.Named) (
 		if fresh == 0 {
 			break // a registry that ignores last would loop forever
 		}
-		if u, err = NextPage(u, resp.header.Get("Link"), body.Tags, tagsPageSize); err != nil {
+		if u, err = NextPage(u, resp.header.Get("Link"), body.Tags, pageSize); err != nil {
 			return nil, err
 		}
 	}
