@@ -626,6 +626,9 @@ func semantic(p *Policy, where map[string]Pos) []Problem {
 		if r.Mode == "" {
 			add(key, "refresh.rule[%d]: mode is required", i)
 		}
+		if r.PullNewer && r.Mode != RefreshPull {
+			add(key, "refresh.rule[%d]: pull_newer needs mode = \"pull\"", i)
+		}
 	}
 	sort.SliceStable(probs, func(i, j int) bool {
 		a, b := probs[i], probs[j]

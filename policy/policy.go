@@ -62,6 +62,9 @@ type RefreshRule struct {
 	Mode  RefreshMode `toml:"mode"`
 	// Newer overrides refresh.newer for matching references; empty keeps it.
 	Newer NewerLevel `toml:"newer"`
+	// PullNewer pulls the newer version found (needs Mode pull); the old
+	// tag stays.
+	PullNewer bool `toml:"pull_newer"`
 }
 
 // Verify configures signature re-verification.

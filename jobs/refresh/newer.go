@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path"
 	"sort"
 	"sync"
@@ -11,6 +12,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/types"
+	storage "go.podman.io/storage"
 
 	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/jobs/state"
@@ -29,8 +32,10 @@ type NewerResult struct {
 	NewerRef string `json:"newer_reference,omitempty"`
 	// New is true the first time this newer version is reported for the
 	// reference.
-	New   bool   `json:"new"`
-	Error string `json:"error,omitempty"`
+	New bool `json:"new"`
+	// PulledImageID is the image pulled for Newer (rule pull_newer).
+	PulledImageID string `json:"pulled_image_id,omitempty"`
+	Error         string `json:"error,omitempty"`
 }
 
 // LocalVersion is one local tag taking part in the newer-version check.
@@ -309,17 +314,17 @@ func newerEvents(results []NewerResult) []report.Event {
 
 // summarizeNewer adds the newer-version figures to the report's metrics
 // and summary.
-func summarizeNewer(rep *Report) {
+func summarizeNewer(rep *Report, pulled int) {
 	pending, fresh, errs := 0, 0, 0
 	for _, r := range rep.Newer {
 		switch {
-		case r.Error != "":
-			errs++
-		case r.Newer != "":
+		case r.Newer != "": // a failed pull of it keeps it pending
 			pending++
 			if r.New {
 				fresh++
 			}
+		case r.Error != "":
+			errs++
 		}
 	}
 	rep.Metrics["newer_checked"] = float64(len(rep.Newer))
@@ -327,6 +332,7 @@ func summarizeNewer(rep *Report) {
 	rep.Metrics["newer_new"] = float64(fresh)
 	rep.Metrics["newer_errors"] = float64(errs)
 	rep.Metrics["tags_requests"] = float64(rep.TagsRequests)
+	rep.Metrics["newer_pulled"] = float64(pulled)
 	if len(rep.Newer) == 0 {
 		return
 	}
@@ -337,4 +343,94 @@ func summarizeNewer(rep *Report) {
 	if errs > 0 {
 		rep.Summary += fmt.Sprintf(", %d not listed", errs)
 	}
+	if pulled > 0 {
+		rep.Summary += fmt.Sprintf(", %d newer versions pulled", pulled)
+	}
+}
+
+// PullNewerFor reports whether the newer version found for ref is to be
+// pulled: the first [[refresh.rule]] matching it sets pull_newer with mode
+// pull.
+func PullNewerFor(ref string, p policy.Refresh) bool {
+	name := ref
+	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+		name = named.Name()
+	}
+	for _, r := range p.Rules {
+		for _, s := range []string{ref, name} {
+			if ok, err := path.Match(r.Match, s); err == nil && ok {
+				return r.PullNewer && r.Mode == policy.RefreshPull
+			}
+		}
+	}
+	return false
+}
+
+// pullNewer pulls the newer versions a rule asks for, as NAME:NEWTAG; the
+// old tag and image are left alone. A newer reference already held locally
+// is not pulled again. It returns how many were pulled.
+func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, c *client, plat *platforms,
+	targets []Target, images []LocalImage, p policy.Refresh, dryRun bool, rep *Report) int {
+	if dryRun {
+		return 0
+	}
+	byRef := make(map[string]Target, len(targets))
+	for _, t := range targets {
+		byRef[t.Reference] = t
+	}
+	local := map[string]bool{}
+	for _, img := range images {
+		for _, n := range img.Names {
+			local[NormalizeReference(n)] = true
+		}
+	}
+	var pl *puller
+	n := 0
+	for i := range rep.Newer {
+		r := &rep.Newer[i]
+		if r.Newer == "" || r.Error != "" || local[r.NewerRef] || !PullNewerFor(r.Reference, p) {
+			continue
+		}
+		named, err := reference.ParseNormalizedNamed(r.NewerRef)
+		if err != nil {
+			r.Error = err.Error()
+			continue
+		}
+		tagged, ok := named.(reference.NamedTagged)
+		if !ok {
+			continue
+		}
+		if pl == nil {
+			if pl, err = newPuller(store, sys); err != nil {
+				r.Error = err.Error()
+				log.Error("cannot pull", "err", err)
+				continue
+			}
+			defer pl.Close()
+		}
+		auth, err := c.pullCredentials(ctx, tagged)
+		if err != nil {
+			r.Error = err.Error()
+			continue
+		}
+		// The newer version for the platform of the image it supersedes.
+		id, dgst, err := pl.pull(ctx, tagged, plat.get(byRef[r.Reference].Image), auth)
+		if err != nil {
+			r.Error = err.Error()
+			log.Warn("pulling a newer version failed", "reference", r.Reference, "newer", r.NewerRef, "err", err)
+			continue
+		}
+		n++
+		local[r.NewerRef] = true
+		r.PulledImageID = id
+		rep.Events = append(rep.Events, report.Event{
+			Kind: report.EventImagePulled, Severity: report.SeverityLow,
+			Message:   fmt.Sprintf("pulled %s (%s), the newer version of %s, which is kept", r.NewerRef, dgst, r.Reference),
+			Topic:     "refresh-newer:" + r.Reference,
+			Image:     id,
+			Reference: r.NewerRef,
+			Digest:    dgst,
+		})
+	}
+	return n
 }

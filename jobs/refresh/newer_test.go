@@ -180,7 +180,8 @@ func TestNewerVersions(t *testing.T) {
 	}
 
 	// A newer minor appears: only that is new. A pre-release never is.
-	tagRemote(t, w.reg.Addr, "app", "1.25", "1.28", "1.29-beta", "2.1")
+	w.push("app:1.28") // its own image
+	tagRemote(t, w.reg.Addr, "app", "1.25", "1.29-beta", "2.1")
 	rep = w.run(p, nil, false)
 	evs = newerEventsOf(rep)
 	if len(evs) != 1 || evs[0].Reference != app+":1.25" || evs[0].Newer != app+":1.28" {
@@ -197,6 +198,48 @@ func TestNewerVersions(t *testing.T) {
 	rep = w.run(pm, nil, true)
 	if r := newerByRef(rep)[app+":1.25"]; !r.New {
 		t.Errorf("dry run recorded %+v", r)
+	}
+
+	// pull_newer: the rule's references get their newer version pulled
+	// beside the old tag, which stays where it was. Report-only rules and
+	// pull-mode rules without pull_newer pull nothing.
+	id125 := w.host.Run(t, "image", "inspect", "--format", "{{.Id}}", app+":1.25")
+	pp := p
+	pp.Rules = []policy.RefreshRule{{Match: app, Mode: policy.RefreshPull}}
+	rep = w.run(pp, nil, false)
+	if r := newerByRef(rep)[app+":1.25"]; r.Newer != "1.28" || r.PulledImageID != "" {
+		t.Errorf("pull mode without pull_newer: %+v", r)
+	}
+	if _, err := testenv.RunErr(w.host.Env, "podman", append(w.host.Flags(), "image", "exists", app+":1.28")...); err == nil {
+		t.Error("pull mode without pull_newer pulled a newer version")
+	}
+	pp.Rules[0].PullNewer = true
+	rep = w.run(pp, nil, true) // a dry run pulls nothing
+	if r := newerByRef(rep)[app+":1.25"]; r.PulledImageID != "" {
+		t.Errorf("dry run pulled: %+v", r)
+	}
+	rep = w.run(pp, nil, false)
+	r := newerByRef(rep)[app+":1.25"]
+	if r.Newer != "1.28" || r.PulledImageID == "" || r.PulledImageID == id125 || r.Error != "" {
+		t.Fatalf("pull_newer: %+v", r)
+	}
+	if got := w.host.Run(t, "image", "inspect", "--format", "{{.Id}}", app+":1.28"); got != r.PulledImageID {
+		t.Errorf("%s:1.28 is %s, want the pulled %s", app, got, r.PulledImageID)
+	}
+	if got := w.host.Run(t, "image", "inspect", "--format", "{{.Id}}", app+":1.25"); got != id125 {
+		t.Errorf("the old tag moved: %s, was %s", got, id125)
+	}
+	pulledEv := false
+	for _, e := range rep.Events {
+		pulledEv = pulledEv || e.Kind == report.EventImagePulled && e.Reference == app+":1.28"
+	}
+	if !pulledEv || rep.Metrics["newer_pulled"] < 1 {
+		t.Errorf("pull_newer events %+v metrics %v", rep.Events, rep.Metrics)
+	}
+	// Held locally now: not pulled again.
+	rep = w.run(pp, nil, false)
+	if rep.Metrics["newer_pulled"] != 0 {
+		t.Errorf("pulled again: %v", rep.Metrics)
 	}
 
 	// No Link: the client falls back to last= with full pages.

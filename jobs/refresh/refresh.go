@@ -194,6 +194,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		log.Debug("newer versions checked", "repositories", len(ls), "elapsed", time.Since(t0))
 	}
 	pulled := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, rep)
+	pulledNewer := pullNewer(ctx, log, store, sys, c, plat, targets, images, o.Policy, o.DryRun, rep)
 
 	rep.Results = results
 	rep.Registries = c.counters()
@@ -203,7 +204,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		rep.TagsRequests += cnt.Tags
 	}
 	rep.Metrics, rep.Summary = summarize(results, rep, pulled)
-	summarizeNewer(rep)
+	summarizeNewer(rep, pulledNewer)
 	rep.Finished = now()
 	return rep, nil
 }
