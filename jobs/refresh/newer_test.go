@@ -290,3 +290,32 @@ func (w *world) runWith(p policy.Refresh, o Options) *Report {
 	}
 	return rep
 }
+
+// The tag listing uses the token of the repository's pull scope that the
+// digest checks fetched: no second token.
+func TestNewerBearerToken(t *testing.T) {
+	testenv.RequireRoot(t)
+	ts := testenv.StartTokenServer(t, "stwg-newer", "tok3n")
+	w := newWorldWith(t, testenv.StartTokenRegistry(t, ts))
+	creds := []string{"--creds", "stwg-newer:tok3n"}
+	ref := w.reg.Addr + "/one/app:1.0"
+	w.pushTo(ref, creds...)
+	w.pushTo(w.reg.Addr+"/one/app:1.1", creds...)
+	w.pull(ref, creds...)
+	good := testenv.AuthJSON(t, map[string][2]string{w.reg.Addr: {"stwg-newer", "tok3n"}})
+	p := defaultRefresh()
+	p.Newer = policy.NewerMinor
+	before := len(ts.Scopes())
+	rep := w.run(p, &types.SystemContext{AuthFilePath: good}, false)
+	if r := newerByRef(rep)[ref]; r.Newer != "1.1" || r.Error != "" {
+		t.Errorf("newer under bearer auth: %+v", rep.Newer)
+	}
+	if c := rep.Registries[w.reg.Addr]; c.Token != 1 || c.Head != 1 || c.Tags != 1 || len(ts.Scopes())-before != 1 {
+		t.Errorf("counters %+v, tokens issued %d", c, len(ts.Scopes())-before)
+	}
+	bad := testenv.AuthJSON(t, map[string][2]string{w.reg.Addr: {"stwg-newer", "nope"}})
+	rep = w.run(p, &types.SystemContext{AuthFilePath: bad}, false)
+	if r := newerByRef(rep)[ref]; r.Newer != "" || !strings.Contains(r.Error, "not authorized") {
+		t.Errorf("newer with bad credentials: %+v", rep.Newer)
+	}
+}
