@@ -213,6 +213,9 @@ func TestJournalDatagrams(t *testing.T) {
 			"STOWAGE_DIGEST":    "sha256:0123",
 			"STOWAGE_BYTES":     "4096",
 		}
+		if k == report.EventNewerVersion {
+			want["STOWAGE_NEWER"] = "localhost/ref:newer"
+		}
 		if !maps.Equal(e, want) {
 			t.Errorf("entry %d (%s):\n got %v\nwant %v", i, k, e, want)
 		}
