@@ -214,7 +214,7 @@ func keyDescriptions() map[string]string {
 		"refresh.rule.mode":       "Refresh mode for matching references: notify, pull or off.",
 		"refresh.rule.newer":      "Overrides refresh.newer for matching references (off, patch, minor or major); unset keeps refresh.newer.",
 		"refresh.rule.pull_newer": "Also pull the newer version found for a matching reference, as NAME:NEWTAG beside the old tag (which is never removed nor moved; prune treats the old image as usual). Needs mode = \"pull\" in the same rule; the signature policy is enforced as for any pull; dry runs pull nothing.",
-		"refresh.newer": "Report newer versions of tags that look like versions (an optional v, one to three numbers, an optional suffix: 1.25, v2.1.3, 1.25.3-alpine). " +
+		"refresh.newer": "Report newer versions of the checked tags (mode not off) that look like versions (an optional v, one to three numbers, an optional suffix: 1.25, v2.1.3, 1.25.3-alpine). " +
 			"A newer version is looked for in the same track only: the same v prefix, the same number of numeric parts and the same suffix, so 1.25 is compared with 1.26 but not with 1.25.4 or 1.26-alpine. " +
 			"patch reports a newer patch in the same minor (1.25.3 → 1.25.4; a two-part tag has no patch), minor also newer minors in the same major (1.25 → 1.27; a one-part tag such as 16 has no minor), major any newer version (1.25 → 2.0); off disables it. " +
 			"Pre-release tags (a suffix starting with -alpha, -beta, -rc, -pre, -dev or -preview, optionally numbered) are never reported for a release tag, only for a pre-release tag of the same track. " +

@@ -27,6 +27,12 @@ func TestNewerParseVersion(t *testing.T) {
 		{"1.26.0-rc1-alpine", true, []int{1, 26, 0}, false, "rc", "-alpine"},
 		{"2.0-beta", true, []int{2, 0}, false, "beta", ""},
 		{"1.25.3-alpine3.19", true, []int{1, 25, 3}, false, "", "-alpine3.19"},
+		{"1.0-developer", true, []int{1, 0}, false, "", "-developer"},
+		{"1.0-rcs", true, []int{1, 0}, false, "", "-rcs"},
+		{"1.0-rc.2", true, []int{1, 0}, false, "rc", ""},
+		{"2.0.0-preview3-bookworm", true, []int{2, 0, 0}, false, "preview", "-bookworm"},
+		{"2.0.0-pre", true, []int{2, 0, 0}, false, "pre", ""},
+		{"1.0_beta2", true, []int{1, 0}, false, "beta", ""},
 		{"latest", false, nil, false, "", ""},
 		{"stable-alpine", false, nil, false, "", ""},
 		{"1.2.3.4", false, nil, false, "", ""},
@@ -245,4 +251,33 @@ func TestNewerFitBudget(t *testing.T) {
 	if !slices.Equal(k, []string{"a.example/x", "a.example/y", "c.example/x"}) || !slices.Equal(d, []string{"a.example/z", "b.example/x"}) {
 		t.Errorf("keep %v drop %v", k, d)
 	}
+}
+
+func FuzzParseVersion(f *testing.F) {
+	for _, s := range []string{"1.25", "v2.1.3", "1.25.3-alpine", "1.26.0-rc1-alpine", "latest", "1.0-rc.2", "9999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, ok := ParseVersion(s)
+		if !ok {
+			return
+		}
+		if len(v.Parts) < 1 || len(v.Parts) > 3 || v.Tag != s {
+			t.Fatalf("%q: %+v", s, v)
+		}
+		if v.Compare(v) != 0 || v.Allows(v, policy.NewerMajor) {
+			t.Fatalf("%q: not equal to itself", s)
+		}
+	})
+}
+
+func FuzzNextLink(f *testing.F) {
+	for _, s := range []string{`</a>; rel="next"`, `<`, `>;rel=next,<`, `"<a>"; rel=next`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		cur, _ := url.Parse("http://127.0.0.1:5000/v2/a/tags/list?n=2")
+		_ = NextLink(s)
+		_, _ = NextPage(cur, s, []string{"a", "b"}, 2)
+	})
 }

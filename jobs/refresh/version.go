@@ -26,9 +26,10 @@ type Version struct {
 
 var (
 	versionRe = regexp.MustCompile(`^(v?)(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?((?:[-_+][A-Za-z0-9._+-]*)?)$`)
-	// A pre-release suffix starts with one of these labels, optionally
-	// numbered (-rc1, -rc.2, -beta, -alpha3), then maybe a variant.
-	preRe = regexp.MustCompile(`^[-_.]?(alpha|beta|rc|pre|preview|dev)[.-]?(\d{0,9})(.*)$`)
+	// A pre-release suffix starts with one of these labels as a whole word,
+	// optionally numbered (-rc1, -rc.2, -beta, -alpha3), then maybe a
+	// variant (-rc1-alpine); "-developer" or "-rcs" are no pre-releases.
+	preRe = regexp.MustCompile(`^[-_+](alpha|beta|rc|pre|preview|dev)(?:[.-]?(\d{1,9}))?([-_.+].*)?$`)
 )
 
 // preRank orders pre-release labels; every one is below a release.
