@@ -114,8 +114,9 @@ func TestNewerVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if res.Header.Get("Link") != "" {
-		t.Logf("this docker-registry sends Link headers itself: %s", res.Header.Get("Link"))
+	regPaginates := res.Header.Get("Link") != ""
+	if regPaginates {
+		t.Logf("this docker-registry paginates itself: %s", res.Header.Get("Link"))
 	}
 
 	p := defaultRefresh()
@@ -198,6 +199,22 @@ func TestNewerVersions(t *testing.T) {
 	rep = w.run(pm, nil, true)
 	if r := newerByRef(rep)[app+":1.25"]; !r.New {
 		t.Errorf("dry run recorded %+v", r)
+	}
+
+	// The real registry with a page size it ignores (2.8 sends every tag
+	// and no Link): a full page of 2 makes the client ask for last=3.2,
+	// the registry sends the same 2 tags again, and the listing stops there.
+	before = registryTagLists(t, w.reg)
+	rep = w.runWith(p, Options{tagsPage: 2})
+	if r := newerByRef(rep)[w.reg.Addr+"/tool:3.1"]; r.Newer != "3.2" || r.Error != "" {
+		t.Errorf("tool with pages of 2: %+v", r)
+	}
+	want2 := 2 // ignored n: a full page, then last= and the same page again
+	if regPaginates {
+		want2 = 1
+	}
+	if n := registryTagLists(t, w.reg)["tool"] - before["tool"]; n != want2 {
+		t.Errorf("tool with pages of 2: %d tags/list requests, want %d", n, want2)
 	}
 
 	// pull_newer: the rule's references get their newer version pulled
