@@ -96,7 +96,7 @@ func PlanNewer(targets []Target, p policy.Refresh) []Listing {
 			continue
 		}
 		v, ok := ParseVersion(tag)
-		if !ok {
+		if !ok || !v.CanHaveNewer(level) {
 			continue
 		}
 		repo := t.Named.Name()

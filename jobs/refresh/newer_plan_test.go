@@ -178,6 +178,8 @@ func TestNewerPlan(t *testing.T) {
 		target(t, "r.example/app:1.25"), target(t, "r.example/app:1.25.3-alpine"), target(t, "r.example/app:latest"),
 		target(t, "r.example/db:16"), target(t, "r.example/db:15-windows"),
 		target(t, "r.example/pinned/x:2.0"), target(t, "other.example/tool:v3.1"),
+		// Can have no newer minor: one part; listed for nothing otherwise.
+		target(t, "r.example/one:7"),
 	}
 	p := policy.Refresh{
 		Newer:        policy.NewerMinor,

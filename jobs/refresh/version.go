@@ -138,6 +138,21 @@ func (v Version) Allows(cand Version, level policy.NewerLevel) bool {
 	return false
 }
 
+// CanHaveNewer reports whether any version could be newer than v at
+// level: patch needs three numeric parts, minor at least two. A tag that
+// cannot costs no listing.
+func (v Version) CanHaveNewer(level policy.NewerLevel) bool {
+	switch level {
+	case policy.NewerMajor:
+		return true
+	case policy.NewerMinor:
+		return len(v.Parts) >= 2
+	case policy.NewerPatch:
+		return len(v.Parts) == 3
+	}
+	return false
+}
+
 // Newest returns the newest of tags that level allows as newer than v,
 // and false when there is none. Tags that are no versions are ignored.
 func Newest(v Version, tags []string, level policy.NewerLevel) (string, bool) {
