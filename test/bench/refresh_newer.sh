@@ -215,6 +215,8 @@ V_TIME=$(verdict "$R_TIME")
   echo "refresh benchmark, newer versions — $(date -u +%Y-%m-%dT%H:%M:%SZ), $N tags in $R repositories ($T per repository, all pulled) on one local docker-registry ($(nproc) CPUs)"
   echo "policy: refresh.newer = \"minor\"; requests counted in docker-registry's access log (per run); times: best of $REPEAT runs"
   echo "docker-registry 2.8 sends a repository's whole tag list in one page (it ignores n), so a listing is one request here"
+  echo "Diun pattern (test/bench/diunemu, an emulation of its documented watch_repo behaviour, not Diun): per repository a /v2/ ping and a full tags/list walk, per listed tag a /v2/ ping and a HEAD (containers/image GetRepositoryTags and GetDigest), 10 workers"
+  echo "floor: curl --parallel (max $PER_REGISTRY, stowage's per_registry) HEAD of every tag, then one tags/list per repository"
   printf '%-34s %8s %6s %6s %10s %6s %7s\n' "" "time" "HEAD" "GET" "tags/list" "/v2/" "total"
   printf '%-34s %7.3fs %6d %6d %10d %6d %7d\n' "stowage run refresh" "$T_STOWAGE" "$S_HEAD" "$S_GET" "$S_TAGS" "$S_PING" "$S_TOTAL"
   printf '%-34s %7.3fs %6d %6d %10d %6d %7d\n' "Diun watch_repo pattern (emulated)" "$T_DIUN" "$D_HEAD" "$D_GET" "$D_TAGS" "$D_PING" "$D_TOTAL"
