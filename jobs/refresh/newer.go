@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -112,6 +113,31 @@ func PlanNewer(targets []Target, p policy.Refresh) []Listing {
 		out = append(out, *l)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Repo < out[j].Repo })
+	return out
+}
+
+// OrderListings puts the listings whose repository was listed least
+// recently (by the oldest NewerChecked of its references, never first)
+// first, ties by name, so that a budget too small for every repository
+// lists the others in later runs. Pure.
+func OrderListings(ls []Listing, listed map[string]time.Time) []Listing {
+	oldest := func(l Listing) time.Time {
+		var t time.Time
+		for i, lv := range l.Locals {
+			if c := listed[lv.Target.Reference]; i == 0 || c.Before(t) {
+				t = c
+			}
+		}
+		return t
+	}
+	out := slices.Clone(ls)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := oldest(out[i]), oldest(out[j])
+		if !a.Equal(b) {
+			return a.Before(b)
+		}
+		return out[i].Repo < out[j].Repo
+	})
 	return out
 }
 
@@ -254,16 +280,17 @@ func (r *Record) observeNewer(tag string, now time.Time) bool {
 	return true
 }
 
-// commitNewer records the newer versions found in one write transaction
-// (dry-run: read only) and marks each result New when its version was not
-// reported before for its reference; deciding inside the transaction makes
-// it exactly-once across overlapping runs.
+// commitNewer records, in one write transaction (dry-run: read only), when
+// each reference's repository was listed and the newer versions found, and
+// marks each result New when its version was not reported before for its
+// reference; deciding inside the transaction makes it exactly-once across
+// overlapping runs.
 func commitNewer(db *state.DB, results []NewerResult, now time.Time, dryRun bool) error {
 	merge := func(b *bolt.Bucket, write bool) error {
 		for i := range results {
 			r := &results[i]
-			if r.Newer == "" {
-				continue
+			if r.Error != "" {
+				continue // not listed
 			}
 			rec := &Record{Reference: r.Reference}
 			if b != nil {
@@ -271,7 +298,10 @@ func commitNewer(db *state.DB, results []NewerResult, now time.Time, dryRun bool
 					return err
 				}
 			}
-			r.New = rec.observeNewer(r.Newer, now)
+			rec.NewerChecked = now
+			if r.Newer != "" {
+				r.New = rec.observeNewer(r.Newer, now)
+			}
 			if write {
 				if err := state.PutJSON(b, r.Reference, rec); err != nil {
 					return err

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"go.podman.io/image/v5/docker/reference"
 
@@ -282,4 +283,28 @@ func FuzzNextLink(f *testing.F) {
 		_ = NextLink(s)
 		_, _ = NextPage(cur, s, []string{"a", "b"}, 2)
 	})
+}
+
+func TestNewerOrderListings(t *testing.T) {
+	ls := PlanNewer([]Target{
+		target(t, "r.example/a:1.0"), target(t, "r.example/a:2.0"),
+		target(t, "r.example/b:1.0"), target(t, "r.example/c:1.0"), target(t, "r.example/d:1.0"),
+	}, policy.Refresh{Newer: policy.NewerMinor})
+	day := func(d int) time.Time { return time.Date(2026, 12, d, 0, 0, 0, 0, time.UTC) }
+	listed := map[string]time.Time{
+		"r.example/a:1.0": day(5), "r.example/a:2.0": day(1), // a's oldest reference counts
+		"r.example/b:1.0": day(3),
+		"r.example/c:1.0": day(2),
+		// d never listed
+	}
+	var got []string
+	for _, l := range OrderListings(ls, listed) {
+		got = append(got, l.Repo)
+	}
+	if want := []string{"r.example/d", "r.example/a", "r.example/c", "r.example/b"}; !slices.Equal(got, want) {
+		t.Errorf("order %v, want %v", got, want)
+	}
+	if ls[0].Repo != "r.example/a" {
+		t.Error("OrderListings changed its input")
+	}
 }

@@ -287,6 +287,23 @@ func TestNewerVersions(t *testing.T) {
 	if len(nl.Pages()) != 0 || rep.TagsRequests != 0 {
 		t.Errorf("listed past the budget: %v", nl.Pages())
 	}
+
+	// Room for one listing a run, two repositories: the one listed least
+	// recently goes first (tool never was), so the two take turns.
+	w.pull(nl.Addr + "/tool:3.1")
+	p2.Budget = cnt.Ping + 2 + 1 // the pings, two HEADs, one listing
+	order := []string{"/tool:3.1", "/app:1.25", "/tool:3.1"}
+	for i, want := range order {
+		rep = w.runWith(p2, Options{})
+		nb := newerByRef(rep)
+		other := order[(i+1)%2]
+		if r := nb[nl.Addr+want]; r.Error != "" || r.Newer == "" {
+			t.Errorf("run %d: %s not listed: %+v", i, want, r)
+		}
+		if r := nb[nl.Addr+other]; !strings.Contains(r.Error, "budget") {
+			t.Errorf("run %d: %s listed too: %+v", i, other, r)
+		}
+	}
 }
 
 // runWith runs the job like world.run, with the unexported test knobs of o.

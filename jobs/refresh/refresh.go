@@ -130,6 +130,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		refs[i] = t.Reference
 	}
 	lists := map[string]map[string]string{}
+	listed := map[string]time.Time{}
 	if len(refs) > 0 {
 		recs, err := loadRecords(db, refs)
 		if err != nil {
@@ -137,6 +138,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		}
 		for ref, r := range recs {
 			lists[ref] = r.Lists
+			listed[ref] = r.NewerChecked
 		}
 	}
 
@@ -185,7 +187,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 			})
 		}
 	}
-	if ls := PlanNewer(targets, o.Policy); len(ls) > 0 {
+	if ls := OrderListings(PlanNewer(targets, o.Policy), listed); len(ls) > 0 {
 		rep.Newer = c.checkNewer(ctx, ls, o.Policy, o.tagsPage)
 		if err := commitNewer(db, rep.Newer, now(), o.DryRun); err != nil {
 			return nil, err
