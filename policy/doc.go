@@ -136,6 +136,8 @@ func typeName(t reflect.Type) string {
 		return "schedule"
 	case reflect.TypeOf(RefreshMode("")):
 		return "notify | pull | off"
+	case reflect.TypeOf(NewerLevel("")):
+		return "off | patch | minor | major"
 	case reflect.TypeOf(VerifyMode("")):
 		return "report | untag | remove | off"
 	case reflect.TypeOf(Urgency("")):
@@ -178,8 +180,8 @@ func sectionDescriptions() map[string]string {
 			"Each slot runs once, at the slot plus a random delay below jitter, if the daemon is up then. The daemon exits when idle, but not while a run is in progress, queued or waiting for its catch-up, nor when a job's next start (delay included) is within its idle-exit time; stowage.timer starts it again every 15 minutes (Persistent=true, so also after downtime and suspend). " +
 			"At each start the daemon catches up anacron-style: a job whose first slot after its baseline has passed runs once, however many slots were missed, after a fresh random delay below jitter, and the daemon stays up for it. The baseline is the later of the start of the job's last run (any outcome; dry runs do not count) and the moment the daemon first saw the job's current schedule, which is kept in the state database: a job that never ran is therefore caught up too, from its first slot after installation, and changing a schedule never triggers an immediate run. " +
 			"A job never runs twice at once (a slot that comes while its run is still going is skipped), two storage-changing runs never overlap, and only one daemon may use a state directory.",
-		"refresh":      "The refresh job compares each tagged image's digest with its registry (one HEAD request per tag, mirror-aware) and notifies about, or pulls, tags that drifted.",
-		"refresh.rule": "Per-reference overrides of refresh.mode, as an array of tables ([[refresh.rule]]). The first rule whose glob matches an image reference wins.",
+		"refresh":      "The refresh job compares each tagged image's digest with its registry (one HEAD request per tag, mirror-aware) and notifies about, or pulls, tags that drifted. For tags that look like versions it also reports newer versions (refresh.newer).",
+		"refresh.rule": "Per-reference overrides of refresh.mode and refresh.newer (and pull_newer), as an array of tables ([[refresh.rule]]). The first rule whose glob matches an image reference wins.",
 		"verify":       "The verify job re-evaluates every local image name against the signature policy (policy.json) and optionally re-hashes the layers.",
 		"prune":        "The prune job removes images by quota, age and use, most reclaimable first, never an image a container uses, never a kept reference. A dry run prints the exact plan.",
 		"volumes":      "The volumes job removes unused Podman volumes through podman's REST API; a volume in use is never removed.",
@@ -203,13 +205,24 @@ func keyDescriptions() map[string]string {
 		"schedule.jitter":      "Random delay added before each scheduled and each catch-up run, drawn anew for every run from [0, jitter), so that many hosts do not hit a registry at once. \"0\" disables it.",
 		"schedule.run_timeout": "Longest time one job run may take; the daemon stops a worker still running after it. \"0\" means no limit.",
 
-		"refresh.mode":         "What to do with a tag whose registry digest changed: notify (report only), pull (pull the new image), off (skip the job).",
-		"refresh.concurrency":  "Maximum registry requests in flight in one run.",
-		"refresh.per_registry": "Maximum requests in flight to one registry host.",
-		"refresh.timeout":      "Timeout of one registry request.",
-		"refresh.budget":       "Maximum requests sent to one registry host in one run; tags beyond it are reported as skipped. 0 means no cap.",
-		"refresh.rule.match":   "Reference glob the rule applies to, e.g. \"docker.io/library/*\".",
-		"refresh.rule.mode":    "Refresh mode for matching references: notify, pull or off.",
+		"refresh.mode":            "What to do with a tag whose registry digest changed: notify (report only), pull (pull the new image), off (skip the job).",
+		"refresh.concurrency":     "Maximum registry requests in flight in one run.",
+		"refresh.per_registry":    "Maximum requests in flight to one registry host.",
+		"refresh.timeout":         "Timeout of one registry request.",
+		"refresh.budget":          "Maximum requests sent to one registry host in one run; tags beyond it are reported as skipped. 0 means no cap.",
+		"refresh.rule.match":      "Reference glob the rule applies to, e.g. \"docker.io/library/*\".",
+		"refresh.rule.mode":       "Refresh mode for matching references: notify, pull or off.",
+		"refresh.rule.newer":      "Overrides refresh.newer for matching references (off, patch, minor or major); unset keeps refresh.newer.",
+		"refresh.rule.pull_newer": "Also pull the newer version found for a matching reference, as NAME:NEWTAG beside the old tag (which is never removed nor moved; prune treats the old image as usual). Needs mode = \"pull\" in the same rule; the signature policy is enforced as for any pull; dry runs pull nothing.",
+		"refresh.newer": "Report newer versions of the checked tags (mode not off) that look like versions (an optional v, one to three numbers, an optional suffix: 1.25, v2.1.3, 1.25.3-alpine). " +
+			"A newer version is looked for in the same track only: the same v prefix, the same number of numeric parts and the same suffix, so 1.25 is compared with 1.26 but not with 1.25.4 or 1.26-alpine. " +
+			"patch reports a newer patch in the same minor (1.25.3 → 1.25.4; a two-part tag has no patch), minor also newer minors in the same major (1.25 → 1.27; a one-part tag such as 16 has no minor), major any newer version (1.25 → 2.0); off disables it. " +
+			"Pre-release tags (a suffix starting with -alpha, -beta, -rc, -pre, -dev or -preview, optionally numbered) are never reported for a release tag, only for a pre-release tag of the same track. " +
+			"Each repository with such a tag costs one tag listing per run (GET /v2/NAME/tags/list, following the registry's pagination, at most 20 pages), made after the digest checks and counted against refresh.budget (a tag that can have no newer version at its level, such as 16 under minor, costs none); when the budget left cannot pay for every listing, the repositories listed least recently go first, so they take turns across runs; " +
+			"several local tags of one repository share it. Each newer version is reported once per local reference. pull mode never pulls a newer version unless a [[refresh.rule]] sets pull_newer. " +
+			"The default is minor: one listing per repository and run is cheap next to the per-tag HEADs, and registries' pull-rate limits count manifest GETs, not tag listings; minor updates are the ones a tag like 1.25 is meant to stay compatible with, while major updates usually need a human.",
+		"refresh.newer_tags":    "Tag globs (path.Match syntax, on the tag alone) that take part in the newer-version check, locally and in the registry's listing. Empty: every version-like tag.",
+		"refresh.newer_exclude": "Tag globs never checked nor reported as newer versions, e.g. \"*-windows*\".",
 
 		"verify.mode":           "What to do with an image name that fails the signature policy: report, untag (remove that name), remove (remove the image when no name passes) or off.",
 		"verify.policy_json":    "Signature policy file. Empty: the containers default lookup ($HOME/.config/containers/policy.json, then /etc/containers/policy.json).",

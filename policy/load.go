@@ -501,10 +501,12 @@ func (c *checker) value(v any, t reflect.Type, key string) {
 // globKeys are string values that must be valid path.Match globs
 // (array elements and [[refresh.rule]] indices written as *).
 var globKeys = map[string]bool{
-	"prune.keep.*":         true,
-	"volumes.keep.*":       true,
-	"volumes.include.*":    true,
-	"refresh.rule.*.match": true,
+	"prune.keep.*":            true,
+	"volumes.keep.*":          true,
+	"volumes.include.*":       true,
+	"refresh.rule.*.match":    true,
+	"refresh.newer_tags.*":    true,
+	"refresh.newer_exclude.*": true,
 }
 
 // intRanges bound integer values.
@@ -623,6 +625,9 @@ func semantic(p *Policy, where map[string]Pos) []Problem {
 		}
 		if r.Mode == "" {
 			add(key, "refresh.rule[%d]: mode is required", i)
+		}
+		if r.PullNewer && r.Mode != RefreshPull {
+			add(key, "refresh.rule[%d]: pull_newer needs mode = \"pull\"", i)
 		}
 	}
 	sort.SliceStable(probs, func(i, j int) bool {

@@ -46,12 +46,25 @@ type Refresh struct {
 	Timeout     Duration      `toml:"timeout"`
 	// Budget caps the requests sent to one registry host in one run (0 = no cap).
 	Budget int `toml:"budget"`
+	// Newer is how far the job looks for newer versions of version-like
+	// tags (one tag listing per repository and run unless off).
+	Newer NewerLevel `toml:"newer"`
+	// NewerTags and NewerExclude are tag globs: a tag (local or remote)
+	// takes part in the newer-version check when it matches one NewerTags
+	// glob (every tag when empty) and no NewerExclude glob.
+	NewerTags    []string `toml:"newer_tags"`
+	NewerExclude []string `toml:"newer_exclude"`
 }
 
 // RefreshRule overrides the refresh mode for references matching a glob.
 type RefreshRule struct {
 	Match string      `toml:"match"`
 	Mode  RefreshMode `toml:"mode"`
+	// Newer overrides refresh.newer for matching references; empty keeps it.
+	Newer NewerLevel `toml:"newer"`
+	// PullNewer pulls the newer version found (needs Mode pull); the old
+	// tag stays.
+	PullNewer bool `toml:"pull_newer"`
 }
 
 // Verify configures signature re-verification.

@@ -165,6 +165,28 @@ func (m *RefreshMode) UnmarshalText(b []byte) error {
 	return fmt.Errorf("invalid refresh mode %q (want notify, pull or off)", string(b))
 }
 
+// NewerLevel says which newer versions of a version-like tag the refresh
+// job reports.
+type NewerLevel string
+
+// Newer-version levels, narrowest first.
+const (
+	NewerOff   NewerLevel = "off"
+	NewerPatch NewerLevel = "patch"
+	NewerMinor NewerLevel = "minor"
+	NewerMajor NewerLevel = "major"
+)
+
+// UnmarshalText accepts off, patch, minor or major.
+func (l *NewerLevel) UnmarshalText(b []byte) error {
+	switch v := NewerLevel(b); v {
+	case NewerOff, NewerPatch, NewerMinor, NewerMajor:
+		*l = v
+		return nil
+	}
+	return fmt.Errorf("invalid newer level %q (want off, patch, minor or major)", string(b))
+}
+
 // VerifyMode says what the verify job does with a name that fails the policy.
 type VerifyMode string
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -16,7 +17,7 @@ func newHistoryCmd(g *globals) *cobra.Command {
 	var format string
 	c := &cobra.Command{
 		Use:   "history [REF]",
-		Short: "Show the remote digests seen per reference by the refresh job",
+		Short: "Show the remote digests and newer versions seen per reference by the refresh job",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "text" && format != "json" {
@@ -51,9 +52,33 @@ func newHistoryCmd(g *globals) *cobra.Command {
 						s.FirstSeen.Local().Format(time.DateTime), s.LastSeen.Local().Format(time.DateTime))
 				}
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return writeNewer(cmd.OutOrStdout(), recs)
 		},
 	}
 	c.Flags().StringVar(&format, "format", "text", "output format: text or json")
 	return c
+}
+
+// writeNewer prints the newer versions reported per reference, when any.
+func writeNewer(w io.Writer, recs []refresh.Record) error {
+	found := false
+	for _, r := range recs {
+		found = found || len(r.Newer) > 0
+	}
+	if !found {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REFERENCE\tNEWER VERSION\tFIRST SEEN\tLAST SEEN")
+	for _, r := range recs {
+		for _, n := range r.Newer {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Reference, n.Tag,
+				n.FirstSeen.Local().Format(time.DateTime), n.LastSeen.Local().Format(time.DateTime))
+		}
+	}
+	return tw.Flush()
 }

@@ -29,6 +29,12 @@ where possible, classifies it as current, drifted, missing, blocked,
 unauthorized or error, records the digests seen, and in pull mode pulls
 drifted tags (signature policy enforced), keeping the old image.
 
+For tags that look like versions (1.25, v2.1.3, 1.25.3-alpine) it lists each
+repository's tags once ([refresh] newer, newer_tags, newer_exclude) and
+reports the newest version of the same track the policy allows, once per
+reference and version; it pulls one only where a [[refresh.rule]] sets
+pull_newer, as NAME:NEWTAG beside the old tag.
+
 Registries are configured like podman: registries.conf (mirrors, blocked,
 insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.
 A credential helper gets the per-request timeout ([refresh] timeout) and is
@@ -110,6 +116,26 @@ func printRefresh(w io.Writer, rep *refresh.Report) error {
 			detail = "pulled " + refreshShort(r.PulledImageID)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\n", r.Reference, r.Status, r.New, r.Mode, refreshShort(r.RemoteDigest), detail)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(rep.Newer) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REFERENCE\tLEVEL\tNEWER\tNEW\tDETAIL")
+	for _, r := range rep.Newer {
+		detail := r.Error
+		if r.PulledImageID != "" {
+			detail = "pulled " + refreshShort(r.PulledImageID)
+		}
+		newer := r.Newer
+		if newer == "" {
+			newer = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\n", r.Reference, r.Level, newer, r.New, detail)
 	}
 	return tw.Flush()
 }

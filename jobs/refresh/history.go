@@ -31,6 +31,12 @@ type Record struct {
 	// from that (immutable) manifest list, so a list changed only for other
 	// platforms costs no GET on later runs.
 	Lists map[string]string `json:"lists,omitempty"`
+	// Newer holds the newer versions reported for this reference (the
+	// newer-version check), each once.
+	Newer []NewerSeen `json:"newer,omitempty"`
+	// NewerChecked is when the repository's tags were last listed for this
+	// reference: under a tight budget the least recently listed go first.
+	NewerChecked time.Time `json:"newer_checked,omitzero"`
 }
 
 // observe records digest at now; it returns true when it was not seen before.
@@ -88,6 +94,14 @@ func (r *Record) lastSeen() time.Time {
 		if s.LastSeen.After(t) {
 			t = s.LastSeen
 		}
+	}
+	for _, s := range r.Newer {
+		if s.LastSeen.After(t) {
+			t = s.LastSeen
+		}
+	}
+	if r.NewerChecked.After(t) {
+		t = r.NewerChecked
 	}
 	return t
 }

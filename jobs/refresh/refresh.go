@@ -35,6 +35,8 @@ type Options struct {
 	DryRun bool
 	// Now is the clock for history times; nil means time.Now.
 	Now func() time.Time
+	// tagsPage is the n of tag-list pages (tests); 0 means tagsPageSize.
+	tagsPage int
 }
 
 // Result is the outcome for one reference.
@@ -66,6 +68,10 @@ type Report struct {
 	Registries   map[string]Counters `json:"registries"`
 	HeadRequests int                 `json:"head_requests"`
 	GetRequests  int                 `json:"get_requests"`
+	// Newer is the newer-version check of each version-like local tag.
+	Newer []NewerResult `json:"newer,omitempty"`
+	// TagsRequests counts tag-list pages (one listing per repository).
+	TagsRequests int `json:"tags_requests"`
 }
 
 // ErrNothingChecked is a run in which every reference failed: at least one
@@ -124,6 +130,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		refs[i] = t.Reference
 	}
 	lists := map[string]map[string]string{}
+	listed := map[string]time.Time{}
 	if len(refs) > 0 {
 		recs, err := loadRecords(db, refs)
 		if err != nil {
@@ -131,6 +138,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		}
 		for ref, r := range recs {
 			lists[ref] = r.Lists
+			listed[ref] = r.NewerChecked
 		}
 	}
 
@@ -179,15 +187,26 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 			})
 		}
 	}
+	if ls := OrderListings(PlanNewer(targets, o.Policy), listed); len(ls) > 0 {
+		rep.Newer = c.checkNewer(ctx, ls, o.Policy, o.tagsPage)
+		if err := commitNewer(db, rep.Newer, now(), o.DryRun); err != nil {
+			return nil, err
+		}
+		rep.Events = append(rep.Events, newerEvents(rep.Newer)...)
+		log.Debug("newer versions checked", "repositories", len(ls), "elapsed", time.Since(t0))
+	}
 	pulled := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, rep)
+	pulledNewer := pullNewer(ctx, log, store, sys, c, plat, targets, images, o.Policy, o.DryRun, rep)
 
 	rep.Results = results
 	rep.Registries = c.counters()
 	for _, cnt := range rep.Registries {
 		rep.HeadRequests += cnt.Head
 		rep.GetRequests += cnt.Get
+		rep.TagsRequests += cnt.Tags
 	}
 	rep.Metrics, rep.Summary = summarize(results, rep, pulled)
+	summarizeNewer(rep, pulledNewer)
 	rep.Finished = now()
 	return rep, nil
 }

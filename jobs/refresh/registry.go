@@ -56,11 +56,13 @@ type Counters struct {
 	Get   int `json:"get_requests"`
 	Ping  int `json:"ping_requests"`
 	Token int `json:"token_requests"`
+	// Tags counts tag-list pages (newer-version check).
+	Tags int `json:"tags_requests"`
 	// RateLimited counts 429 answers.
 	RateLimited int `json:"rate_limited"`
 }
 
-func (c Counters) total() int { return c.Head + c.Get + c.Ping + c.Token }
+func (c Counters) total() int { return c.Head + c.Get + c.Ping + c.Token + c.Tags }
 
 type reqKind int
 
@@ -69,6 +71,7 @@ const (
 	kindGet
 	kindPing
 	kindToken
+	kindTags
 )
 
 // client talks to registries the way containers/image does (registries.conf
@@ -158,6 +161,7 @@ func (c *client) counters() map[string]Counters {
 		cur.Get += h.counts.Get
 		cur.Ping += h.counts.Ping
 		cur.Token += h.counts.Token
+		cur.Tags += h.counts.Tags
 		cur.RateLimited += h.counts.RateLimited
 		out[h.name] = cur
 		h.mu.Unlock()
@@ -390,6 +394,8 @@ func (h *host) take(kind reqKind, budget int) error {
 		h.counts.Ping++
 	case kindToken:
 		h.counts.Token++
+	case kindTags:
+		h.counts.Tags++
 	}
 	return nil
 }

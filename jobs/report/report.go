@@ -38,6 +38,9 @@ const (
 	EventLayerCorrupted     = "layer_corrupted"
 	EventVolumeRemoved      = "volume_removed"
 	EventQuotaExceeded      = "quota_exceeded"
+	// EventNewerVersion is a newer version of a version-like tag
+	// (Reference is the local reference, Newer the newer one).
+	EventNewerVersion = "newer_version"
 )
 
 // Event is one finding or action of a job run, reported once.
@@ -49,8 +52,10 @@ type Event struct {
 	Image     string   `json:"image,omitempty"`
 	Reference string   `json:"reference,omitempty"`
 	Digest    string   `json:"digest,omitempty"`
-	Volume    string   `json:"volume,omitempty"`
-	Bytes     int64    `json:"bytes,omitempty"`
+	// Newer is the newer version's reference (newer_version events).
+	Newer  string `json:"newer,omitempty"`
+	Volume string `json:"volume,omitempty"`
+	Bytes  int64  `json:"bytes,omitempty"`
 }
 
 // Common is embedded at the top of every job report.

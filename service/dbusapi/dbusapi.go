@@ -362,7 +362,9 @@ func (s *Server) EmitJobFinished(job, runID, outcome, summary string) error {
 // EmitEvent emits the signal for a job event, if its kind has one:
 // DriftDetected(s run_id, s image, s reference, s digest, s message),
 // SignatureRejected(s run_id, s image, s reference, s message),
-// QuotaExceeded(s run_id, t bytes, s message). Other kinds emit nothing.
+// QuotaExceeded(s run_id, t bytes, s message),
+// NewerVersion(s run_id, s image, s reference, s newer, s message).
+// Other kinds emit nothing.
 func (s *Server) EmitEvent(runID string, ev report.Event) error {
 	switch ev.Kind {
 	case report.EventDriftDetected:
@@ -371,6 +373,8 @@ func (s *Server) EmitEvent(runID string, ev report.Event) error {
 		return s.emit("SignatureRejected", runID, ev.Image, ev.Reference, ev.Message)
 	case report.EventQuotaExceeded:
 		return s.emit("QuotaExceeded", runID, uint64(max(ev.Bytes, 0)), ev.Message)
+	case report.EventNewerVersion:
+		return s.emit("NewerVersion", runID, ev.Image, ev.Reference, ev.Newer, ev.Message)
 	}
 	return nil
 }

@@ -266,7 +266,7 @@ func TestSessionBus(t *testing.T) {
 		}
 		wantSigs := map[string]string{
 			"JobStarted": "ssb", "JobFinished": "ssss", "DriftDetected": "sssss",
-			"SignatureRejected": "ssss", "QuotaExceeded": "sts",
+			"SignatureRejected": "ssss", "QuotaExceeded": "sts", "NewerVersion": "sssss",
 		}
 		for s, ty := range wantSigs {
 			if sigs[s] != ty {
@@ -357,6 +357,8 @@ func TestSessionBus(t *testing.T) {
 			Digest: "sha256:ab", Message: "newer"})
 		_ = srv.EmitEvent("run-9", report.Event{Kind: report.EventQuotaExceeded, Bytes: 77, Message: "full"})
 		_ = srv.EmitEvent("run-9", report.Event{Kind: report.EventSignatureRejected, Image: "img", Reference: "r:2", Message: "unsigned"})
+		_ = srv.EmitEvent("run-9", report.Event{Kind: report.EventNewerVersion, Image: "img", Reference: "r:1.2",
+			Newer: "r:1.4", Message: "newer version"})
 		for _, want := range []struct {
 			name string
 			body []any
@@ -364,6 +366,7 @@ func TestSessionBus(t *testing.T) {
 			{"DriftDetected", []any{"run-9", "img", "r:1", "sha256:ab", "newer"}},
 			{"QuotaExceeded", []any{"run-9", uint64(77), "full"}},
 			{"SignatureRejected", []any{"run-9", "img", "r:2", "unsigned"}},
+			{"NewerVersion", []any{"run-9", "img", "r:1.2", "r:1.4", "newer version"}},
 		} {
 			s := nextSignal(t, ch)
 			if s.Name != Interface+"."+want.name || !slices.Equal(s.Body, want.body) {

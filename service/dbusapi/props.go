@@ -93,6 +93,9 @@ func managerIntrospection(st Status) introspect.Interface {
 				arg("run_id", "s", ""), arg("image", "s", ""), arg("reference", "s", ""), arg("message", "s", "")}},
 			{Name: "QuotaExceeded", Args: []introspect.Arg{
 				arg("run_id", "s", ""), arg("bytes", "t", ""), arg("message", "s", "")}},
+			{Name: "NewerVersion", Args: []introspect.Arg{
+				arg("run_id", "s", ""), arg("image", "s", ""), arg("reference", "s", ""),
+				arg("newer", "s", ""), arg("message", "s", "")}},
 		},
 	}
 }

@@ -47,6 +47,7 @@ const (
 	AttrImage     = "image"
 	AttrReference = "reference"
 	AttrDigest    = "digest"
+	AttrNewer     = "newer"
 	AttrVolume    = "volume"
 	AttrBytes     = "bytes"
 	AttrSeverity  = "severity"
@@ -72,6 +73,7 @@ var messageIDs = map[string]string{
 	report.EventLayerCorrupted:     "63b0d8a824164a06a8f57b39911f9881",
 	report.EventVolumeRemoved:      "235991c80c64439483c5cc23866563a4",
 	report.EventQuotaExceeded:      "624ae96b18e848bd9efc75caeccc105b",
+	report.EventNewerVersion:       "cc82b40e678845c89fd44858e8b79ea0",
 }
 
 // MessageID returns the MESSAGE_ID of an event kind, or "" for an unknown kind.
@@ -341,6 +343,7 @@ func LogEvent(ctx context.Context, log *slog.Logger, job, runID string, ev repor
 	add(AttrImage, ev.Image)
 	add(AttrReference, ev.Reference)
 	add(AttrDigest, ev.Digest)
+	add(AttrNewer, ev.Newer)
 	add(AttrVolume, ev.Volume)
 	if ev.Bytes != 0 {
 		attrs = append(attrs, slog.Int64(AttrBytes, ev.Bytes))

@@ -60,7 +60,7 @@ func TestMessageIDsCoverKinds(t *testing.T) {
 		report.EventDriftDetected, report.EventSignatureRejected, report.EventSignatureRecovered,
 		report.EventImageRemoved, report.EventImageUntagged, report.EventImagePulled,
 		report.EventLayerRemoved, report.EventLayerCorrupted, report.EventVolumeRemoved,
-		report.EventQuotaExceeded}
+		report.EventQuotaExceeded, report.EventNewerVersion}
 	hex := regexp.MustCompile(`^[0-9a-f]{32}$`)
 	seen := map[string]string{}
 	for _, k := range kinds {
@@ -212,6 +212,9 @@ func TestJournalDatagrams(t *testing.T) {
 			"STOWAGE_REFERENCE": "localhost/ref:" + k,
 			"STOWAGE_DIGEST":    "sha256:0123",
 			"STOWAGE_BYTES":     "4096",
+		}
+		if k == report.EventNewerVersion {
+			want["STOWAGE_NEWER"] = "localhost/ref:newer"
 		}
 		if !maps.Equal(e, want) {
 			t.Errorf("entry %d (%s):\n got %v\nwant %v", i, k, e, want)

@@ -254,6 +254,10 @@ func urgency(u policy.Urgency) byte { return u.Level() }
 // its wording and of the job that reported it.
 func findingKey(job string, ev report.Event) string {
 	parts := []string{ev.Kind, ev.Topic, ev.Image, ev.Reference, ev.Digest, ev.Volume}
+	if ev.Newer != "" {
+		// Only when set, so the keys of other findings stay as they were.
+		parts = append(parts, ev.Newer)
+	}
 	if ev.Topic == "" && ev.Image == "" && ev.Reference == "" && ev.Digest == "" && ev.Volume == "" {
 		// Nothing identifies it but its job and wording.
 		parts = append(parts, job, ev.Message)
@@ -334,6 +338,8 @@ func kindTitle(kind string) string {
 		return "volume removed"
 	case report.EventQuotaExceeded:
 		return "storage quota exceeded"
+	case report.EventNewerVersion:
+		return "newer version available"
 	}
 	return strings.ReplaceAll(kind, "_", " ")
 }

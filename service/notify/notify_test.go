@@ -261,3 +261,36 @@ func TestCompose(t *testing.T) {
 		t.Errorf("body without message = %q", s.Body)
 	}
 }
+
+func newer(ref, newerRef string) report.Event {
+	return report.Event{Kind: report.EventNewerVersion, Severity: report.SeverityNormal, Reference: ref, Newer: newerRef,
+		Topic: "refresh-newer:" + ref, Image: "img", Message: ref + " → " + newerRef}
+}
+
+// A newer version is notified once per (reference, newer version); a later
+// newer version of the same reference replaces its notification.
+func TestNotifyNewerVersion(t *testing.T) {
+	ctx := context.Background()
+	bus := testenv.StartDBus(t, "session")
+	srv := &server{}
+	startServer(t, bus, srv)
+	n := newNotifier(t, bus, t.TempDir(), policy.Notify{Desktop: true, MinUrgency: policy.UrgencyNormal})
+
+	if _, err := n.NotifyRun(ctx, "refresh", "r1", []report.Event{newer("a:1.25", "a:1.26")}); err != nil {
+		t.Fatal(err)
+	}
+	calls := srv.Calls()
+	if len(calls) != 1 || calls[0].Summary != "stowage refresh: newer version available" || calls[0].Body != "a:1.25 → a:1.26" {
+		t.Fatalf("first: %+v", calls)
+	}
+	if sent, err := n.NotifyRun(ctx, "refresh", "r2", []report.Event{newer("a:1.25", "a:1.26")}); err != nil || sent != nil {
+		t.Fatalf("repeat: %v %v", sent, err)
+	}
+	if _, err := n.NotifyRun(ctx, "refresh", "r3", []report.Event{newer("a:1.25", "a:1.27")}); err != nil {
+		t.Fatal(err)
+	}
+	calls = srv.Calls()
+	if len(calls) != 2 || calls[1].Replaces != calls[0].Returned {
+		t.Fatalf("a newer version on the same topic: %+v", calls)
+	}
+}

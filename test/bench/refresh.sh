@@ -3,6 +3,8 @@
 # script (a skopeo inspect loop) and the floor (raw parallel HEADs with curl),
 # on N tagged images in a local docker-registry, all traffic on 127.0.0.1.
 # Writes test/bench/results/refresh.txt.
+# The newer-version case (50 repositories, refresh.newer = "minor", against an
+# emulation of Diun's pattern) is test/bench/refresh_newer.sh.
 set -euo pipefail
 
 N=${REFRESH_BENCH_N:-500}

@@ -34,10 +34,14 @@ func main() {
 	}
 	slices.Sort(kinds)
 	for _, k := range kinds {
-		journal.LogEvent(ctx, log, "prune", "run-"+k, report.Event{
+		ev := report.Event{
 			Kind: k, Severity: report.SeverityNormal, Message: "event " + k,
 			Image: "img-" + k, Reference: "localhost/ref:" + k, Digest: "sha256:0123", Bytes: 4096,
-		})
+		}
+		if k == report.EventNewerVersion {
+			ev.Newer = "localhost/ref:newer"
+		}
+		journal.LogEvent(ctx, log, "prune", "run-"+k, ev)
 	}
 	journal.LogJobStarted(ctx, log, "prune", "r-7", true)
 	journal.LogJobFinished(ctx, log, "prune", "r-7", "freed 3 images", 1500*time.Millisecond)
