@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -745,20 +746,22 @@ func manifestFromBody(resp *response) (*manifestInfo, error) {
 	if guessed == "" {
 		return nil, fmt.Errorf("the body (%d bytes) is not a manifest", len(resp.body))
 	}
-	mt := manifest.NormalizedMIMEType(resp.header.Get("Content-Type"))
+	// NormalizedMIMEType maps generic types to schema1; look at the
+	// header itself first.
+	mt, _, _ := mime.ParseMediaType(resp.header.Get("Content-Type"))
 	switch {
 	case mt == "" || mt == "application/octet-stream" || mt == "text/plain" || mt == "application/json":
 		mt = guessed
 	case knownManifestTypes[mt] && knownManifestTypes[guessed] && mt != guessed:
 		return nil, fmt.Errorf("Content-Type is %s, but the body is a %s", mt, guessed)
+	default:
+		mt = manifest.NormalizedMIMEType(mt)
 	}
 	if hd := resp.header.Get("Docker-Content-Digest"); hd != "" {
 		if err := validDigest(hd); err != nil {
 			return nil, fmt.Errorf("Docker-Content-Digest: %w", err)
 		}
-		// The registry's algorithm may not be sha256.
-		ok, err := manifest.MatchesDigest(resp.body, digest.Digest(hd))
-		if err != nil || !ok {
+		if !bodyMatches(resp.body, digest.Digest(hd)) {
 			return nil, fmt.Errorf("the body does not hash to its Docker-Content-Digest %s", hd)
 		}
 		return &manifestInfo{digest: hd, mediaType: mt, body: resp.body}, nil
@@ -771,6 +774,17 @@ func manifestFromBody(resp *response) (*manifestInfo, error) {
 		return nil, err
 	}
 	return &manifestInfo{digest: d.String(), mediaType: mt, body: resp.body}, nil
+}
+
+// bodyMatches reports whether a manifest hashes to d (validated), in d's
+// algorithm: containers/image's MatchesDigest knows sha256 only (and
+// schema1's signatures, which are not hashed).
+func bodyMatches(body []byte, d digest.Digest) bool {
+	if d.Algorithm() == digest.SHA256 {
+		ok, err := manifest.MatchesDigest(body, d)
+		return err == nil && ok
+	}
+	return d.Algorithm().FromBytes(body) == d
 }
 
 // validDigest checks a digest a registry sent (algorithm and hex form);
