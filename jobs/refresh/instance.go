@@ -24,7 +24,8 @@ const (
 // architecture, as buildx writes them). containers/image would fall back
 // to an OCI entry without a platform when no platform matches, which may
 // be such an attestation. found is false when the list has no entry for
-// the platform; err is a list that cannot be parsed.
+// the platform; err is a list that cannot be parsed or names an invalid
+// digest for it.
 func chooseInstance(body []byte, mediaType string, img LocalImage) (digest string, found bool, err error) {
 	var list manifest.List
 	switch manifest.NormalizedMIMEType(mediaType) {
@@ -63,6 +64,10 @@ func chooseInstance(body []byte, mediaType string, img LocalImage) (digest strin
 	d, err := list.ChooseInstance(&types.SystemContext{OSChoice: img.OS, ArchitectureChoice: img.Architecture, VariantChoice: img.Variant})
 	if err != nil {
 		return "", false, nil // no entry for the platform
+	}
+	// A list's entries come from the registry too.
+	if err := validDigest(d.String()); err != nil {
+		return "", false, fmt.Errorf("entry for %s/%s: %w", img.OS, img.Architecture, err)
 	}
 	return d.String(), true, nil
 }

@@ -99,3 +99,24 @@ func TestDigestChooseInstance(t *testing.T) {
 		t.Error("truncated index: no error")
 	}
 }
+
+// FuzzDigestChooseInstance: any registry answer for a list is an entry, no
+// entry, or an error; never a panic.
+func FuzzDigestChooseInstance(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:`+strings.Repeat("a", 64)+`","size":1,"platform":{"os":"linux","architecture":"amd64"}}]}`), true)
+	f.Add([]byte(`{"manifests":[{"platform":{"os":"unknown","architecture":"unknown"},"annotations":{"vnd.docker.reference.type":"attestation-manifest"}}]}`), true)
+	f.Add([]byte(`{"manifests":null}`), false)
+	f.Fuzz(func(t *testing.T, body []byte, oci bool) {
+		mt := manifest.DockerV2ListMediaType
+		if oci {
+			mt = imgspecv1.MediaTypeImageIndex
+		}
+		d, found, err := chooseInstance(body, mt, LocalImage{OS: "linux", Architecture: "amd64"})
+		if err != nil {
+			return
+		}
+		if found != (d != "") || (found && validDigest(d) != nil) {
+			t.Fatalf("found %t with digest %q", found, d)
+		}
+	})
+}

@@ -349,16 +349,12 @@ func (c *client) checkSource(ctx context.Context, s source, t Target, plat *plat
 	}
 	inst, found, err := chooseInstance(mi.body, mi.mediaType, img)
 	if err != nil {
-		return Remote{}, nil, fmt.Errorf("parsing manifest list of %s: %w", t.Reference, err)
+		return Remote{}, nil, fmt.Errorf("manifest list of %s: %w", t.Reference, err)
 	}
 	if !found {
 		// Our platform left the list: that is drift, to the list itself.
 		c.log.Debug("no instance for the image's platform", "reference", t.Reference, "os", img.OS, "arch", img.Architecture)
 		return remote, ob, nil
-	}
-	// A list's entries come from the registry too.
-	if err := validDigest(inst); err != nil {
-		return Remote{}, nil, fmt.Errorf("manifest list of %s, instance for %s/%s: %w", t.Reference, img.OS, img.Architecture, err)
 	}
 	remote.Instance = inst
 	ob.listKey, ob.inst = key, remote.Instance

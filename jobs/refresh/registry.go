@@ -469,7 +469,7 @@ func (c *client) ping(ctx context.Context, h *host) error {
 			continue
 		}
 		h.scheme = s
-		h.pinged = true
+		h.pinged, h.pingErr = true, nil
 		if resp.status == http.StatusUnauthorized {
 			chs, err := parseChallenges(resp.header.Values("WWW-Authenticate"))
 			if err != nil {
