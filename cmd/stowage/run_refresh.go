@@ -112,6 +112,9 @@ func printRefresh(w io.Writer, rep *refresh.Report) error {
 	fmt.Fprintln(tw, "REFERENCE\tSTATUS\tNEW\tMODE\tREMOTE DIGEST\tDETAIL")
 	for _, r := range rep.Results {
 		detail := r.Error
+		if detail == "" {
+			detail = r.Note
+		}
 		if r.PulledImageID != "" {
 			detail = "pulled " + refreshShort(r.PulledImageID)
 		}

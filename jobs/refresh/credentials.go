@@ -1,6 +1,7 @@
 package refresh
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -27,6 +28,10 @@ import (
 // stay open (held by a process that left its group) before the lookup
 // gives up on them.
 const helperWaitDelay = time.Second
+
+// maxHelperOutput caps what is kept of a credential helper's standard
+// output: its answer is one small JSON object.
+const maxHelperOutput = 1 << 20
 
 // lookupCredentials finds the credentials for named exactly as
 // containers/image's config.GetCredentialsForRef does (sys.DockerAuthConfig;
@@ -274,5 +279,32 @@ func newHelperProgram(ctx context.Context, prog string, args ...string) *helperP
 // Input sets the helper's standard input.
 func (p *helperProgram) Input(in io.Reader) { p.cmd.Stdin = in }
 
-// Output runs the helper and returns its standard output.
-func (p *helperProgram) Output() ([]byte, error) { return p.cmd.Output() }
+// Output runs the helper and returns its standard output; output beyond
+// maxHelperOutput is drained, not kept, and makes the call fail.
+func (p *helperProgram) Output() ([]byte, error) {
+	out := &cappedBuffer{max: maxHelperOutput}
+	p.cmd.Stdout = out
+	err := p.cmd.Run()
+	if out.over {
+		// The client quotes the output in its error: keep that short.
+		return out.buf.Bytes()[:256], fmt.Errorf("answer longer than %d bytes", maxHelperOutput)
+	}
+	return out.buf.Bytes(), err
+}
+
+// cappedBuffer keeps the first max bytes written to it and drops the rest,
+// so a runaway writer is drained (not blocked) until its deadline.
+type cappedBuffer struct {
+	buf  bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.buf.Len(); len(p) > room {
+		b.buf.Write(p[:max(room, 0)])
+		b.over = true
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}

@@ -114,6 +114,8 @@ type Remote struct {
 	// Instance is the digest of the list instance for the local image's
 	// platform; empty when Digest is a single-image manifest.
 	Instance string
+	// Note is how the digest was found when that was not a plain HEAD.
+	Note string
 }
 
 // Classify compares a tag's remote state with the local image: current when

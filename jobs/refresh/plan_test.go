@@ -126,20 +126,6 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
-func TestParseChallenge(t *testing.T) {
-	c := parseChallenge(`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"`)
-	if c.scheme != "bearer" || c.params["realm"] != "https://auth.example/token" || c.params["service"] != "registry.example" || c.params["scope"] != "repository:a/b:pull" {
-		t.Errorf("bearer challenge parsed as %+v", c)
-	}
-	c = parseChallenge(`Basic realm="stowage-test"`)
-	if c.scheme != "basic" || c.params["realm"] != "stowage-test" {
-		t.Errorf("basic challenge parsed as %+v", c)
-	}
-	if c := parseChallenge(""); c.scheme != "" {
-		t.Errorf("empty challenge parsed as %+v", c)
-	}
-}
-
 func TestNormalizeReference(t *testing.T) {
 	for in, want := range map[string]string{
 		"alpine":             "docker.io/library/alpine:latest",
@@ -151,18 +137,6 @@ func TestNormalizeReference(t *testing.T) {
 			t.Errorf("NormalizeReference(%q) = %q, want %q", in, got, want)
 		}
 	}
-}
-
-func FuzzParseChallenge(f *testing.F) {
-	for _, s := range []string{`Bearer realm="https://a/token",service="b"`, `Basic realm="x"`, `Bearer realm="unterminated`, `Bearer ,,=,"`, ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		c := parseChallenge(s) // must not panic or loop
-		if c.params == nil {
-			t.Fatal("nil params")
-		}
-	})
 }
 
 func FuzzRetryAfter(f *testing.F) {

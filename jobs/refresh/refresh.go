@@ -57,6 +57,9 @@ type Result struct {
 	// PulledImageID is the new image's ID after a pull in pull mode.
 	PulledImageID string `json:"pulled_image_id,omitempty"`
 	Error         string `json:"error"`
+	// Note says how the answer was obtained when that deserves mention
+	// (a digest hashed from the body because the registry sent none).
+	Note string `json:"note,omitempty"`
 }
 
 // Report is the refresh job's report.
@@ -322,6 +325,7 @@ func (c *client) check(ctx context.Context, t Target, plat *platforms, lists map
 		if remote.Instance != "" {
 			res.ListDigest = remote.Digest
 		}
+		res.Note = remote.Note
 		ob.ref, ob.digest, ob.drift = t.Reference, res.RemoteDigest, res.Status == StatusDrifted
 		return res, ob
 	}
@@ -343,7 +347,7 @@ func (c *client) checkSource(ctx context.Context, s source, t Target, plat *plat
 		return Remote{}, nil, err
 	}
 	ob := &observation{}
-	remote := Remote{Digest: mi.digest}
+	remote := Remote{Digest: mi.digest, Note: mi.note}
 	multi := mi.mediaType == "" || manifest.MIMETypeIsMultiImage(mi.mediaType)
 	if !NeedsList(t.Image, mi.digest, multi) {
 		return remote, ob, nil
@@ -362,21 +366,16 @@ func (c *client) checkSource(ctx context.Context, s source, t Target, plat *plat
 	if !manifest.MIMETypeIsMultiImage(mi.mediaType) {
 		return remote, ob, nil
 	}
-	list, err := manifest.ListFromBlob(mi.body, mi.mediaType)
+	inst, found, err := chooseInstance(mi.body, mi.mediaType, img)
 	if err != nil {
-		return Remote{}, nil, fmt.Errorf("parsing manifest list of %s: %w", t.Reference, err)
+		return Remote{}, nil, fmt.Errorf("manifest list of %s: %w", t.Reference, err)
 	}
-	inst, err := list.ChooseInstance(&types.SystemContext{OSChoice: img.OS, ArchitectureChoice: img.Architecture, VariantChoice: img.Variant})
-	if err != nil {
+	if !found {
 		// Our platform left the list: that is drift, to the list itself.
-		c.log.Debug("no instance for the image's platform", "reference", t.Reference, "err", err)
+		c.log.Debug("no instance for the image's platform", "reference", t.Reference, "os", img.OS, "arch", img.Architecture)
 		return remote, ob, nil
 	}
-	// A list's entries come from the registry too.
-	if err := validDigest(inst.String()); err != nil {
-		return Remote{}, nil, fmt.Errorf("manifest list of %s, instance for %s/%s: %w", t.Reference, img.OS, img.Architecture, err)
-	}
-	remote.Instance = inst.String()
+	remote.Instance = inst
 	ob.listKey, ob.inst = key, remote.Instance
 	return remote, ob, nil
 }

@@ -1,6 +1,7 @@
 package refresh
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/pkg/sysregistriesv2"
@@ -86,6 +89,9 @@ type client struct {
 	perRegistry int
 	global      chan struct{}
 
+	// now is the clock for token lifetimes (tests replace it).
+	now func() time.Time
+
 	mu    sync.Mutex
 	hosts map[string]*host
 	creds map[string]*credEntry
@@ -112,19 +118,21 @@ type host struct {
 	pinged    bool
 	pingErr   error
 	scheme    string
-	challenge challenge
+	challenge challenge // the one we answer; scheme "" = none
 
 	tokenMu sync.Mutex // serializes token fetches
 
 	mu         sync.Mutex
 	pauseUntil time.Time
 	counts     Counters
-	tokens     map[string]string
+	tokens     map[string]bearerToken
 }
 
-type challenge struct {
-	scheme string // "", "basic" or "bearer"
-	params map[string]string
+// bearerToken is a token from the registry's token server and the time
+// after which it is no longer used.
+type bearerToken struct {
+	value   string
+	renewAt time.Time
 }
 
 func newClient(sys *types.SystemContext, log *slog.Logger, concurrency, perRegistry, budget int, timeout time.Duration) *client {
@@ -140,6 +148,7 @@ func newClient(sys *types.SystemContext, log *slog.Logger, concurrency, perRegis
 	return &client{
 		sys: sys, log: log, timeout: timeout, budget: budget, perRegistry: perRegistry,
 		global: make(chan struct{}, concurrency),
+		now:    time.Now,
 		hosts:  map[string]*host{},
 		creds:  map[string]*credEntry{},
 	}
@@ -200,7 +209,7 @@ func (c *client) host(name string, insecure bool) (*host, error) {
 		name: name, addr: addr, insecure: insecure,
 		sem:    make(chan struct{}, c.perRegistry),
 		http:   &http.Client{Transport: tr},
-		tokens: map[string]string{},
+		tokens: map[string]bearerToken{},
 	}
 	c.hosts[key] = h
 	return h, nil
@@ -293,6 +302,11 @@ type response struct {
 // overall and per-host concurrency limits, the per-request timeout, and a
 // pause of the whole host on 429 for Retry-After before retrying.
 func (c *client) do(ctx context.Context, h *host, kind reqKind, method, u string, hdr http.Header) (*response, error) {
+	return c.send(ctx, h, kind, method, u, hdr, nil)
+}
+
+// send is do with a request body (sent again on each retry).
+func (c *client) send(ctx context.Context, h *host, kind reqKind, method, u string, hdr http.Header, body []byte) (*response, error) {
 	for attempt := 0; ; attempt++ {
 		if err := h.waitPause(ctx); err != nil {
 			return nil, err
@@ -313,7 +327,7 @@ func (c *client) do(ctx context.Context, h *host, kind reqKind, method, u string
 			<-h.sem
 			return nil, ctx.Err()
 		}
-		resp, err := c.roundTrip(ctx, h, method, u, hdr)
+		resp, err := c.roundTrip(ctx, h, method, u, hdr, body)
 		<-c.global
 		<-h.sem
 		if err != nil {
@@ -334,10 +348,14 @@ func (c *client) do(ctx context.Context, h *host, kind reqKind, method, u string
 	}
 }
 
-func (c *client) roundTrip(ctx context.Context, h *host, method, u string, hdr http.Header) (*response, error) {
+func (c *client) roundTrip(ctx context.Context, h *host, method, u string, hdr http.Header, body []byte) (*response, error) {
 	rctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, method, u, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(rctx, method, u, rd)
 	if err != nil {
 		return nil, fmt.Errorf("building request: %w", err)
 	}
@@ -347,11 +365,15 @@ func (c *client) roundTrip(ctx context.Context, h *host, method, u string, hdr h
 	req.Header.Set("User-Agent", "stowage")
 	res, err := h.http.Do(req)
 	if err == nil {
-		var body []byte
-		body, err = io.ReadAll(io.LimitReader(res.Body, maxManifestBytes))
+		var data []byte
+		data, err = io.ReadAll(io.LimitReader(res.Body, maxManifestBytes+1))
 		res.Body.Close()
+		if err == nil && len(data) > maxManifestBytes {
+			// Never a truncated body: it would hash to a wrong digest.
+			return nil, fmt.Errorf("%s %s: answer larger than %d bytes", method, u, maxManifestBytes)
+		}
 		if err == nil {
-			return &response{status: res.StatusCode, header: res.Header, body: body}, nil
+			return &response{status: res.StatusCode, header: res.Header, body: data}, nil
 		}
 	}
 	if ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
@@ -453,52 +475,29 @@ func (c *client) ping(ctx context.Context, h *host) error {
 			continue
 		}
 		h.scheme = s
-		if resp.status == http.StatusUnauthorized {
-			h.challenge = parseChallenge(resp.header.Get("WWW-Authenticate"))
-		}
 		h.pinged, h.pingErr = true, nil
+		if resp.status == http.StatusUnauthorized {
+			chs, err := parseChallenges(resp.header.Values("WWW-Authenticate"))
+			if err != nil {
+				h.pingErr = fmt.Errorf("registry %s: %w", h.name, err)
+				return h.pingErr
+			}
+			// None we can answer: try anonymously, as containers/image does.
+			h.challenge, _ = pickChallenge(chs)
+		}
 		return nil
 	}
 	h.pinged, h.pingErr = true, fmt.Errorf("registry %s unreachable: %w", h.name, errors.Join(errs...))
 	return h.pingErr
 }
 
-// parseChallenge reads `Basic realm="x"` or `Bearer realm="x",service="y"`.
-func parseChallenge(v string) challenge {
-	v = strings.TrimSpace(v)
-	sch, rest, _ := strings.Cut(v, " ")
-	ch := challenge{scheme: strings.ToLower(sch), params: map[string]string{}}
-	for rest != "" {
-		rest = strings.TrimLeft(rest, " ,")
-		k, r, ok := strings.Cut(rest, "=")
-		if !ok {
-			break
-		}
-		k = strings.ToLower(strings.TrimSpace(k))
-		var val string
-		if strings.HasPrefix(r, `"`) {
-			end := strings.Index(r[1:], `"`)
-			if end < 0 {
-				val, rest = r[1:], ""
-			} else {
-				val, rest = r[1:end+1], r[end+2:]
-			}
-		} else {
-			val, rest, _ = strings.Cut(r, ",")
-		}
-		ch.params[k] = val
-	}
-	return ch
-}
-
 // authHeader returns the Authorization header for a pull of repo.
 // A non-empty stale is a token the registry just rejected: it is replaced
 // unless another request already did so.
 func (c *client) authHeader(ctx context.Context, h *host, repo string, auth types.DockerAuthConfig, stale string) (string, error) {
-	fresh := stale != ""
 	switch h.challenge.scheme {
 	case "basic":
-		if auth.Username == "" {
+		if auth.Username == "" && auth.Password == "" {
 			return "", nil
 		}
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(auth.Username+":"+auth.Password)), nil
@@ -511,8 +510,8 @@ func (c *client) authHeader(ctx context.Context, h *host, repo string, auth type
 		h.mu.Lock()
 		tok, ok := h.tokens[scope]
 		h.mu.Unlock()
-		if ok && (!fresh || tok != stale) {
-			return "Bearer " + tok, nil
+		if ok && tok.value != stale && c.now().Before(tok.renewAt) {
+			return "Bearer " + tok.value, nil
 		}
 		tok, err := c.fetchToken(ctx, h, scope, auth)
 		if err != nil {
@@ -521,49 +520,156 @@ func (c *client) authHeader(ctx context.Context, h *host, repo string, auth type
 		h.mu.Lock()
 		h.tokens[scope] = tok
 		h.mu.Unlock()
-		return "Bearer " + tok, nil
+		return "Bearer " + tok.value, nil
 	}
 	return "", nil
 }
 
-func (c *client) fetchToken(ctx context.Context, h *host, scope string, auth types.DockerAuthConfig) (string, error) {
+// tokenClientID identifies stowage to OAuth2 token servers.
+const tokenClientID = "stowage"
+
+// fetchToken gets a bearer token for scope as containers/image does: with
+// an identity token (auth.json "identitytoken", or a credential helper's
+// "<token>" user), an OAuth2 refresh-token grant POSTed to the realm, and
+// never the password; otherwise a GET of the realm with Basic credentials
+// (the distribution token spec). Unlike containers/image, a token server
+// without the OAuth2 endpoint (404/405 to the POST) gets the GET when a
+// username and password are configured as well.
+func (c *client) fetchToken(ctx context.Context, h *host, scope string, auth types.DockerAuthConfig) (bearerToken, error) {
 	realm := h.challenge.params["realm"]
 	u, err := url.Parse(realm)
-	if err != nil || realm == "" {
-		return "", fmt.Errorf("registry %s: bad token realm %q", h.name, realm)
+	if err != nil || realm == "" || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return bearerToken{}, fmt.Errorf("registry %s: bad token realm %q in its bearer challenge", h.name, realm)
+	}
+	service := h.challenge.params["service"]
+	start := c.now()
+	var resp *response
+	if auth.IdentityToken != "" {
+		form := url.Values{}
+		form.Set("grant_type", "refresh_token")
+		form.Set("refresh_token", auth.IdentityToken)
+		form.Set("client_id", tokenClientID)
+		if service != "" {
+			form.Set("service", service)
+		}
+		form.Set("scope", scope)
+		hdr := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+		if resp, err = c.send(ctx, h, kindToken, http.MethodPost, u.String(), hdr, []byte(form.Encode())); err != nil {
+			return bearerToken{}, err
+		}
+		noOAuth := resp.status == http.StatusNotFound || resp.status == http.StatusMethodNotAllowed
+		if !noOAuth || auth.Username == "" || auth.Password == "" {
+			return parseTokenAnswer(resp, scope, start)
+		}
+		c.log.Debug("token server has no OAuth2 endpoint, using the password", "registry", h.name, "status", resp.status)
 	}
 	q := u.Query()
-	if s := h.challenge.params["service"]; s != "" {
-		q.Set("service", s)
+	if auth.Username != "" {
+		q.Set("account", auth.Username)
+	}
+	if service != "" {
+		q.Set("service", service)
 	}
 	q.Set("scope", scope)
 	u.RawQuery = q.Encode()
 	hdr := http.Header{}
-	if auth.Username != "" {
+	if auth.Username != "" && auth.Password != "" {
 		hdr.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(auth.Username+":"+auth.Password)))
 	}
-	resp, err := c.do(ctx, h, kindToken, http.MethodGet, u.String(), hdr)
-	if err != nil {
-		return "", err
+	if resp, err = c.do(ctx, h, kindToken, http.MethodGet, u.String(), hdr); err != nil {
+		return bearerToken{}, err
 	}
+	return parseTokenAnswer(resp, scope, start)
+}
+
+const (
+	// defaultTokenLifetime applies when a token answer has no expires_in
+	// (the distribution token spec's default).
+	defaultTokenLifetime = 60 * time.Second
+	// maxTokenRenewMargin bounds how early a token is renewed.
+	maxTokenRenewMargin = 10 * time.Second
+	maxTokenLifetime    = 24 * time.Hour
+)
+
+// parseTokenAnswer reads a token server's answer to a request sent at
+// start. The token is used until a tenth of its lifetime (at most 10 s)
+// before expires_in runs out, counted from start rather than the server's
+// issued_at, so a skewed server clock cannot make it live longer.
+func parseTokenAnswer(resp *response, scope string, start time.Time) (bearerToken, error) {
 	switch {
 	case resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden:
-		return "", fmt.Errorf("%w: token for %s: HTTP %d", ErrUnauthorized, scope, resp.status)
+		return bearerToken{}, fmt.Errorf("%w: token for %s: HTTP %d", ErrUnauthorized, scope, resp.status)
 	case resp.status != http.StatusOK:
-		return "", fmt.Errorf("token for %s: HTTP %d", scope, resp.status)
+		return bearerToken{}, fmt.Errorf("token for %s: HTTP %d", scope, resp.status)
 	}
 	var tr struct {
 		Token       string `json:"token"`
 		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
 	}
 	if err := json.Unmarshal(resp.body, &tr); err != nil {
-		return "", fmt.Errorf("token for %s: %w", scope, err)
+		return bearerToken{}, fmt.Errorf("token for %s: decoding the token server's answer: %w", scope, err)
 	}
-	if tr.Token == "" {
-		tr.Token = tr.AccessToken
+	tok := tr.Token
+	if tok == "" {
+		tok = tr.AccessToken
 	}
-	return tr.Token, nil
+	if tok == "" {
+		return bearerToken{}, fmt.Errorf("token for %s: the token server's answer holds no token", scope)
+	}
+	life := defaultTokenLifetime
+	if tr.ExpiresIn > 0 {
+		life = time.Duration(min(tr.ExpiresIn, int64(maxTokenLifetime/time.Second))) * time.Second
+	}
+	return bearerToken{value: tok, renewAt: start.Add(life - min(life/10, maxTokenRenewMargin))}, nil
 }
+
+// repoRequest sends method for path below /v2/<repository>/ (such as
+// "manifests/latest" or "tags/list?n=100") on h, authenticated with
+// named's credentials: the /v2/ ping first, then the registry's challenge
+// answered (a bearer token for the repository's pull scope, fetched again
+// once if the registry rejects a cached one). The request is counted as
+// kind against the run's budget and limits. It returns the answer whatever
+// its status, and the URL it used.
+func (c *client) repoRequest(ctx context.Context, h *host, named reference.Named, kind reqKind, method, path string, hdr http.Header) (*response, string, error) {
+	if err := c.ping(ctx, h); err != nil {
+		return nil, "", err
+	}
+	auth, err := c.credentials(ctx, named)
+	if err != nil {
+		return nil, "", err
+	}
+	repo := reference.Path(named)
+	u := h.scheme + "://" + h.addr + "/v2/" + repo + "/" + path
+	var resp *response
+	stale := ""
+	for try := 0; try < 2; try++ {
+		authz, err := c.authHeader(ctx, h, repo, auth, stale)
+		if err != nil {
+			return nil, u, err
+		}
+		stale = strings.TrimPrefix(authz, "Bearer ")
+		rh := hdr.Clone()
+		if rh == nil {
+			rh = http.Header{}
+		}
+		if authz != "" {
+			rh.Set("Authorization", authz)
+		}
+		if resp, err = c.do(ctx, h, kind, method, u, rh); err != nil {
+			return nil, u, err
+		}
+		// A cached bearer token may have been revoked: fetch a fresh one once.
+		if resp.status != http.StatusUnauthorized || h.challenge.scheme != "bearer" {
+			break
+		}
+	}
+	return resp, u, nil
+}
+
+// noteDigestFromGet is the per-reference note for a digest computed from
+// the manifest body.
+const noteDigestFromGet = "digest from GET: registry omitted Docker-Content-Digest"
 
 // manifestInfo is a manifest's digest and media type, and its body when it
 // was read with GET.
@@ -571,44 +677,22 @@ type manifestInfo struct {
 	digest    string
 	mediaType string
 	body      []byte
+	// note says how the digest was found when that was not the usual way.
+	note string
 }
 
 // manifest sends HEAD (or GET) for /v2/<repo>/manifests/<ref> on one pull
 // source. A HEAD answer without Docker-Content-Digest falls back to a GET
-// and hashes the body.
+// (counted against the budget) whose body is checked and hashed.
 func (c *client) manifest(ctx context.Context, h *host, named reference.Named, ref string, get bool) (*manifestInfo, error) {
-	if err := c.ping(ctx, h); err != nil {
-		return nil, err
-	}
-	auth, err := c.credentials(ctx, named)
-	if err != nil {
-		return nil, err
-	}
-	repo := reference.Path(named)
-	u := h.scheme + "://" + h.addr + "/v2/" + repo + "/manifests/" + ref
 	method, kind := http.MethodHead, kindHead
 	if get {
 		method, kind = http.MethodGet, kindGet
 	}
-	var resp *response
-	stale := ""
-	for try := 0; try < 2; try++ {
-		authz, err := c.authHeader(ctx, h, repo, auth, stale)
-		if err != nil {
-			return nil, err
-		}
-		stale = strings.TrimPrefix(authz, "Bearer ")
-		hdr := http.Header{"Accept": manifest.DefaultRequestedManifestMIMETypes}
-		if authz != "" {
-			hdr.Set("Authorization", authz)
-		}
-		if resp, err = c.do(ctx, h, kind, method, u, hdr); err != nil {
-			return nil, err
-		}
-		// A cached bearer token may have expired: fetch a fresh one once.
-		if resp.status != http.StatusUnauthorized || h.challenge.scheme != "bearer" {
-			break
-		}
+	resp, u, err := c.repoRequest(ctx, h, named, kind, method, "manifests/"+ref,
+		http.Header{"Accept": manifest.DefaultRequestedManifestMIMETypes})
+	if err != nil {
+		return nil, err
 	}
 	switch resp.status {
 	case http.StatusOK:
@@ -619,30 +703,94 @@ func (c *client) manifest(ctx context.Context, h *host, named reference.Named, r
 	default:
 		return nil, fmt.Errorf("%s %s: HTTP %d", method, u, resp.status)
 	}
+	if get {
+		mi, err := manifestFromBody(resp)
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: %w", u, err)
+		}
+		return mi, nil
+	}
 	mi := &manifestInfo{
 		digest:    resp.header.Get("Docker-Content-Digest"),
 		mediaType: manifest.NormalizedMIMEType(resp.header.Get("Content-Type")),
 	}
-	if get {
-		mi.body = resp.body
-		if mi.mediaType == "" || mi.mediaType == "application/octet-stream" || mi.mediaType == "text/plain" {
-			mi.mediaType = manifest.GuessMIMEType(resp.body)
-		}
-		d, err := manifest.Digest(resp.body)
-		if err != nil {
-			return nil, fmt.Errorf("hashing manifest of %s: %w", u, err)
-		}
-		mi.digest = d.String()
-		return mi, nil
-	}
 	if mi.digest == "" {
 		c.log.Debug("HEAD without Docker-Content-Digest, reading the manifest", "url", u)
-		return c.manifest(ctx, h, named, ref, true)
+		if mi, err = c.manifest(ctx, h, named, ref, true); err != nil {
+			return nil, err
+		}
+		mi.note = noteDigestFromGet
+		return mi, nil
 	}
 	if err := validDigest(mi.digest); err != nil {
 		return nil, fmt.Errorf("%s %s: Docker-Content-Digest: %w", method, u, err)
 	}
 	return mi, nil
+}
+
+// knownManifestTypes are the media types whose body GuessMIMEType tells
+// apart reliably.
+var knownManifestTypes = map[string]bool{
+	manifest.DockerV2Schema2MediaType: true,
+	manifest.DockerV2ListMediaType:    true,
+	imgspecv1.MediaTypeImageManifest:  true,
+	imgspecv1.MediaTypeImageIndex:     true,
+}
+
+// manifestFromBody checks a manifest GET answer and hashes its body: the
+// body must be as long as Content-Length says, be the kind of manifest
+// Content-Type says, and hash to the Docker-Content-Digest when the
+// registry sent one.
+func manifestFromBody(resp *response) (*manifestInfo, error) {
+	if cl := resp.header.Get("Content-Length"); cl != "" {
+		n, err := strconv.ParseInt(cl, 10, 64)
+		if err != nil || n != int64(len(resp.body)) {
+			return nil, fmt.Errorf("manifest body is %d bytes, Content-Length says %q", len(resp.body), cl)
+		}
+	}
+	guessed := manifest.GuessMIMEType(resp.body)
+	if guessed == "" {
+		return nil, fmt.Errorf("the body (%d bytes) is not a manifest", len(resp.body))
+	}
+	// NormalizedMIMEType maps generic types to schema1; look at the
+	// header itself first.
+	mt, _, _ := mime.ParseMediaType(resp.header.Get("Content-Type"))
+	switch {
+	case mt == "" || mt == "application/octet-stream" || mt == "text/plain" || mt == "application/json":
+		mt = guessed
+	case knownManifestTypes[mt] && knownManifestTypes[guessed] && mt != guessed:
+		return nil, fmt.Errorf("Content-Type is %s, but the body is a %s", mt, guessed)
+	default:
+		mt = manifest.NormalizedMIMEType(mt)
+	}
+	if hd := resp.header.Get("Docker-Content-Digest"); hd != "" {
+		if err := validDigest(hd); err != nil {
+			return nil, fmt.Errorf("Docker-Content-Digest: %w", err)
+		}
+		if !bodyMatches(resp.body, digest.Digest(hd)) {
+			return nil, fmt.Errorf("the body does not hash to its Docker-Content-Digest %s", hd)
+		}
+		return &manifestInfo{digest: hd, mediaType: mt, body: resp.body}, nil
+	}
+	d, err := manifest.Digest(resp.body)
+	if err != nil {
+		return nil, fmt.Errorf("hashing the manifest: %w", err)
+	}
+	if err := validDigest(d.String()); err != nil {
+		return nil, err
+	}
+	return &manifestInfo{digest: d.String(), mediaType: mt, body: resp.body}, nil
+}
+
+// bodyMatches reports whether a manifest hashes to d (validated), in d's
+// algorithm: containers/image's MatchesDigest knows sha256 only (and
+// schema1's signatures, which are not hashed).
+func bodyMatches(body []byte, d digest.Digest) bool {
+	if d.Algorithm() == digest.SHA256 {
+		ok, err := manifest.MatchesDigest(body, d)
+		return err == nil && ok
+	}
+	return d.Algorithm().FromBytes(body) == d
 }
 
 // validDigest checks a digest a registry sent (algorithm and hex form);

@@ -29,6 +29,9 @@ type Fault struct {
 	// Digest, when set, replaces the registry's Docker-Content-Digest with
 	// this value (e.g. a malformed one no real registry sends).
 	Digest string
+	// Header replaces these headers of the registry's answer (e.g. an
+	// unparsable WWW-Authenticate, or a Content-Type that lies).
+	Header map[string]string
 }
 
 // ProxyRequest is one request the proxy saw.
@@ -89,6 +92,9 @@ func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 			}
 			if f.Digest != "" {
 				res.Header.Set("Docker-Content-Digest", f.Digest)
+			}
+			for k, v := range f.Header {
+				res.Header.Set(k, v)
 			}
 		}
 		return nil

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,7 +24,10 @@ import (
 // TokenServer is a minimal Docker registry token issuer (the bearer-token
 // flow Docker Hub, quay.io and GHCR use) for docker-registry's `auth.token`:
 // it checks Basic credentials and signs ES256 JWTs with a self-signed key
-// the registry trusts through its rootcertbundle.
+// the registry trusts through its rootcertbundle. It also speaks the
+// distribution OAuth2 flow (docs/spec/auth/oauth.md), as Azure ACR does:
+// a POST with grant_type=password (and access_type=offline, to get a
+// refresh token) or grant_type=refresh_token. It records every request.
 type TokenServer struct {
 	Realm    string // token endpoint URL
 	Service  string
@@ -34,8 +38,25 @@ type TokenServer struct {
 	key            *ecdsa.PrivateKey
 	der            []byte
 
-	mu     sync.Mutex
-	scopes []string
+	mu        sync.Mutex
+	scopes    []string
+	requests  []TokenRequest
+	refresh   map[string]string // refresh token → user
+	expiresIn int
+	noOAuth   bool
+}
+
+// TokenRequest is one request the token server answered.
+type TokenRequest struct {
+	Method    string
+	GrantType string // POST only
+	ClientID  string // POST only
+	Account   string // GET's account parameter
+	// Basic is an Authorization: Basic header; Password a password in a
+	// POSTed form. Either means the password was sent.
+	Basic, Password bool
+	Scopes          []string
+	Status          int
 }
 
 // StartTokenServer starts an issuer on 127.0.0.1 that grants pull and push
@@ -63,6 +84,7 @@ func StartTokenServer(t testing.TB, user, password string) *TokenServer {
 	ts := &TokenServer{
 		Realm: "http://" + l.Addr().String() + "/token", Service: "stowage-test", Issuer: "stowage-test-issuer",
 		CertFile: filepath.Join(t.TempDir(), "token.crt"), user: user, password: password, key: key, der: der,
+		refresh: map[string]string{}, expiresIn: 3600,
 	}
 	writePEM(t, ts.CertFile, "CERTIFICATE", der)
 	srv := &http.Server{Handler: http.HandlerFunc(ts.serve)}
@@ -84,14 +106,134 @@ func (ts *TokenServer) Scopes() []string {
 	return append([]string(nil), ts.scopes...)
 }
 
+// SetExpiresIn sets the expires_in of the tokens issued from now on
+// (seconds; 0 leaves it out of the answer). The tokens themselves stay
+// valid for an hour, so a client that renews late is not refused: only
+// the request counts show when it renewed.
+func (ts *TokenServer) SetExpiresIn(seconds int) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.expiresIn = seconds
+}
+
+// SetOAuth turns the OAuth2 POST endpoint on (the default) or off (404, as
+// token servers that only implement the GET flow answer).
+func (ts *TokenServer) SetOAuth(on bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.noOAuth = !on
+}
+
+// Requests returns the requests answered so far, in order.
+func (ts *TokenServer) Requests() []TokenRequest {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return append([]TokenRequest(nil), ts.requests...)
+}
+
+// RefreshToken logs in as `docker login` does against an OAuth2 registry
+// (POST grant_type=password, access_type=offline) and returns the refresh
+// token, which auth.json stores as "identitytoken".
+func (ts *TokenServer) RefreshToken(t testing.TB) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"password"}, "username": {ts.user}, "password": {ts.password},
+		"access_type": {"offline"}, "client_id": {"stowage-test"}, "service": {ts.Service}}
+	res, err := http.PostForm(ts.Realm, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != http.StatusOK || out.RefreshToken == "" {
+		t.Fatalf("login for a refresh token: HTTP %d, %+v, %v", res.StatusCode, out, err)
+	}
+	return out.RefreshToken
+}
+
 func (ts *TokenServer) serve(w http.ResponseWriter, r *http.Request) {
-	u, p, ok := r.BasicAuth()
-	if !ok || u != ts.user || p != ts.password {
-		http.Error(w, "bad credentials", http.StatusUnauthorized)
+	req := TokenRequest{Method: r.Method, Account: r.URL.Query().Get("account")}
+	status := http.StatusOK
+	defer func() {
+		req.Status = status
+		ts.mu.Lock()
+		ts.requests = append(ts.requests, req)
+		ts.mu.Unlock()
+	}()
+	fail := func(code int, msg string) {
+		status = code
+		http.Error(w, msg, code)
+	}
+	_, _, req.Basic = r.BasicAuth()
+	var (
+		subject  string
+		scopes   []string
+		newToken string
+	)
+	switch r.Method {
+	case http.MethodGet:
+		u, p, ok := r.BasicAuth()
+		if !ok || u != ts.user || p != ts.password {
+			fail(http.StatusUnauthorized, "bad credentials")
+			return
+		}
+		subject, scopes = u, r.URL.Query()["scope"]
+	case http.MethodPost:
+		ts.mu.Lock()
+		off := ts.noOAuth
+		ts.mu.Unlock()
+		if off {
+			fail(http.StatusNotFound, "404 page not found")
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			fail(http.StatusBadRequest, err.Error())
+			return
+		}
+		req.GrantType, req.ClientID = r.PostForm.Get("grant_type"), r.PostForm.Get("client_id")
+		req.Password = r.PostForm.Has("password")
+		for _, s := range r.PostForm["scope"] {
+			scopes = append(scopes, strings.Fields(s)...)
+		}
+		if req.ClientID == "" {
+			fail(http.StatusBadRequest, `{"error":"invalid_request","error_description":"client_id missing"}`)
+			return
+		}
+		switch req.GrantType {
+		case "password":
+			if r.PostForm.Get("username") != ts.user || r.PostForm.Get("password") != ts.password {
+				fail(http.StatusUnauthorized, `{"error":"invalid_grant"}`)
+				return
+			}
+			subject = ts.user
+			if r.PostForm.Get("access_type") == "offline" {
+				b := make([]byte, 18)
+				_, _ = rand.Read(b)
+				newToken = "refresh-" + base64.RawURLEncoding.EncodeToString(b)
+				ts.mu.Lock()
+				ts.refresh[newToken] = subject
+				ts.mu.Unlock()
+			}
+		case "refresh_token":
+			ts.mu.Lock()
+			subject = ts.refresh[r.PostForm.Get("refresh_token")]
+			ts.mu.Unlock()
+			if subject == "" {
+				fail(http.StatusUnauthorized, `{"error":"invalid_grant"}`)
+				return
+			}
+		default:
+			fail(http.StatusBadRequest, `{"error":"unsupported_grant_type"}`)
+			return
+		}
+	default:
+		fail(http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
+	req.Scopes = scopes
 	var access []map[string]any
-	for _, scope := range r.URL.Query()["scope"] {
+	for _, scope := range scopes {
 		parts := strings.Split(scope, ":")
 		if len(parts) != 3 {
 			continue
@@ -103,15 +245,27 @@ func (ts *TokenServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	tok, err := ts.sign(map[string]any{
-		"iss": ts.Issuer, "sub": u, "aud": ts.Service, "exp": now.Add(time.Hour).Unix(),
+		"iss": ts.Issuer, "sub": subject, "aud": ts.Service, "exp": now.Add(time.Hour).Unix(),
 		"nbf": now.Add(-time.Minute).Unix(), "iat": now.Unix(), "jti": fmt.Sprint(now.UnixNano()), "access": access,
 	})
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		fail(http.StatusInternalServerError, err.Error())
 		return
 	}
+	answer := map[string]any{"access_token": tok, "issued_at": now.UTC().Format(time.RFC3339)}
+	if r.Method == http.MethodGet {
+		answer["token"] = tok
+	}
+	ts.mu.Lock()
+	if ts.expiresIn != 0 {
+		answer["expires_in"] = ts.expiresIn
+	}
+	ts.mu.Unlock()
+	if newToken != "" {
+		answer["refresh_token"] = newToken
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"token": tok, "access_token": tok, "expires_in": 3600})
+	_ = json.NewEncoder(w).Encode(answer)
 }
 
 func (ts *TokenServer) sign(claims map[string]any) (string, error) {
