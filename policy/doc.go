@@ -208,6 +208,7 @@ func keyDescriptions() map[string]string {
 		"refresh.mode":            "What to do with a tag whose registry digest changed: notify (report only), pull (pull the new image), off (skip the job).",
 		"refresh.concurrency":     "Maximum registry requests in flight in one run.",
 		"refresh.per_registry":    "Maximum requests in flight to one registry host.",
+		"refresh.rate":            "Requests per second to one registry host in one run; 0 = unpaced. Pacing spreads each host's run over time so that a fleet's runs, already spread by the schedule's jitter, do not reach the registry as bursts: with the default 10/s a run of 50 tags takes about 5 s, and a fleet's peak second stays well within twice its mean (see the README's Fleets section).",
 		"refresh.timeout":         "Timeout of one registry request.",
 		"refresh.budget":          "Maximum requests sent to one registry host in one run; tags beyond it are reported as skipped. 0 means no cap.",
 		"refresh.rule.match":      "Reference glob the rule applies to, e.g. \"docker.io/library/*\".",

@@ -513,6 +513,7 @@ var globKeys = map[string]bool{
 var intRanges = map[string][2]int64{
 	"refresh.concurrency":  {1, 256},
 	"refresh.per_registry": {1, 256},
+	"refresh.rate":         {0, 10000},
 	"refresh.budget":       {0, 1 << 31},
 	"prune.keep_last":      {0, 1 << 31},
 }

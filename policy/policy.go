@@ -43,7 +43,11 @@ type Refresh struct {
 	Rules       []RefreshRule `toml:"rule"`
 	Concurrency int           `toml:"concurrency"`
 	PerRegistry int           `toml:"per_registry"`
-	Timeout     Duration      `toml:"timeout"`
+	// Rate paces the requests to one registry host in one run, in requests
+	// per second (0 = unpaced): a host's run is then spread out instead of
+	// arriving at the registry as one burst.
+	Rate    int      `toml:"rate"`
+	Timeout Duration `toml:"timeout"`
 	// Budget caps the requests sent to one registry host in one run (0 = no cap).
 	Budget int `toml:"budget"`
 	// Newer is how far the job looks for newer versions of version-like

@@ -146,6 +146,9 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 	}
 
 	c := newClient(sys, log, o.Policy.Concurrency, o.Policy.PerRegistry, o.Policy.Budget, o.Policy.Timeout.Duration)
+	if o.Policy.Rate > 0 {
+		c.interval = time.Second / time.Duration(o.Policy.Rate)
+	}
 	plat := &platforms{store: store, cache: map[string]LocalImage{}}
 	results := make([]Result, len(targets))
 	obs := make([]*observation, len(targets))

@@ -95,6 +95,8 @@ type client struct {
 	mu    sync.Mutex
 	hosts map[string]*host
 	creds map[string]*credEntry
+	// interval paces the requests to one host (0 = unpaced).
+	interval time.Duration
 }
 
 // credEntry is one credential lookup, done once per run however many tags
@@ -124,6 +126,7 @@ type host struct {
 
 	mu         sync.Mutex
 	pauseUntil time.Time
+	nextSlot   time.Time // earliest start of the next paced request
 	counts     Counters
 	tokens     map[string]bearerToken
 }
@@ -314,6 +317,9 @@ func (c *client) send(ctx context.Context, h *host, kind reqKind, method, u stri
 		if err := h.take(kind, c.budget); err != nil {
 			return nil, err
 		}
+		if err := h.waitSlot(ctx, c.interval); err != nil {
+			return nil, err
+		}
 		// The host's slot first, so requests queued for a busy registry do
 		// not hold overall slots other registries could use.
 		select {
@@ -430,6 +436,35 @@ func (h *host) pause(d time.Duration) {
 	}
 }
 
+// waitSlot paces requests to the host: each takes the next free slot,
+// interval after the previous one, and waits for it.
+func (h *host) waitSlot(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		return nil
+	}
+	h.mu.Lock()
+	now := time.Now()
+	slot := h.nextSlot
+	if slot.Before(now) {
+		slot = now
+	}
+	h.nextSlot = slot.Add(interval)
+	h.mu.Unlock()
+	d := time.Until(slot)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitPause waits out a Retry-After pause the host asked for.
 func (h *host) waitPause(ctx context.Context) error {
 	for {
 		h.mu.Lock()
@@ -635,18 +670,26 @@ func (c *client) repoRequest(ctx context.Context, h *host, named reference.Named
 	if err := c.ping(ctx, h); err != nil {
 		return nil, "", err
 	}
+	u := h.scheme + "://" + h.addr + "/v2/" + reference.Path(named) + "/" + path
+	resp, err := c.authedRequest(ctx, h, named, kind, method, u, hdr)
+	return resp, u, err
+}
+
+// authedRequest sends method u (a URL on h, already pinged) with the
+// host's auth for named's repository, fetching a fresh bearer token once
+// when the cached one is refused. The answer comes back whatever its status.
+func (c *client) authedRequest(ctx context.Context, h *host, named reference.Named, kind reqKind, method, u string, hdr http.Header) (*response, error) {
 	auth, err := c.credentials(ctx, named)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	repo := reference.Path(named)
-	u := h.scheme + "://" + h.addr + "/v2/" + repo + "/" + path
 	var resp *response
 	stale := ""
 	for try := 0; try < 2; try++ {
 		authz, err := c.authHeader(ctx, h, repo, auth, stale)
 		if err != nil {
-			return nil, u, err
+			return nil, err
 		}
 		stale = strings.TrimPrefix(authz, "Bearer ")
 		rh := hdr.Clone()
@@ -657,14 +700,14 @@ func (c *client) repoRequest(ctx context.Context, h *host, named reference.Named
 			rh.Set("Authorization", authz)
 		}
 		if resp, err = c.do(ctx, h, kind, method, u, rh); err != nil {
-			return nil, u, err
+			return nil, err
 		}
 		// A cached bearer token may have been revoked: fetch a fresh one once.
 		if resp.status != http.StatusUnauthorized || h.challenge.scheme != "bearer" {
 			break
 		}
 	}
-	return resp, u, nil
+	return resp, nil
 }
 
 // noteDigestFromGet is the per-reference note for a digest computed from

@@ -124,7 +124,7 @@ func (c *client) listTags(ctx context.Context, h *host, named reference.Named, p
 			out.truncated = true
 			break
 		}
-		resp, err := c.getAuthed(ctx, h, named, kindTags, u.String())
+		resp, err := c.authedRequest(ctx, h, named, kindTags, http.MethodGet, u.String(), http.Header{"Accept": {"application/json"}})
 		if err != nil {
 			return nil, err
 		}
@@ -160,34 +160,4 @@ func (c *client) listTags(ctx context.Context, h *host, named reference.Named, p
 		}
 	}
 	return out, nil
-}
-
-// getAuthed GETs u with the host's auth for named's repository, fetching a
-// fresh bearer token once when the cached one is refused.
-func (c *client) getAuthed(ctx context.Context, h *host, named reference.Named, kind reqKind, u string) (*response, error) {
-	auth, err := c.credentials(ctx, named)
-	if err != nil {
-		return nil, err
-	}
-	repo := reference.Path(named)
-	var resp *response
-	stale := ""
-	for try := 0; try < 2; try++ {
-		authz, err := c.authHeader(ctx, h, repo, auth, stale)
-		if err != nil {
-			return nil, err
-		}
-		stale = strings.TrimPrefix(authz, "Bearer ")
-		hdr := http.Header{"Accept": {"application/json"}}
-		if authz != "" {
-			hdr.Set("Authorization", authz)
-		}
-		if resp, err = c.do(ctx, h, kind, http.MethodGet, u, hdr); err != nil {
-			return nil, err
-		}
-		if resp.status != http.StatusUnauthorized || h.challenge.scheme != "bearer" {
-			break
-		}
-	}
-	return resp, nil
 }
