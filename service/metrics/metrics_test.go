@@ -71,11 +71,11 @@ func TestBuild(t *testing.T) {
 	m.SetRunning("verify", true)
 	file, live := gather(t, m.File()), gather(t, m.Live())
 	for _, want := range []string{
-		`stowage_job_last_run_timestamp_seconds{stowage_job="prune"} 1.7645580015e+09`,
+		`stowage_job_last_run_timestamp_seconds{stowage_job="prune"} 1.7960940015e+09`,
 		`stowage_job_last_run_success{stowage_job="refresh"} 0`,
 		`stowage_job_last_run_success{stowage_job="prune"} 1`,
 		`stowage_job_last_run_duration_seconds{stowage_job="prune"} 1.5`,
-		`stowage_job_last_success_timestamp_seconds{stowage_job="prune"} 1.7645580015e+09`,
+		`stowage_job_last_success_timestamp_seconds{stowage_job="prune"} 1.7960940015e+09`,
 		`stowage_job_runs_total{outcome="succeeded",stowage_job="prune"} 3`,
 		`stowage_job_runs_total{outcome="timed_out",stowage_job="volumes"} 0`,
 		`stowage_job_duration_seconds_bucket{stowage_job="prune",le="1.6"} 3`,
@@ -87,7 +87,7 @@ func TestBuild(t *testing.T) {
 		`stowage_policy_valid 1`,
 		`stowage_refresh_references{status="error"} 1`,
 		`stowage_refresh_drift_pending_references 1`,
-		`stowage_refresh_drift_oldest_first_seen_timestamp_seconds 1.7643852e+09`,
+		`stowage_refresh_drift_oldest_first_seen_timestamp_seconds 1.7959212e+09`,
 		`stowage_refresh_requests{method="GET"} 2`,
 		`stowage_verify_names{status="rejected"} 1`,
 		`stowage_prune_quota_hard_limit_bytes 1e+09`,
