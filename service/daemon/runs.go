@@ -86,9 +86,6 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 	d.mu.Unlock()
 	d.metrics.SetRunning(done.Job, false)
-	if !done.DryRun {
-		d.updateMetrics()
-	}
 	// A job that needs the state database fails while it is damaged, and
 	// one may have found it so: status says so until it is fixed.
 	d.checkState()
@@ -106,6 +103,11 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 	for _, o := range d.observers {
 		o.RunFinished(context.WithoutCancel(ctx), done)
+	}
+	// Last: it reads the state database, which a worker may hold for a
+	// moment, and the run is fully reported without it.
+	if !done.DryRun {
+		d.updateMetrics()
 	}
 }
 
