@@ -245,6 +245,6 @@ func keyDescriptions() map[string]string {
 
 		"metrics.textfile": "File the metrics are written to (atomically: a temporary file in the same directory, fsync, rename; mode 0644) after every run and at every daemon start. \"\" writes none. " +
 			"\"auto\": in system mode /var/lib/prometheus/node-exporter/stowage.prom, the directory Debian's prometheus-node-exporter reads *.prom files from, when that directory exists (it is never created; without it no file is written); in user mode no file, since no node exporter reads a user's directories and a file nobody collects is only writes. " +
-			"Otherwise an absolute path ending in .prom, in a directory that exists; the system service may write there only if it is /var/lib/prometheus/node-exporter or made writable with a ReadWritePaths= drop-in (the unit is ProtectSystem=strict). A user daemon writing into the same directory as the system one must use another file name, and its series carry no user label: give each its own collector directory or relabel.",
+			"Otherwise an absolute path ending in .prom, in a directory that exists; the system service may write there only if it is /var/lib/prometheus/node-exporter or made writable with a ReadWritePaths= drop-in (the unit is ProtectSystem=strict). The series carry no user or mode label: two daemons (the system one and a user's) writing into the directory one node exporter reads would export the same series twice, which the node exporter refuses; give a user daemon a collector of its own.",
 	}
 }

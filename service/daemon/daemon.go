@@ -444,8 +444,13 @@ func (d *Daemon) listen() (ctl, metricsL net.Listener, err error) {
 			return nil, nil, err
 		}
 	}
-	ctl, err = listenUnix(path, d.opts.System, d.log)
-	return ctl, metricsL, err
+	if ctl, err = listenUnix(path, d.opts.System, d.log); err != nil {
+		if metricsL != nil {
+			_ = metricsL.Close()
+		}
+		return nil, nil, err
+	}
+	return ctl, metricsL, nil
 }
 
 // listenUnix creates the socket at path: 0600 for a user, 0660 root:stowage
