@@ -60,7 +60,7 @@ install: build docs ## install into $(DESTDIR)$(PREFIX) (FHS layout; PREFIX=/usr
 	install -Dm755 $(BIN) $(DESTDIR)$(PREFIX)/bin/stowage
 	install -Dm644 etc/stowage/stowage.toml $(DESTDIR)$(SYSCONFDIR)/stowage/stowage.toml
 	install -d $(DESTDIR)$(UNITDIR)/user $(DESTDIR)$(UNITDIR)/system $(DESTDIR)$(UNITDIR)/catalog
-	for m in user system; do for u in stowage.socket stowage.service stowage.timer; do \
+	for m in user system; do for u in stowage.socket stowage.service stowage.timer stowage-metrics.socket; do \
 		$(FIXBIN) units/$$m/$$u >$(DESTDIR)$(UNITDIR)/$$m/$$u && chmod 644 $(DESTDIR)$(UNITDIR)/$$m/$$u; done; done
 	install -d $(DESTDIR)$(DBUSDIR)/services $(DESTDIR)$(DBUSDIR)/system-services $(DESTDIR)$(DBUSDIR)/system.d
 	$(FIXBIN) units/dbus/session.service >$(DESTDIR)$(DBUSDIR)/services/io.github.stowage.Stowage1.service
@@ -68,6 +68,9 @@ install: build docs ## install into $(DESTDIR)$(PREFIX) (FHS layout; PREFIX=/usr
 	chmod 644 $(DESTDIR)$(DBUSDIR)/services/*.service $(DESTDIR)$(DBUSDIR)/system-services/*.service
 	install -m644 units/dbus/io.github.stowage.Stowage1.conf $(DESTDIR)$(DBUSDIR)/system.d/
 	install -Dm644 units/polkit/io.github.stowage.policy $(DESTDIR)$(PREFIX)/share/polkit-1/actions/io.github.stowage.policy
+	install -Dm644 packaging/prometheus/stowage-alerts.yml $(DESTDIR)$(PREFIX)/share/stowage/prometheus/stowage-alerts.yml
+	install -Dm644 packaging/prometheus/stowage-alerts_test.yml $(DESTDIR)$(PREFIX)/share/stowage/prometheus/stowage-alerts_test.yml
+	install -Dm644 packaging/grafana/stowage-dashboard.json $(DESTDIR)$(PREFIX)/share/stowage/grafana/stowage-dashboard.json
 	if [ -f $(CATALOG) ]; then install -m644 $(CATALOG) $(DESTDIR)$(UNITDIR)/catalog/stowage.catalog; \
 		else echo "install: warning: $(CATALOG) missing, no journal catalog" >&2; fi
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5

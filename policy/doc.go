@@ -142,6 +142,8 @@ func typeName(t reflect.Type) string {
 		return "report | untag | remove | off"
 	case reflect.TypeOf(Urgency("")):
 		return "low | normal | critical"
+	case reflect.TypeOf(Textfile("")):
+		return "\"\" | \"auto\" | path"
 	}
 	switch t.Kind() {
 	case reflect.Bool:
@@ -186,6 +188,8 @@ func sectionDescriptions() map[string]string {
 		"prune":        "The prune job removes images by quota, age and use, most reclaimable first, never an image a container uses, never a kept reference. A dry run prints the exact plan.",
 		"volumes":      "The volumes job removes unused Podman volumes through podman's REST API; a volume in use is never removed.",
 		"notify":       "Desktop notifications (user mode only; the system service emits D-Bus signals instead).",
+		"metrics": "Prometheus metrics. The daemon serves them live on its control socket (GET /metrics) and, when stowage-metrics.socket is enabled, on 127.0.0.1:9647; since it exits when idle, it also writes them to a file for node_exporter's textfile collector after every run and at every start. " +
+			"Every figure comes from the state database (each job's last run, its outcome, finish time and duration, the last report's figures, run counters kept across restarts), so the file stays meaningful while no daemon runs. Series carry the job in the label stowage_job (Prometheus reserves job for itself).",
 	}
 }
 
@@ -252,5 +256,9 @@ func keyDescriptions() map[string]string {
 
 		"notify.desktop":     "Send desktop notifications (user mode).",
 		"notify.min_urgency": "Lowest urgency that is sent as a desktop notification: low, normal or critical.",
+
+		"metrics.textfile": "File the metrics are written to (atomically: a temporary file in the same directory, fsync, rename; mode 0644) after every run and at every daemon start. \"\" writes none. " +
+			"\"auto\": in system mode /var/lib/prometheus/node-exporter/stowage.prom, the directory Debian's prometheus-node-exporter reads *.prom files from, when that directory exists (it is never created; without it no file is written); in user mode no file, since no node exporter reads a user's directories and a file nobody collects is only writes. " +
+			"Otherwise an absolute path ending in .prom, in a directory that exists; the system service may write there only if it is /var/lib/prometheus/node-exporter or made writable with a ReadWritePaths= drop-in (the unit is ProtectSystem=strict). The series carry no user or mode label: two daemons (the system one and a user's) writing into the directory one node exporter reads would export the same series twice, which the node exporter refuses; give a user daemon a collector of its own.",
 	}
 }

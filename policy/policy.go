@@ -16,6 +16,7 @@ type Policy struct {
 	Prune    Prune    `toml:"prune"`
 	Volumes  Volumes  `toml:"volumes"`
 	Notify   Notify   `toml:"notify"`
+	Metrics  Metrics  `toml:"metrics"`
 }
 
 // Storage selects the containers/storage store; empty fields are resolved the
@@ -112,4 +113,11 @@ type Volumes struct {
 type Notify struct {
 	Desktop    bool    `toml:"desktop"`
 	MinUrgency Urgency `toml:"min_urgency"`
+}
+
+// Metrics configures the Prometheus metrics the daemon writes to a file.
+type Metrics struct {
+	// Textfile is the node_exporter textfile collector file written after
+	// every run: "" = none, "auto" or an absolute path ending in .prom.
+	Textfile Textfile `toml:"textfile"`
 }

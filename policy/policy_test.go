@@ -37,6 +37,18 @@ func TestDefaults(t *testing.T) {
 	if p.Notify.MinUrgency != UrgencyNormal || p.Volumes.KeepLabels[0] != "io.stowage.keep" {
 		t.Fatalf("notify/volumes: %+v %+v", p.Notify, p.Volumes)
 	}
+	if p.Metrics.Textfile != TextfileAuto {
+		t.Fatalf("metrics: %+v", p.Metrics)
+	}
+}
+
+func TestTextfileValues(t *testing.T) {
+	for _, v := range []string{"", "auto", "/var/lib/prometheus/node-exporter/stowage.prom", "/srv/x.prom"} {
+		p, err := Parse(Source{"p.toml", []byte("[metrics]\ntextfile = \"" + v + "\"\n")})
+		if err != nil || string(p.Metrics.Textfile) != v {
+			t.Errorf("textfile %q: %v, %+v", v, err, p)
+		}
+	}
 }
 
 func TestParseValid(t *testing.T) {
@@ -101,6 +113,11 @@ func TestParseErrors(t *testing.T) {
 		{"second rule bad mode", "[[refresh.rule]]\nmatch = \"a\"\nmode = \"off\"\n[[refresh.rule]]\nmatch = \"b\"\nmode = \"on\"\n", []string{"6:8: refresh.rule.1.mode: invalid refresh mode"}},
 		{"watermarks", "[prune]\nlow_watermark = \"95%\"\n", []string{"2:17: prune.low_watermark (95%) must be below prune.high_watermark (90%)"}},
 		{"integrity rate percent", "[verify]\nintegrity_rate = \"5%\"\n", []string{"2:18: verify.integrity_rate: must be a rate"}},
+		{"textfile relative", "[metrics]\ntextfile = \"stowage.prom\"\n", []string{`2:12: metrics.textfile: invalid textfile "stowage.prom" (want "", "auto" or a clean absolute path)`}},
+		{"textfile not clean", "[metrics]\ntextfile = \"/var/lib/../x.prom\"\n", []string{"2:12: metrics.textfile: invalid textfile"}},
+		{"textfile not .prom", "[metrics]\ntextfile = \"/var/lib/prometheus/node-exporter/stowage.txt\"\n", []string{"2:12: metrics.textfile: invalid textfile \"/var/lib/prometheus/node-exporter/stowage.txt\": the node exporter reads only files named *.prom"}},
+		{"textfile Auto", "[metrics]\ntextfile = \"Auto\"\n", []string{"2:12: metrics.textfile: invalid textfile \"Auto\""}},
+		{"textfile not a string", "[metrics]\ntextfile = false\n", []string{"2:12: metrics.textfile: expected a string"}},
 		{"several at once", "foo = 1\n[prune]\nquota = \"x\"\nmin_age = \"y\"\n", []string{`1:1: unknown key "foo"`, "3:9: prune.quota", "4:11: prune.min_age"}},
 	}
 	for _, tc := range cases {

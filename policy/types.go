@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -237,4 +238,27 @@ func (u *Urgency) UnmarshalText(b []byte) error {
 		return nil
 	}
 	return fmt.Errorf("invalid urgency %q (want low, normal or critical)", string(b))
+}
+
+// Textfile is where the daemon writes its metrics for node_exporter's
+// textfile collector: "" (off), "auto" or an absolute path ending in .prom.
+type Textfile string
+
+// TextfileAuto picks the node exporter's directory when it exists (system
+// mode); see the key's documentation.
+const TextfileAuto Textfile = "auto"
+
+// UnmarshalText accepts "", "auto" or a clean absolute path ending in .prom
+// (the collector reads only *.prom files).
+func (t *Textfile) UnmarshalText(b []byte) error {
+	v := string(b)
+	switch {
+	case v == "" || Textfile(v) == TextfileAuto:
+	case !filepath.IsAbs(v) || filepath.Clean(v) != v:
+		return fmt.Errorf("invalid textfile %q (want \"\", \"auto\" or a clean absolute path)", v)
+	case filepath.Ext(v) != ".prom" || filepath.Base(v) == ".prom":
+		return fmt.Errorf("invalid textfile %q: the node exporter reads only files named *.prom", v)
+	}
+	*t = Textfile(v)
+	return nil
 }

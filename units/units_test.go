@@ -32,7 +32,7 @@ func stage(t *testing.T, mode string) string {
 	t.Helper()
 	bin := testenv.Stowage(t)
 	dir := t.TempDir()
-	for _, u := range []string{"stowage.socket", "stowage.service", "stowage.timer"} {
+	for _, u := range []string{"stowage.socket", "stowage.service", "stowage.timer", "stowage-metrics.socket"} {
 		b, err := os.ReadFile(filepath.Join(mode, u))
 		if err != nil {
 			t.Fatal(err)
@@ -59,12 +59,13 @@ func TestUnitsVerify(t *testing.T) {
 	testenv.RequireTool(t, "systemd-analyze")
 	sys := stage(t, "system")
 	verify(t, nil, "verify", "--man=no", filepath.Join(sys, "stowage.service"),
-		filepath.Join(sys, "stowage.socket"), filepath.Join(sys, "stowage.timer"))
+		filepath.Join(sys, "stowage.socket"), filepath.Join(sys, "stowage.timer"), filepath.Join(sys, "stowage-metrics.socket"))
 
 	user := stage(t, "user")
 	rt := t.TempDir() // the user manager needs a runtime directory
 	verify(t, []string{"XDG_RUNTIME_DIR=" + rt}, "--user", "verify", "--man=no",
-		filepath.Join(user, "stowage.service"), filepath.Join(user, "stowage.socket"), filepath.Join(user, "stowage.timer"))
+		filepath.Join(user, "stowage.service"), filepath.Join(user, "stowage.socket"), filepath.Join(user, "stowage.timer"),
+		filepath.Join(user, "stowage-metrics.socket"))
 }
 
 // TestSystemServiceExposure holds the hardening to the bar: an
@@ -149,6 +150,18 @@ func TestUnitContract(t *testing.T) {
 		want(t, mode+"/stowage.service", svc, "Service.ExecStart", "/usr/bin/stowage daemon "+mflag+" --idle-exit 5m")
 		if len(svc["Service.WatchdogSec"]) != 1 {
 			t.Errorf("%s/stowage.service: no WatchdogSec", mode)
+		}
+		// The optional metrics socket hands the daemon an fd named
+		// "metrics" (daemon.MetricsListenerName), on loopback only.
+		msock := iniKeys(t, filepath.Join(mode, "stowage-metrics.socket"))
+		want(t, mode+"/stowage-metrics.socket", msock, "Socket.ListenStream", "127.0.0.1:9647")
+		want(t, mode+"/stowage-metrics.socket", msock, "Socket.FileDescriptorName", "metrics")
+		want(t, mode+"/stowage-metrics.socket", msock, "Socket.Service", "stowage.service")
+		if mode == "system" {
+			// ProtectSystem=strict: the textfile for node_exporter
+			// ([metrics] textfile = "auto") must be writable.
+			want(t, mode+"/stowage.service", svc, "Service.ProtectSystem", "strict")
+			want(t, mode+"/stowage.service", svc, "Service.ReadWritePaths", "-/var/lib/prometheus/node-exporter")
 		}
 		want(t, mode+"/stowage.timer", tmr, "Timer.Persistent", "true")
 		want(t, mode+"/stowage.timer", tmr, "Timer.Unit", "stowage.service")

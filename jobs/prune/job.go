@@ -196,6 +196,17 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 		"kept_images":         float64(len(r.Kept)),
 		"usage_before_bytes":  float64(r.UsageBeforeBytes),
 		"pressure_need_bytes": float64(r.NeedBytes),
+		"refused":             0,
+	}
+	if !dryRun {
+		// What pressure asked for and this run could not free (in use,
+		// kept, too young): the figure an alert watches.
+		r.Metrics["shortfall_bytes"] = float64(max(0, r.NeedBytes-r.FreedBytes))
+	}
+	if q := plan.Quota; q != nil {
+		r.Metrics["quota_used_bytes"] = float64(q.UsedBytes)
+		r.Metrics["quota_soft_limit_bytes"] = float64(q.SoftLimitBytes)
+		r.Metrics["quota_hard_limit_bytes"] = float64(q.HardLimitBytes)
 	}
 	verb := "removed"
 	freed := r.FreedBytes

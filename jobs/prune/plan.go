@@ -94,6 +94,8 @@ type Plan struct {
 	UsageBytes int64 `json:"usage_bytes"` // store usage (layers + image data)
 	// QuotaUsedBytes is the user's quota usage when a quota applies.
 	QuotaUsedBytes int64 `json:"quota_used_bytes,omitempty"`
+	// Quota is the disk quota that applied (nil: none).
+	Quota *Quota `json:"-"`
 	// NeedBytes is what pressure asks to free (0 = no pressure).
 	NeedBytes        int64  `json:"need_bytes"`
 	Pressure         string `json:"pressure,omitempty"` // limit, quota or min_free
@@ -169,6 +171,8 @@ func Build(in *Input) *Plan {
 	plan := &Plan{UsageBytes: usage, Removals: []Item{}, Kept: []Item{}}
 	if in.Quota != nil {
 		plan.QuotaUsedBytes = in.Quota.UsedBytes
+		q := *in.Quota
+		plan.Quota = &q
 	}
 	plan.LimitBytes, plan.NeedBytes, plan.Pressure = need(in, usage)
 	// Fail closed: on inconsistent metadata every image stays, and so does

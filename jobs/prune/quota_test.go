@@ -57,6 +57,10 @@ func TestQuota(t *testing.T) {
 	if r.Pressure != "quota" || r.LimitBytes != soft>>10<<10 {
 		t.Fatalf("pressure %q limit %d, want quota %d: %s", r.Pressure, r.LimitBytes, soft, out)
 	}
+	// The disk quota is in the report's figures (the hard-limit alert).
+	if m := r.Metrics; m["quota_soft_limit_bytes"] != float64(r.LimitBytes) || m["quota_hard_limit_bytes"] < 2*m["quota_soft_limit_bytes"]-1024 || m["quota_used_bytes"] <= 0 {
+		t.Errorf("quota figures %v (limit %d)", m, r.LimitBytes)
+	}
 	after := qfs.UsedBytes(t, u.Name)
 	low := soft * 80 / 100
 	if after > low {

@@ -277,5 +277,21 @@ quota = "%d"`, limit))
 	if !quotaEv {
 		t.Errorf("no quota_exceeded event: %+v", r.Events)
 	}
+	// Freed what pressure asked for: no shortfall.
+	if m := r.Metrics; m["pressure_need_bytes"] != float64(r.NeedBytes) || r.NeedBytes <= 0 || m["shortfall_bytes"] != 0 || m["limit_bytes"] != float64(limit) {
+		t.Errorf("metrics under satisfied pressure: %v", m)
+	}
+
+	// Under pressure that cannot be met (a container uses lru3): the
+	// shortfall is what was needed and not freed.
+	p.Run(t, "create", "localhost/lru3:1", "/bin/true")
+	e.writePolicy(t, `min_age = "0"
+keep_last = 0
+quota = "1KiB"`)
+	r = e.prune(t, "--podman-socket", svc.Socket)
+	want := r.NeedBytes - r.FreedBytes
+	if want <= 0 || r.Metrics["shortfall_bytes"] != float64(want) || r.UsageAfterBytes <= 1024 {
+		t.Errorf("unmet pressure: need %d freed %d, metrics %v", r.NeedBytes, r.FreedBytes, r.Metrics)
+	}
 	checkStore(t, p)
 }

@@ -34,6 +34,8 @@ type NewerResult struct {
 	// New is true the first time this newer version is reported for the
 	// reference.
 	New bool `json:"new"`
+	// FirstSeen is when Newer was first reported for the reference.
+	FirstSeen time.Time `json:"first_seen,omitzero"`
 	// PulledImageID is the image pulled for Newer (rule pull_newer).
 	PulledImageID string `json:"pulled_image_id,omitempty"`
 	Error         string `json:"error,omitempty"`
@@ -280,6 +282,17 @@ func (r *Record) observeNewer(tag string, now time.Time) bool {
 	return true
 }
 
+// newerFirstSeen is when tag was first reported for the reference (now if
+// the record no longer holds it).
+func (r *Record) newerFirstSeen(tag string, now time.Time) time.Time {
+	for _, s := range r.Newer {
+		if s.Tag == tag {
+			return s.FirstSeen
+		}
+	}
+	return now
+}
+
 // commitNewer records, in one write transaction (dry-run: read only), when
 // each reference's repository was listed and the newer versions found, and
 // marks each result New when its version was not reported before for its
@@ -301,6 +314,7 @@ func commitNewer(db *state.DB, results []NewerResult, now time.Time, dryRun bool
 			rec.NewerChecked = now
 			if r.Newer != "" {
 				r.New = rec.observeNewer(r.Newer, now)
+				r.FirstSeen = rec.newerFirstSeen(r.Newer, now)
 			}
 			if write {
 				if err := state.PutJSON(b, r.Reference, rec); err != nil {
@@ -346,10 +360,14 @@ func newerEvents(results []NewerResult) []report.Event {
 // and summary.
 func summarizeNewer(rep *Report, pulled int) {
 	pending, fresh, errs := 0, 0, 0
+	var oldest time.Time
 	for _, r := range rep.Newer {
 		switch {
 		case r.Newer != "": // a failed pull of it keeps it pending
 			pending++
+			if !r.FirstSeen.IsZero() && (oldest.IsZero() || r.FirstSeen.Before(oldest)) {
+				oldest = r.FirstSeen
+			}
 			if r.New {
 				fresh++
 			}
@@ -363,6 +381,9 @@ func summarizeNewer(rep *Report, pulled int) {
 	rep.Metrics["newer_errors"] = float64(errs)
 	rep.Metrics["tags_requests"] = float64(rep.TagsRequests)
 	rep.Metrics["newer_pulled"] = float64(pulled)
+	if !oldest.IsZero() {
+		rep.Metrics["newer_oldest_first_seen"] = float64(oldest.Unix())
+	}
 	if len(rep.Newer) == 0 {
 		return
 	}

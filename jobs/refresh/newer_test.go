@@ -169,11 +169,21 @@ func TestNewerVersions(t *testing.T) {
 		t.Errorf("summary %q", rep.Summary)
 	}
 
-	// Reported once: a second run finds the same, reports nothing new.
+	firstSeen := rep.Metrics["newer_oldest_first_seen"]
+	if firstSeen == 0 {
+		t.Errorf("no newer_oldest_first_seen with newer versions pending: %v", rep.Metrics)
+	}
+
+	// Reported once: a second run finds the same, reports nothing new, and
+	// the pending versions keep the time they were first reported.
 	pg.Reset()
+	time.Sleep(1100 * time.Millisecond) // a first-seen time reset would show
 	rep = w.run(p, nil, false)
 	if evs := newerEventsOf(rep); len(evs) != 0 || rep.Metrics["newer_pending"] != 3 || rep.Metrics["newer_new"] != 0 {
 		t.Errorf("second run: events %+v metrics %v", evs, rep.Metrics)
+	}
+	if got := rep.Metrics["newer_oldest_first_seen"]; got != firstSeen {
+		t.Errorf("second run: newer_oldest_first_seen %v, want the first run's %v", got, firstSeen)
 	}
 	recs, err := History(w.db, app+":1.25")
 	if err != nil || len(recs) != 1 || len(recs[0].Newer) != 1 || recs[0].Newer[0].Tag != "1.27" {

@@ -203,6 +203,10 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 	}
 	pulled := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, rep)
 	pulledNewer := pullNewer(ctx, log, store, sys, c, plat, targets, images, o.Policy, o.DryRun, rep)
+	oldest, err := oldestPendingDrift(db, results)
+	if err != nil {
+		return nil, err
+	}
 
 	rep.Results = results
 	rep.Registries = c.counters()
@@ -213,6 +217,9 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 	}
 	rep.Metrics, rep.Summary = summarize(results, rep, pulled)
 	summarizeNewer(rep, pulledNewer)
+	if !oldest.IsZero() {
+		rep.Metrics["drift_oldest_first_seen"] = float64(oldest.Unix())
+	}
 	rep.Finished = now()
 	return rep, nil
 }
@@ -284,6 +291,7 @@ func summarize(results []Result, rep *Report, pulled int) (map[string]float64, s
 		"blocked":       float64(count[StatusBlocked]),
 		"errors":        float64(errs),
 		"pulled":        float64(pulled),
+		"drift_pending": float64(pendingDrifts(results)),
 		"head_requests": float64(rep.HeadRequests),
 		"get_requests":  float64(rep.GetRequests),
 	}
@@ -444,4 +452,48 @@ func (p *platforms) get(img LocalImage) LocalImage {
 	// Unknown fields fall back to this host's platform in ChooseInstance.
 	p.cache[img.ID] = img
 	return img
+}
+
+// pending reports whether r is a drift still waiting: drifted and not pulled.
+func pending(r Result) bool { return r.Status == StatusDrifted && r.PulledImageID == "" }
+
+func pendingDrifts(results []Result) int {
+	n := 0
+	for _, r := range results {
+		if pending(r) {
+			n++
+		}
+	}
+	return n
+}
+
+// oldestPendingDrift is when the oldest pending drift's remote digest was
+// first seen, from the history (zero when no drift is pending). In a dry run
+// a digest seen for the first time is not in the history and does not count.
+func oldestPendingDrift(db *state.DB, results []Result) (time.Time, error) {
+	var refs []string
+	for _, r := range results {
+		if pending(r) {
+			refs = append(refs, r.Reference)
+		}
+	}
+	if len(refs) == 0 {
+		return time.Time{}, nil
+	}
+	recs, err := loadRecords(db, refs)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var oldest time.Time
+	for _, r := range results {
+		if !pending(r) {
+			continue
+		}
+		for _, seen := range recs[r.Reference].Seen {
+			if seen.Digest == r.RemoteDigest && (oldest.IsZero() || seen.FirstSeen.Before(oldest)) {
+				oldest = seen.FirstSeen
+			}
+		}
+	}
+	return oldest, nil
 }

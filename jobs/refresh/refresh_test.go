@@ -64,6 +64,10 @@ func TestRefreshDrift(t *testing.T) {
 	if err != nil || len(recs) != 1 || len(recs[0].Seen) != 2 || recs[0].Seen[1].Digest != db2 || !recs[0].Seen[1].Drift {
 		t.Errorf("history of b: %+v, %v", recs, err)
 	}
+	// The pending drift's age runs from its first sighting, not this run.
+	if first := recs[0].Seen[1].FirstSeen; err == nil && (rep.Metrics["drift_pending"] != 1 || rep.Metrics["drift_oldest_first_seen"] != float64(first.Unix()) || !first.Before(rep.Started)) {
+		t.Errorf("pending drift figures %v, first seen %v (run started %v)", rep.Metrics, first, rep.Started)
+	}
 
 	// Dry-run reports the drift as new but does not record it.
 	dc2 := w.push("app/c:1")
@@ -110,6 +114,9 @@ func TestRefreshDrift(t *testing.T) {
 	if got := w.host.Run(t, "image", "inspect", "--format", "{{.Id}}", c); got != cID {
 		t.Errorf("a rejected pull moved the tag to %s", got)
 	}
+	if rep.Metrics["drift_pending"] != 2 {
+		t.Errorf("b and c drifted, not pulled: drift_pending %v", rep.Metrics["drift_pending"])
+	}
 	rep = w.run(p, nil, false)
 	rc := byRef(rep)[c]
 	if rc.Status != StatusDrifted || rc.PulledImageID == "" || rc.PulledImageID == cID {
@@ -121,6 +128,9 @@ func TestRefreshDrift(t *testing.T) {
 	}
 	if !pulled {
 		t.Errorf("no image_pulled event: %+v", rep.Events)
+	}
+	if rep.Metrics["drift_pending"] != 1 || rep.Metrics["pulled"] != 1 {
+		t.Errorf("c pulled, b still pending: %v", rep.Metrics)
 	}
 	if got := w.host.Run(t, "image", "inspect", "--format", "{{.Id}}", c); got != rc.PulledImageID {
 		t.Errorf("tag %s points to %s, want the pulled %s", c, got, rc.PulledImageID)

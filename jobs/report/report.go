@@ -67,7 +67,9 @@ type Common struct {
 	// Summary is one human line: what the run found and did.
 	Summary string  `json:"summary"`
 	Events  []Event `json:"events"`
-	// Metrics are job-specific counters exported by the daemon on /metrics
-	// as stowage_job_<name> (e.g. "freed_bytes", "drifted").
+	// Metrics are the run's job-specific figures (e.g. "freed_bytes",
+	// "drifted"). The daemon keeps the last report's figures in the state
+	// database and exports a documented, fixed set of them
+	// (service/metrics reportFigures).
 	Metrics map[string]float64 `json:"metrics,omitempty"`
 }

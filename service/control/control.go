@@ -52,7 +52,6 @@ func (a Access) allows(uid int, mutating bool) bool {
 // Server is the control API server.
 type Server struct {
 	backend Backend
-	metrics *Metrics
 	access  Access
 	log     *slog.Logger
 	http    *http.Server
@@ -69,9 +68,10 @@ type peer struct {
 	ok       bool
 }
 
-// NewServer returns a server; metrics may be nil (no /metrics).
-func NewServer(b Backend, m *Metrics, a Access, log *slog.Logger) *Server {
-	s := &Server{backend: b, metrics: m, access: a, log: log}
+// NewServer returns a server; metrics serves GET /metrics and may be nil
+// (no /metrics).
+func NewServer(b Backend, metrics http.Handler, a Access, log *slog.Logger) *Server {
+	s := &Server{backend: b, access: a, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/jobs", s.jobs)
@@ -80,8 +80,8 @@ func NewServer(b Backend, m *Metrics, a Access, log *slog.Logger) *Server {
 	mux.HandleFunc("GET /v1/runs", s.history)
 	mux.HandleFunc("GET /v1/runs/{id}", s.run)
 	mux.HandleFunc("POST /v1/reload", s.reload)
-	if m != nil {
-		mux.Handle("GET /metrics", m.Handler())
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
 	}
 	// Every answer is JSON, a path that names nothing too.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

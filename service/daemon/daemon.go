@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
@@ -30,6 +31,7 @@ import (
 	"github.com/stowage/stowage/service/control"
 	"github.com/stowage/stowage/service/dbusapi"
 	"github.com/stowage/stowage/service/journal"
+	"github.com/stowage/stowage/service/metrics"
 	"github.com/stowage/stowage/service/runs"
 	"github.com/stowage/stowage/service/scheduler"
 	"github.com/stowage/stowage/service/worker"
@@ -38,6 +40,11 @@ import (
 // ListenerName is the FileDescriptorName= of the control socket in the
 // .socket unit.
 const ListenerName = "control"
+
+// MetricsListenerName is the FileDescriptorName= of the optional metrics
+// socket (stowage-metrics.socket): GET /metrics only, and scrapes are not
+// activity for the idle exit.
+const MetricsListenerName = "metrics"
 
 // shutdownGrace bounds the wait for API requests in flight at shutdown.
 const shutdownGrace = 5 * time.Second
@@ -71,7 +78,13 @@ type Options struct {
 	// "control", else listens on SocketPath (or api.SocketPath).
 	Listener   net.Listener
 	SocketPath string
-	Clock      scheduler.Clock
+	// MetricsListener serves GET /metrics alone; nil takes the activated fd
+	// named "metrics" if there is one.
+	MetricsListener net.Listener
+	// NodeExporterDir overrides metrics.NodeExporterDir for textfile = "auto"
+	// (tests).
+	NodeExporterDir string
+	Clock           scheduler.Clock
 	// Observers are optional; see Observer.
 	Observers []Observer
 	// State is the state database (pins over D-Bus, notification memory).
@@ -92,12 +105,14 @@ type Options struct {
 type Daemon struct {
 	opts    Options
 	log     *slog.Logger
-	metrics *control.Metrics
+	metrics *metrics.Metrics
 	sched   *scheduler.Scheduler
 	server  *control.Server
 	started time.Time
 
 	reloadMu sync.Mutex // serializes reloads
+	// metricsMu serializes metric updates and textfile writes.
+	metricsMu sync.Mutex
 
 	mu         sync.Mutex
 	snap       *policy.Snapshot // the policy in force
@@ -119,6 +134,8 @@ type Daemon struct {
 	// (persisted, see baseline.go): the catch-up baseline of a job that
 	// never ran.
 	since map[string]time.Time
+	// periods are the schedule periods of the policy in force (metrics).
+	periods map[string]time.Duration
 }
 
 // New loads the policy and builds the daemon; nothing runs until Run.
@@ -152,8 +169,9 @@ func New(o Options) (*Daemon, error) {
 		r.Report = nil
 	}
 	d := &Daemon{
-		opts: o, log: o.Logger, metrics: control.NewMetrics(), started: time.Now(),
+		opts: o, log: o.Logger, metrics: metrics.New(), started: time.Now(),
 		snap: snap, policyLoad: time.Now(), active: map[string]*api.Run{}, last: last,
+		periods:   periodsOf(cfg),
 		observers: append([]Observer(nil), o.Observers...),
 	}
 	d.since = d.syncBaselines(cfg)
@@ -161,12 +179,12 @@ func New(o Options) (*Daemon, error) {
 		Clock: o.Clock, Logger: o.Logger, NewID: runs.NewID, Changed: d.stateChanged,
 	})
 	uid := os.Geteuid()
-	d.server = control.NewServer(d, d.metrics, control.Access{System: o.System, UID: uid}, o.Logger)
+	d.server = control.NewServer(d, d.metrics.Handler(), control.Access{System: o.System, UID: uid}, o.Logger)
 	return d, nil
 }
 
 // Metrics are the daemon's metrics.
-func (d *Daemon) Metrics() *control.Metrics { return d.metrics }
+func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
 
 // Mode is "system" or "user".
 func (d *Daemon) Mode() string {
@@ -240,11 +258,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	l, err := d.listen()
+	l, ml, err := d.listen()
 	if err != nil {
 		return err
 	}
 	defer l.Close()
+	d.updateMetrics()
+	if ml != nil {
+		srv := d.metricsServer()
+		go func() {
+			if err := srv.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Warn("metrics socket", "err", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -374,23 +406,32 @@ func (d *Daemon) catchUp() {
 	d.sched.CatchUp(base)
 }
 
-// listen returns the control socket.
-func (d *Daemon) listen() (net.Listener, error) {
+// listen returns the control socket and the metrics socket (nil when
+// there is none).
+func (d *Daemon) listen() (ctl, metricsL net.Listener, err error) {
+	metricsL = d.opts.MetricsListener
 	if d.opts.Listener != nil {
-		return d.opts.Listener, nil
+		return d.opts.Listener, metricsL, nil
 	}
 	named, err := activation.ListenersWithNames()
 	if err != nil {
-		return nil, fmt.Errorf("socket activation: %w", err)
+		return nil, nil, fmt.Errorf("socket activation: %w", err)
+	}
+	if ls := named[MetricsListenerName]; metricsL == nil && len(ls) > 0 && ls[0] != nil {
+		metricsL = ls[0]
+		for _, extra := range ls[1:] {
+			_ = extra.Close()
+		}
+		delete(named, MetricsListenerName)
 	}
 	if ls := named[ListenerName]; len(ls) > 0 && ls[0] != nil {
 		for _, extra := range ls[1:] {
 			_ = extra.Close()
 		}
-		return ls[0], nil
+		return ls[0], metricsL, nil
 	}
 	for name, ls := range named {
-		d.log.Warn("ignoring activated sockets without the name "+ListenerName, "name", name, "count", len(ls))
+		d.log.Warn("ignoring activated sockets without the name "+ListenerName+" or "+MetricsListenerName, "name", name, "count", len(ls))
 		for _, l := range ls {
 			if l != nil {
 				_ = l.Close()
@@ -400,10 +441,16 @@ func (d *Daemon) listen() (net.Listener, error) {
 	path := d.opts.SocketPath
 	if path == "" {
 		if path, err = api.SocketPath(d.opts.System); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return listenUnix(path, d.opts.System, d.log)
+	if ctl, err = listenUnix(path, d.opts.System, d.log); err != nil {
+		if metricsL != nil {
+			_ = metricsL.Close()
+		}
+		return nil, nil, err
+	}
+	return ctl, metricsL, nil
 }
 
 // listenUnix creates the socket at path: 0600 for a user, 0660 root:stowage
@@ -510,8 +557,8 @@ func (d *Daemon) Reload() api.ReloadResult {
 		files = snap.Files()
 	}
 	d.mu.Unlock()
-	d.metrics.Reloaded(err == nil)
 	if err != nil {
+		d.updateMetrics()
 		// The message itself says why: `journalctl -u stowage` shows it
 		// without -o verbose.
 		journal.LogPolicyInvalid(context.Background(), d.log, strings.Join(files, " "), err, true)
@@ -526,8 +573,10 @@ func (d *Daemon) Reload() api.ReloadResult {
 	since := d.syncBaselines(cfg)
 	d.mu.Lock()
 	d.since = since
+	d.periods = periodsOf(cfg)
 	d.mu.Unlock()
 	d.sched.Reconfigure(cfg)
+	d.updateMetrics()
 	d.log.Info("policy reloaded", "files", strings.Join(files, ","))
 	d.notifyLoaded()
 	return api.ReloadResult{OK: true}

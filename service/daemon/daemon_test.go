@@ -201,7 +201,8 @@ func TestFailingWorkerIsFailedRun(t *testing.T) {
 		t.Fatalf("latest = %+v, %v", l, err)
 	}
 	m, _ := h.c.Metrics(ctx)
-	if !strings.Contains(m, `stowage_job_runs_total{job="prune",outcome="failed"} 1`) {
+	// A dry run is not counted: a plan is not the state of the store.
+	if !strings.Contains(m, `stowage_job_runs_total{outcome="failed",stowage_job="prune"} 0`) {
 		t.Fatalf("metrics:\n%s", m)
 	}
 	// Unknown jobs and runs are 404s; a second trigger of a busy job is 409.
@@ -255,10 +256,15 @@ printf '{"job":"%s","summary":"leaked:%s","events":[{"kind":"image_removed","sev
 		t.Fatalf("report not kept: %s", r.Report)
 	}
 	m, _ := h.c.Metrics(ctx)
-	for _, want := range []string{`stowage_job_freed_bytes{job="prune"} 42`, `stowage_job_bad_name_x{job="prune"} 1`, `stowage_job_runs_total{job="prune",outcome="succeeded"} 1`} {
+	for _, want := range []string{"stowage_prune_freed_bytes 42", `stowage_job_freed_bytes_total{stowage_job="prune"} 42`,
+		`stowage_job_runs_total{outcome="succeeded",stowage_job="prune"} 1`, `stowage_job_running{stowage_job="prune"} 0`} {
 		if !strings.Contains(m, want) {
 			t.Fatalf("metrics lack %s:\n%s", want, m)
 		}
+	}
+	// Only documented figures are exported.
+	if strings.Contains(m, "bad_name") {
+		t.Fatalf("undocumented report figure exported:\n%s", m)
 	}
 	jobs, _ := h.c.Jobs(ctx)
 	if jobs[2].Name != "prune" || jobs[2].LastRun == nil || jobs[2].LastRun.ID != r.ID {

@@ -24,7 +24,7 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	d.mu.Lock()
 	d.active[r.ID] = r
 	d.mu.Unlock()
-	d.metrics.Started(r.Job)
+	d.metrics.SetRunning(r.Job, true)
 	log := d.log.With(journal.AttrJob, r.Job, journal.AttrRunID, r.ID)
 	log.Info("job started", journal.AttrKind, journal.KindJobStarted, "dry_run", r.DryRun, "trigger", string(r.Trigger))
 	for _, o := range d.observers {
@@ -85,7 +85,7 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 		d.last[done.Job] = l
 	}
 	d.mu.Unlock()
-	d.metrics.Finished(done)
+	d.metrics.SetRunning(done.Job, false)
 	// A job that needs the state database fails while it is damaged, and
 	// one may have found it so: status says so until it is fixed.
 	d.checkState()
@@ -103,6 +103,11 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 	for _, o := range d.observers {
 		o.RunFinished(context.WithoutCancel(ctx), done)
+	}
+	// Last: it reads the state database, which a worker may hold for a
+	// moment, and the run is fully reported without it.
+	if !done.DryRun {
+		d.updateMetrics()
 	}
 }
 

@@ -51,7 +51,8 @@ func NewID(job string, t time.Time) string {
 	return t.UTC().Format("20060102T150405.000Z") + "-" + job + "-" + hex.EncodeToString(b[:])
 }
 
-// Put stores r; a finished, non-dry run also becomes its job's last run.
+// Put stores r; a finished, non-dry run also becomes its job's last run
+// and is counted in its Stats (in the same transaction).
 // Old runs beyond the retention are dropped.
 func (s *Store) Put(r *api.Run) error {
 	return s.db.Update(bucketRuns, func(b *bolt.Bucket) error {
@@ -64,6 +65,9 @@ func (s *Store) Put(r *api.Run) error {
 				return fmt.Errorf("state: bucket %s: %w", bucketLast, err)
 			}
 			if err := last.Put([]byte(r.Job), []byte(r.ID)); err != nil {
+				return err
+			}
+			if err := addStats(b.Tx(), r); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,213 @@
+package metrics
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/service/api"
+	"github.com/stowage/stowage/service/runs"
+)
+
+// Input is what the metrics are built from.
+type Input struct {
+	// Last is each job's last finished, non-dry run (reports not needed).
+	Last map[string]*api.Run
+	// Stats are the accumulated counters from the state database.
+	Stats map[string]runs.Stats
+	// Periods are the schedule periods of the scheduled jobs (see Period).
+	Periods map[string]time.Duration
+	// PolicyInvalid is true when the last policy (re)load failed.
+	PolicyInvalid bool
+}
+
+// Metrics holds the current figures and serves them.
+type Metrics struct {
+	mu      sync.Mutex
+	built   []prometheus.Metric
+	running map[string]bool
+
+	live *prometheus.Registry
+	file *prometheus.Registry
+}
+
+// New returns metrics with nothing recorded yet; Update fills them.
+func New() *Metrics {
+	m := &Metrics{running: map[string]bool{}, live: prometheus.NewRegistry(), file: prometheus.NewRegistry()}
+	m.live.MustRegister(collector{m: m, live: true},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.file.MustRegister(collector{m: m})
+	return m
+}
+
+// Live is the registry of the daemon's /metrics endpoints: the figures plus
+// the running gauges and the Go and process collectors.
+func (m *Metrics) Live() prometheus.Gatherer { return m.live }
+
+// File is the registry written to the textfile: the figures alone.
+// node_exporter has its own process metrics, and Go/process series of two
+// files would collide.
+func (m *Metrics) File() prometheus.Gatherer { return m.file }
+
+// Handler serves Live in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.live, promhttp.HandlerOpts{})
+}
+
+// SetRunning marks a run of job in progress or not.
+func (m *Metrics) SetRunning(job string, on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.running[job] = on
+}
+
+// Update replaces the figures with those built from in.
+func (m *Metrics) Update(in Input) {
+	built := Build(in)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.built = built
+}
+
+var descs = func() map[string]*prometheus.Desc {
+	out := make(map[string]*prometheus.Desc, len(Families))
+	for _, f := range Families {
+		out[f.Name] = prometheus.NewDesc(f.Name, f.Help, f.Labels, nil)
+	}
+	return out
+}()
+
+var familyType = func() map[string]prometheus.ValueType {
+	out := make(map[string]prometheus.ValueType, len(Families))
+	for _, f := range Families {
+		out[f.Name] = f.Type
+	}
+	return out
+}()
+
+// collector emits the built figures (and, live, the running gauges). It
+// describes nothing up front (an unchecked collector): its series depend on
+// which jobs ran.
+type collector struct {
+	m    *Metrics
+	live bool
+}
+
+func (c collector) Describe(chan<- *prometheus.Desc) {}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	built := c.m.built
+	var running map[string]bool
+	if c.live {
+		running = maps.Clone(c.m.running)
+	}
+	c.m.mu.Unlock()
+	for _, mt := range built {
+		ch <- mt
+	}
+	if !c.live {
+		return
+	}
+	for _, job := range jobsOf(slices.Collect(maps.Keys(running))) {
+		ch <- gauge("stowage_job_running", b2f(running[job]), job)
+	}
+}
+
+// Build turns in into const metrics. Pure.
+func Build(in Input) []prometheus.Metric {
+	var out []prometheus.Metric
+	jobs := jobsOf(slices.Collect(maps.Keys(in.Last)), slices.Collect(maps.Keys(in.Stats)), slices.Collect(maps.Keys(in.Periods)))
+	for _, job := range jobs {
+		if r := in.Last[job]; r != nil && !r.Finished.IsZero() {
+			out = append(out,
+				gauge("stowage_job_last_run_timestamp_seconds", unixSeconds(r.Finished), job),
+				gauge("stowage_job_last_run_success", b2f(r.Outcome == api.OutcomeSucceeded), job),
+				gauge("stowage_job_last_run_duration_seconds", r.Duration().Seconds(), job))
+		}
+		st := in.Stats[job]
+		if !st.LastSuccess.IsZero() {
+			out = append(out, gauge("stowage_job_last_success_timestamp_seconds", unixSeconds(st.LastSuccess), job))
+		}
+		// Every outcome from 0, so increase() sees the first failure.
+		for _, o := range []api.Outcome{api.OutcomeSucceeded, api.OutcomeFailed, api.OutcomeTimedOut, api.OutcomeCanceled} {
+			out = append(out, prometheus.MustNewConstMetric(descs["stowage_job_runs_total"], prometheus.CounterValue,
+				float64(st.Runs[o]), job, string(o)))
+		}
+		buckets := make(map[float64]uint64, len(runs.DurationBuckets))
+		for i, ub := range runs.DurationBuckets {
+			if i < len(st.DurationBuckets) {
+				buckets[ub] = st.DurationBuckets[i]
+			} else {
+				buckets[ub] = 0
+			}
+		}
+		out = append(out, prometheus.MustNewConstHistogram(descs["stowage_job_duration_seconds"],
+			st.DurationCount, st.DurationSum, buckets, job))
+		if job == report.JobPrune || job == report.JobVolumes {
+			out = append(out, prometheus.MustNewConstMetric(descs["stowage_job_freed_bytes_total"], prometheus.CounterValue,
+				st.FreedBytes, job))
+		}
+		if p := in.Periods[job]; p > 0 {
+			out = append(out, gauge("stowage_job_schedule_period_seconds", p.Seconds(), job))
+		}
+	}
+	out = append(out, gauge("stowage_policy_valid", b2f(!in.PolicyInvalid)))
+	for _, f := range reportFigures {
+		v, ok := in.Stats[f.job].Metrics[f.key]
+		if !ok || f.omitZero && v == 0 {
+			continue
+		}
+		var labels []string
+		if f.label != "" {
+			labels = []string{f.label}
+		}
+		out = append(out, prometheus.MustNewConstMetric(descs[f.family], familyType[f.family], v, labels...))
+	}
+	return out
+}
+
+// jobsOf lists report.Jobs, then any other name given, sorted.
+func jobsOf(names ...[]string) []string {
+	seen := map[string]bool{}
+	out := append([]string(nil), report.Jobs...)
+	for _, j := range out {
+		seen[j] = true
+	}
+	var extra []string
+	for _, ns := range names {
+		for _, k := range ns {
+			if !seen[k] {
+				seen[k] = true
+				extra = append(extra, k)
+			}
+		}
+	}
+	slices.Sort(extra)
+	return append(out, extra...)
+}
+
+func gauge(name string, v float64, labels ...string) prometheus.Metric {
+	d, ok := descs[name]
+	if !ok {
+		panic(fmt.Sprintf("metrics: undocumented family %s", name)) // a bug, caught by the tests
+	}
+	return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
