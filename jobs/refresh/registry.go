@@ -443,12 +443,8 @@ func (h *host) waitSlot(ctx context.Context, interval time.Duration) error {
 		return nil
 	}
 	h.mu.Lock()
-	now := time.Now()
-	slot := h.nextSlot
-	if slot.Before(now) {
-		slot = now
-	}
-	h.nextSlot = slot.Add(interval)
+	var slot time.Time
+	slot, h.nextSlot = takeSlot(h.nextSlot, time.Now(), interval)
 	h.mu.Unlock()
 	d := time.Until(slot)
 	if d <= 0 {
@@ -462,6 +458,16 @@ func (h *host) waitSlot(ctx context.Context, interval time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// takeSlot is waitSlot's arithmetic: a request asking at now gets the
+// host's next free slot, or now if that has passed, and the slot after it
+// is interval later.
+func takeSlot(next, now time.Time, interval time.Duration) (slot, after time.Time) {
+	if next.Before(now) {
+		next = now
+	}
+	return next, next.Add(interval)
 }
 
 // waitPause waits out a Retry-After pause the host asked for.

@@ -3,8 +3,9 @@
 # $FLEET_HOSTS hosts x $FLEET_REFS references on the default policy; each
 # host's refresh start comes from the real scheduler (jitter, catch-up) on a
 # fake clock, its requests from the real refresh planner, sent with the
-# policy's concurrency at $FLEET_LATENCY per request. It writes arrivals per
-# second for a steady day and for the catch-up after a fleet-wide outage,
+# policy's concurrency, per_registry and [refresh] rate pacing at
+# $FLEET_LATENCY per request (what-ifs: unpaced, rate = 0). It writes arrivals
+# per second for a steady day and for the catch-up after a fleet-wide outage,
 # the jitter sizing table of README's "Fleets", and a chart. Deterministic
 # (seeded); no daemon, registry or network involved.
 # Usage: bash test/bench/fleet.sh   (run by make bench)

@@ -37,7 +37,8 @@ type Fault struct {
 // ProxyRequest is one request the proxy saw.
 type ProxyRequest struct {
 	Method, Path string
-	At           time.Time
+	Arrived      time.Time // when the proxy got it (before any Delay)
+	At           time.Time // when the proxy answered
 	Status       int
 }
 
@@ -100,11 +101,12 @@ func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 		return nil
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived := time.Now()
 		p.enter()
 		defer p.leave()
 		f, i, ok := p.match(r.URL.Path, true)
 		status := 0
-		defer func() { p.record(r, status) }()
+		defer func() { p.record(r, arrived, status) }()
 		if ok && f.Delay > 0 {
 			select {
 			case <-time.After(f.Delay):
@@ -179,10 +181,10 @@ func (p *FaultProxy) hitCount(i int) int {
 	return p.hits[i]
 }
 
-func (p *FaultProxy) record(r *http.Request, status int) {
+func (p *FaultProxy) record(r *http.Request, arrived time.Time, status int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.requests = append(p.requests, ProxyRequest{Method: r.Method, Path: r.URL.Path, At: time.Now(), Status: status})
+	p.requests = append(p.requests, ProxyRequest{Method: r.Method, Path: r.URL.Path, Arrived: arrived, At: time.Now(), Status: status})
 }
 
 type statusWriter struct {

@@ -31,12 +31,12 @@ var (
 
 // Result is one simulation's figures.
 type Result struct {
-	Model    Model
-	Jitter   time.Duration
-	Inflight int           // requests in flight per host
-	Run      time.Duration // one host's run, ping included
-	Plan     PerTag        // one host's run, from the planner
-	Slot     time.Time     // the steady day's slot
+	Model  Model
+	Jitter time.Duration
+	Pacing Pacing        // one host's run on the wire
+	Run    time.Duration // one host's run, ping included
+	Plan   PerTag        // one host's run, from the planner
+	Slot   time.Time     // the steady day's slot
 
 	Starts      []time.Duration // each host's run start after the slot
 	Steady      []int           // arrivals per second after the slot
@@ -59,10 +59,10 @@ func Simulate(ctx context.Context, p *policy.Policy, m Model) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Result{Model: m, Jitter: cfg.Jitter, Plan: plan, Inflight: min(p.Refresh.Concurrency, p.Refresh.PerRegistry)}
+	r := &Result{Model: m, Jitter: cfg.Jitter, Plan: plan, Pacing: PacingOf(p.Refresh, m.Latency)}
 	n := plan.Head + plan.Get
-	offsets := Offsets(n, r.Inflight, m.Latency)
-	r.Run = RunLength(n, r.Inflight, m.Latency)
+	offsets := Offsets(n, r.Pacing)
+	r.Run = RunLength(n, r.Pacing)
 	r.HostPeak = slices.Max(Bin([]time.Duration{0}, offsets, time.Second))
 
 	r.Slot = cfg.Jobs[0].Schedule.Next(booted)
@@ -110,15 +110,16 @@ func steady(ctx context.Context, cfg scheduler.Config, m Model, slot time.Time) 
 	return rel, nil
 }
 
-// Sizing is the jitter a fleet needs for a registry serving Rate requests
-// per second.
+// Sizing is the jitter a fleet needs for a registry serving Capacity
+// requests per second (not to be confused with [refresh] rate, which
+// paces one host).
 type Sizing struct {
-	Hosts, Rate int
-	// Floor is hosts × requests per run / Rate: the jitter if the load
+	Hosts, Capacity int
+	// Floor is hosts × requests per run / Capacity: the jitter if the load
 	// were perfectly even (peak factor 1).
 	Floor time.Duration
 	// Jitter is the smallest jitter found (whole minutes, to within 2 %)
-	// whose simulated per-second peak is at most Rate; Stats are its
+	// whose simulated per-second peak is at most Capacity; Stats are its
 	// figures. Over says even a jitter of one period was not enough.
 	Jitter time.Duration
 	Stats  Stats
@@ -129,21 +130,21 @@ type Sizing struct {
 func (s Sizing) Factor() float64 { return float64(s.Jitter) / float64(s.Floor) }
 
 // JitterFor searches the smallest jitter keeping the simulated per-second
-// peak of m's steady day under p within rate, up to one period of the
+// peak of m's steady day under p within capacity, up to one period of the
 // refresh schedule.
-func JitterFor(ctx context.Context, p *policy.Policy, m Model, rate int) (Sizing, error) {
+func JitterFor(ctx context.Context, p *policy.Policy, m Model, capacity int) (Sizing, error) {
 	plan, err := PlanRun(m.Refs, p.Refresh)
 	if err != nil {
 		return Sizing{}, err
 	}
 	n := plan.Head + plan.Get
-	inflight := min(p.Refresh.Concurrency, p.Refresh.PerRegistry)
-	offsets := Offsets(n, inflight, m.Latency)
-	run := RunLength(n, inflight, m.Latency)
+	pc := PacingOf(p.Refresh, m.Latency)
+	offsets := Offsets(n, pc)
+	run := RunLength(n, pc)
 	cfg := refreshConfig(p)
 	slot := cfg.Jobs[0].Schedule.Next(booted)
 	period := cfg.Jobs[0].Schedule.Next(slot).Sub(slot)
-	sz := Sizing{Hosts: m.Hosts, Rate: rate, Floor: time.Duration(float64(m.Hosts*n) / float64(rate) * float64(time.Second))}
+	sz := Sizing{Hosts: m.Hosts, Capacity: capacity, Floor: time.Duration(float64(m.Hosts*n) / float64(capacity) * float64(time.Second))}
 	peak := func(j time.Duration) (Stats, error) {
 		cfg.Jitter = j
 		rel, err := steady(ctx, cfg, m, slot)
@@ -160,15 +161,15 @@ func JitterFor(ctx context.Context, p *policy.Policy, m Model, rate int) (Sizing
 		if err != nil {
 			return Sizing{}, err
 		}
-		if st.Peak <= rate {
+		if st.Peak <= capacity {
 			hiStats = st
 			break
 		}
 		if hi >= period {
-			return Sizing{Hosts: m.Hosts, Rate: rate, Floor: sz.Floor, Jitter: hi, Stats: st, Over: true}, nil
+			return Sizing{Hosts: m.Hosts, Capacity: capacity, Floor: sz.Floor, Jitter: hi, Stats: st, Over: true}, nil
 		}
 		lo = hi
-		hi = min(period, max(hi+time.Minute, time.Duration(float64(hi)*float64(st.Peak)/float64(rate)).Round(time.Minute)))
+		hi = min(period, max(hi+time.Minute, time.Duration(float64(hi)*float64(st.Peak)/float64(capacity)).Round(time.Minute)))
 	}
 	for hi-lo > max(time.Minute, hi/50) {
 		mid := (lo + (hi-lo)/2).Round(time.Minute)
@@ -179,7 +180,7 @@ func JitterFor(ctx context.Context, p *policy.Policy, m Model, rate int) (Sizing
 		if err != nil {
 			return Sizing{}, err
 		}
-		if st.Peak <= rate {
+		if st.Peak <= capacity {
 			hi, hiStats = mid, st
 		} else {
 			lo = mid

@@ -183,26 +183,54 @@ func PlanRun(refs int, p policy.Refresh) (PerTag, error) {
 	return out, nil
 }
 
+// Pacing is how one host's run sends its requests to a registry, as the
+// refresh client does: at most Inflight at once (min(concurrency,
+// per_registry) with all of a host's tags on one registry), each taking
+// Latency, and none starting before its slot, Interval after the previous
+// request's slot ([refresh] rate; 0 = unpaced).
+type Pacing struct {
+	Inflight int
+	Latency  time.Duration
+	Interval time.Duration
+}
+
+// PacingOf is the pacing of a run under p at latency per request.
+func PacingOf(p policy.Refresh, latency time.Duration) Pacing {
+	pc := Pacing{Inflight: min(p.Concurrency, p.PerRegistry), Latency: latency}
+	if p.Rate > 0 {
+		pc.Interval = time.Second / time.Duration(p.Rate)
+	}
+	return pc
+}
+
 // Offsets returns when, after a run's start, its n manifest requests reach
-// the registry: the client's single ping (GET /v2/) goes first, then the
-// requests with at most inflight in flight, each taking latency. With all
-// of a host's tags on one registry inflight is min(concurrency,
-// per_registry).
-func Offsets(n, inflight int, latency time.Duration) []time.Duration {
-	inflight = max(inflight, 1)
+// the registry. The client's single ping (GET /v2/) goes first and takes the
+// first slot (at 0); the requests wait for it. Request i's slot is
+// max(end of the ping, slot of i-1 + Interval), and it starts at its slot
+// or when one of the Inflight requests before it ends, whichever is later
+// (the client reserves the slot before it queues for the host's limit).
+func Offsets(n int, pc Pacing) []time.Duration {
+	inflight := max(pc.Inflight, 1)
 	out := make([]time.Duration, n)
+	ready, slot := pc.Latency, time.Duration(0)
 	for i := range out {
-		out[i] = latency + time.Duration(i/inflight)*latency
+		slot = max(ready, slot+pc.Interval)
+		start := slot
+		if i >= inflight {
+			// Equal latencies: the requests end in the order they started.
+			start = max(start, out[i-inflight]+pc.Latency)
+		}
+		out[i] = start
 	}
 	return out
 }
 
 // RunLength is how long a run of n requests lasts under Offsets.
-func RunLength(n, inflight int, latency time.Duration) time.Duration {
+func RunLength(n int, pc Pacing) time.Duration {
 	if n == 0 {
-		return latency
+		return pc.Latency
 	}
-	return Offsets(n, inflight, latency)[n-1] + latency
+	return Offsets(n, pc)[n-1] + pc.Latency
 }
 
 // Bin counts arrivals per bin of width: every host's start (relative to the

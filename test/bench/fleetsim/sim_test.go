@@ -13,26 +13,41 @@ const ms = time.Millisecond
 
 func TestOffsets(t *testing.T) {
 	for _, c := range []struct {
-		n, inflight int
-		latency     time.Duration
-		want        []time.Duration
-		run         time.Duration
+		n    int
+		pc   Pacing
+		want []time.Duration
+		run  time.Duration
 	}{
-		{5, 2, 50 * ms, []time.Duration{50 * ms, 50 * ms, 100 * ms, 100 * ms, 150 * ms}, 200 * ms},
-		{3, 8, 10 * ms, []time.Duration{10 * ms, 10 * ms, 10 * ms}, 20 * ms},
-		{2, 0, 10 * ms, []time.Duration{10 * ms, 20 * ms}, 30 * ms}, // inflight clamps to 1
-		{0, 4, 10 * ms, []time.Duration{}, 10 * ms},                 // the ping alone
+		// Unpaced: waves of Inflight after the ping.
+		{5, Pacing{2, 50 * ms, 0}, []time.Duration{50 * ms, 50 * ms, 100 * ms, 100 * ms, 150 * ms}, 200 * ms},
+		{3, Pacing{8, 10 * ms, 0}, []time.Duration{10 * ms, 10 * ms, 10 * ms}, 20 * ms},
+		{2, Pacing{0, 10 * ms, 0}, []time.Duration{10 * ms, 20 * ms}, 30 * ms}, // inflight clamps to 1
+		{0, Pacing{4, 10 * ms, 0}, []time.Duration{}, 10 * ms},                 // the ping alone
+		// Paced: the ping took the slot at 0, the next is one interval on.
+		{3, Pacing{4, 50 * ms, 100 * ms}, []time.Duration{100 * ms, 200 * ms, 300 * ms}, 350 * ms},
+		// A slot before the ping's end waits for it; later ones follow it.
+		{3, Pacing{4, 50 * ms, 20 * ms}, []time.Duration{50 * ms, 70 * ms, 90 * ms}, 140 * ms},
+		// The host's limit holds a request past its slot; the slots do not
+		// move (the client reserves them first).
+		{3, Pacing{1, 50 * ms, 20 * ms}, []time.Duration{50 * ms, 100 * ms, 150 * ms}, 200 * ms},
+		{4, Pacing{2, 100 * ms, 30 * ms}, []time.Duration{100 * ms, 130 * ms, 200 * ms, 230 * ms}, 330 * ms},
 	} {
-		if got := Offsets(c.n, c.inflight, c.latency); !slices.Equal(got, c.want) {
-			t.Errorf("Offsets(%d, %d, %s) = %v, want %v", c.n, c.inflight, c.latency, got, c.want)
+		if got := Offsets(c.n, c.pc); !slices.Equal(got, c.want) {
+			t.Errorf("Offsets(%d, %+v) = %v, want %v", c.n, c.pc, got, c.want)
 		}
-		if got := RunLength(c.n, c.inflight, c.latency); got != c.run {
-			t.Errorf("RunLength(%d, %d, %s) = %s, want %s", c.n, c.inflight, c.latency, got, c.run)
+		if got := RunLength(c.n, c.pc); got != c.run {
+			t.Errorf("RunLength(%d, %+v) = %s, want %s", c.n, c.pc, got, c.run)
 		}
 	}
-	// The default policy's run of 50 tags: 4 in flight, 13 waves after the ping.
-	if got := RunLength(50, 4, 50*ms); got != 700*ms {
-		t.Errorf("default run = %s, want 700ms", got)
+	// The default policy's run of 50 tags: one request every 100 ms after
+	// the ping; unpaced, 4 in flight, 13 waves after the ping.
+	p := policy.Default()
+	if got := RunLength(50, PacingOf(p.Refresh, 50*ms)); got != 5050*ms {
+		t.Errorf("default run = %s, want 5.05s", got)
+	}
+	p.Refresh.Rate = 0
+	if got := RunLength(50, PacingOf(p.Refresh, 50*ms)); got != 700*ms {
+		t.Errorf("unpaced default run = %s, want 700ms", got)
 	}
 }
 
@@ -192,15 +207,20 @@ func TestCatchUpStartsWithinWindow(t *testing.T) {
 // default policy.
 const guardJitter = 15 * time.Minute
 
-// peakFactor simulates 1,000 hosts × 50 references under p and returns the
-// peak over 10-second bins against the mean of an even spread over
-// guardJitter. At 1,000 hosts a 10-second bin holds as many expected run
-// starts (about 11) as one second does for 10,000 hosts; per second, bursts
-// of one host's 50 HEADs make 1,000 hosts' peak ~5× the mean whatever the
-// jitter (README, Fleets).
-func peakFactor(t *testing.T, p *policy.Policy) float64 {
+// guardLimit is the peak factor the default policy must keep: README's
+// criterion is 2; the default measures 1.37–1.44 over seeds 1–5, while
+// without its pacing (rate = 0) it measures 1.85–2.07, so a limit between
+// the two catches losing the pacing on every seed, not only on an unlucky
+// one.
+const guardLimit = 1.6
+
+// peakFactor simulates 10,000 hosts × 50 references under p with seed and
+// returns the per-second peak against the mean of an even spread over
+// guardJitter (not the window's own mean, which a jitter of 0 would shrink
+// with the peak).
+func peakFactor(t *testing.T, p *policy.Policy, seed uint64) float64 {
 	t.Helper()
-	m := Model{Hosts: 1000, Refs: 50, Latency: 50 * ms, BootSpread: 5 * time.Minute, Seed: 1}
+	m := Model{Hosts: 10000, Refs: 50, Latency: 50 * ms, BootSpread: 5 * time.Minute, Seed: seed}
 	cfg := refreshConfig(p)
 	slot := cfg.Jobs[0].Schedule.Next(booted)
 	rel, err := steady(context.Background(), cfg, m, slot)
@@ -212,25 +232,31 @@ func peakFactor(t *testing.T, p *policy.Policy) float64 {
 		t.Fatal(err)
 	}
 	n := plan.Head + plan.Get
-	width := 10 * time.Second
-	bins := Bin(rel, Offsets(n, min(p.Refresh.Concurrency, p.Refresh.PerRegistry), m.Latency), width)
-	mean := float64(m.Hosts*n) / (guardJitter.Seconds() / width.Seconds())
+	bins := Bin(rel, Offsets(n, PacingOf(p.Refresh, m.Latency)), time.Second)
+	mean := float64(m.Hosts*n) / guardJitter.Seconds()
 	return float64(slices.Max(bins)) / mean
 }
 
-// The default policy spreads a fleet's daily refresh: the peak stays within
-// twice an even spread over 15 minutes. Fails for a jitter of 0 (every host
-// at the slot) or a much shorter one.
-func TestDefaultPolicyPeakWithinTwiceMean(t *testing.T) {
+// The default policy spreads a fleet's daily refresh: the per-second peak
+// stays within guardLimit × an even spread over 15 minutes, for several
+// seeds. The guard bites: it fails for a jitter of 0 (every host at the
+// slot) and for the default jitter without the rate pacing (each host's
+// HEADs as one burst).
+func TestDefaultPolicyFleetPeak(t *testing.T) {
 	p := policy.Default()
-	if f := peakFactor(t, p); f > 2 {
-		t.Errorf("default policy (jitter %s): peak = %.2f × the mean of a %s spread, want <= 2", p.Schedule.Jitter.Duration, f, guardJitter)
+	noJitter := *p
+	noJitter.Schedule.Jitter.Duration = 0
+	for seed := uint64(1); seed <= 3; seed++ {
+		if f := peakFactor(t, p, seed); f > guardLimit {
+			t.Errorf("default policy (jitter %s, rate %d/s), seed %d: peak = %.2f × the mean of a %s spread, want <= %.2f",
+				p.Schedule.Jitter.Duration, p.Refresh.Rate, seed, f, guardJitter, guardLimit)
+		}
+		if f := peakFactor(t, unpaced(p, p.Refresh.PerRegistry), seed); f <= guardLimit {
+			t.Errorf("rate 0, seed %d: peak = %.2f × the mean, want > %.2f (the guard cannot catch losing the pacing)", seed, f, guardLimit)
+		}
 	}
-	// The guard bites: without jitter the fleet arrives at once.
-	q := *p
-	q.Schedule.Jitter.Duration = 0
-	if f := peakFactor(t, &q); f <= 2 {
-		t.Errorf("jitter 0: peak = %.2f × the mean, want > 2 (the guard cannot fail)", f)
+	if f := peakFactor(t, &noJitter, 1); f <= guardLimit {
+		t.Errorf("jitter 0: peak = %.2f × the mean, want > %.2f (the guard cannot fail)", f, guardLimit)
 	}
 }
 
@@ -257,7 +283,7 @@ func TestJitterFor(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if peak := slices.Max(Bin(rel, Offsets(50, 4, m.Latency), time.Second)); peak <= 100 {
+		if peak := slices.Max(Bin(rel, Offsets(50, PacingOf(p.Refresh, m.Latency)), time.Second)); peak <= 100 {
 			t.Errorf("jitter %s already meets 100/s (peak %d), JitterFor said %s", q.Schedule.Jitter.Duration, peak, sz.Jitter)
 		}
 	}
