@@ -35,6 +35,7 @@ mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount --make-rshared / # as systemd leaves it; rootless podman expects it
 ip link set lo up 2>/dev/null
 echo "GUEST kernel $(uname -r)"
+echo "GUEST CHECKS 13" # every check below, so the host can tell a guest that stopped early
 
 # The ext4 quota feature needs the quota format module (the kernel would
 # ask modprobe for it at mount time anyway).
@@ -53,10 +54,10 @@ events_logger = "file"
 EOF
 chown -R "$U:" "$H" "$R"
 chmod 700 "$H" "$R"
-as_user() {
-	(cd "$H" && setpriv --reuid="$GUEST_UID" --regid="$GUEST_UID" --init-groups \
-		env -i HOME="$H" USER="$U" LOGNAME="$U" PATH="$PATH" LANG="$LANG" XDG_RUNTIME_DIR="$R" "$@")
-}
+as_user=(setpriv --reuid="$GUEST_UID" --regid="$GUEST_UID" --init-groups
+	env -i HOME="$H" USER="$U" LOGNAME="$U" PATH="$PATH" LANG="$LANG" XDG_RUNTIME_DIR="$R")
+as_user() { "${as_user[@]}" "$@"; }
+cd "$H" || die "cd $H"
 # blocks prints the user's usage on /home in KiB as the quota tools count it.
 blocks() {
 	quota -v -w -u "$U" | awk '$1 == "/dev/vdc" { gsub(/[^0-9]/, "", $2); print $2 }'
@@ -108,4 +109,47 @@ check "the quota reading crossed into the user namespace" grep -q 'disk quota ha
 check "no quota read error logged" sh -c '! grep -q "reading the disk quota failed" /tmp/prune.err'
 check "usage after prune (${after} KiB) is under the low watermark (${low} KiB)" test "${after:-999999999}" -le "$low"
 check "the prune stopped at the low watermark (${left} of $n images left)" test "$left" -gt 0 -a "$left" -lt "$n"
+
+# The user daemon: its worker is the same `stowage run prune`, started by
+# `stowage daemon` (no systemd here: it listens on its own socket). A lower
+# soft limit puts the usage at 92%, above the high watermark again (one
+# image's removal then lands clearly under the low one); a triggered run
+# must prune it.
+soft2=$((after * 100 / 92))
+setquota -u "$U" "$soft2" "$((soft2 * 2))" 0 0 /home || die "setquota (daemon)"
+echo "SOFT_LIMIT2_KIB=$soft2"
+echo "QUOTA BEFORE DAEMON"
+quota -w -u "$U"
+# Nothing but the triggered prune: no registry is reachable from here.
+printf 'version = 1\n[refresh]\nmode = "off"\n[verify]\nmode = "off"\n[prune]\nmin_free = "0"\nmin_age = "0"\nkeep_last = 0\n' >/tmp/daemon.toml
+chmod 644 /tmp/daemon.toml
+# exec: $! is then the daemon itself, not a shell waiting for it.
+(exec "${as_user[@]}" /payload/stowage --policy /tmp/daemon.toml --log-level debug daemon >/tmp/daemon.log 2>&1) &
+daemon=$!
+for _ in $(seq 60); do
+	[ -S "$R/stowage/stowage.sock" ] && break
+	sleep 1
+done
+as_user /payload/stowage trigger prune --wait --format json --timeout 5m >/tmp/run2.json 2>/tmp/trigger.err
+rc2=$?
+kill "$daemon"
+wait "$daemon"
+drc=$?
+echo "DAEMON RUN BEGIN"
+cat /tmp/run2.json
+echo "DAEMON RUN END"
+sed 's/^/TRIGGER /' /tmp/trigger.err
+grep -v 'level=DEBUG' /tmp/daemon.log | sed 's/^/DAEMON /'
+echo "QUOTA AFTER DAEMON"
+quota -w -u "$U"
+after2=$(blocks)
+low2=$((soft2 * 80 / 100))
+left2=$(as_user podman images -q | wc -l)
+echo "GUEST daemon: usage before ${after} KiB, soft limit ${soft2} KiB, low watermark ${low2} KiB, after ${after2} KiB, images left ${left2}"
+check "stowage trigger prune --wait exited 0 (status $rc2)" test "$rc2" = 0
+check "no quota read error logged by the daemon's worker" sh -c '! grep -q "reading the disk quota failed" /tmp/daemon.log'
+check "usage after the daemon's prune (${after2} KiB) is under the low watermark (${low2} KiB)" test "${after2:-999999999}" -le "$low2"
+check "the daemon's prune stopped at the low watermark (${left2} of ${left} images left)" test "$left2" -gt 0 -a "$left2" -lt "$left"
+check "the daemon's worker got the quota from outside the user namespace" grep -q 'disk quota handed over by the parent process' /tmp/daemon.log
+check "the daemon stopped cleanly on SIGTERM (status $drc)" sh -c "test $drc = 0 && ! pgrep -x stowage"
 echo "GUEST DONE"
