@@ -2,18 +2,21 @@
 # quota.sh [STOWAGE_BIN] — prune against a kernel that enforces disk quotas.
 #
 # The host's kernel may lack quota support (CONFIG_QFMT_V2), so this boots
-# Debian 12's own kernel in qemu (software emulation, TCG) on a copy of the e2e bookworm rootfs. The
-# guest needs no systemd: a small init (test/qemu/guest.sh) mounts an ext4
-# with the quota feature as /home (usrquota), fills a rootless user's podman
-# store past 90% of a soft limit set with setquota, runs `stowage run prune`
-# as that user and prints `quota -u` before and after, PASS/FAIL lines and
-# the report on the serial console, then powers off. This script parses them
+# Debian 12's own kernel in qemu (software emulation, TCG) on a copy of the
+# e2e bookworm rootfs. The guest needs no systemd: a small init
+# (test/qemu/guest.sh) mounts an ext4 with the quota feature as /home
+# (usrquota), fills a rootless user's podman store past 90% of a soft limit
+# set with setquota, runs `stowage run prune` as that user, then once more
+# through the user's `stowage daemon` (`stowage trigger prune`), and prints
+# `quota -u` before and after, the reports and PASS/FAIL lines on the serial
+# console, then powers off. This script parses them, adds its own checks
 # and prints "N passed, N failed".
 #
 # The derived kernel, initrd and root image are cached under
 # $STOWAGE_E2E_CACHE (/var/cache/stowage-e2e) keyed by the rootfs and this
-# recipe; the cached tree rootfs.sh built is never modified. Needs root,
-# qemu-system-x86, e2fsprogs, systemd-container (test/deps.sh).
+# recipe; the cached tree rootfs.sh built is never modified, and the guest
+# writes to the root image only through a throw-away snapshot. Needs root,
+# qemu-system-x86, e2fsprogs, systemd-container, jq (test/deps.sh).
 set -euo pipefail
 
 BIN=$(realpath "${1:-bin/stowage}")
@@ -80,7 +83,12 @@ build() {
 	rm -rf "$tree"
 	touch "$dir/.complete"
 }
+mkdir -p "$CACHE"
+# One build at a time; a second run waits and then uses it.
+exec 9>"$dir.lock"
+flock 9
 [ -f "$dir/.complete" ] || build
+flock -u 9
 built=$(date +%s)
 
 work=$(mktemp -d /tmp/stowage-qemu.XXXXXX)
@@ -94,9 +102,9 @@ printf 'GUEST_USER=%s\nGUEST_UID=%s\n' "$GUEST_USER" "$GUEST_UID" >"$work/payloa
 # the quota's watermarks decide how many.
 printf 'version = 1\n[prune]\nmin_free = "0"\nmin_age = "0"\nkeep_last = 0\n' >"$work/payload/policy.toml"
 mkfs.ext4 -q -F -L stwg-payload -d "$work/payload" "$work/payload.img" \
-	"$(($(du -sm "$work/payload" | cut -f1) + 16))M"
+	"$(($(du -sm "$work/payload" | cut -f1) + 16))M" >/dev/null
 # /home: ext4 with the quota feature (usage is accounted from mkfs on).
-mkfs.ext4 -q -F -L stwg-home -O quota -E quotatype=usrquota "$work/home.img" 512M
+mkfs.ext4 -q -F -L stwg-home -O quota -E quotatype=usrquota "$work/home.img" 512M >/dev/null
 
 # Software emulation by default: it runs anywhere (CI has no usable KVM);
 # STOWAGE_QEMU_ACCEL=kvm where it works.
