@@ -68,6 +68,13 @@ func Get(path string, uid int) (Usage, error) {
 	case 0:
 	case unix.ESRCH, unix.ENOSYS, unix.ENOTSUP, unix.EINVAL, unix.ENOENT, unix.ENOTTY:
 		return Usage{}, fmt.Errorf("%w on %s: %v", ErrNoQuota, path, errno)
+	case unix.EPERM:
+		if uid == os.Geteuid() {
+			// The kernel lets anyone read their own quota: this refusal
+			// is a seccomp filter's or a security module's.
+			return Usage{}, fmt.Errorf("quota: quotactl_fd(%s, uid %d): %w (reading one's own quota: a seccomp filter or security module refused it, e.g. systemd-nspawn's)", path, uid, errno)
+		}
+		return Usage{}, fmt.Errorf("quota: quotactl_fd(%s, uid %d): %w", path, uid, errno)
 	default:
 		return Usage{}, fmt.Errorf("quota: quotactl_fd(%s, uid %d): %w", path, uid, errno)
 	}
