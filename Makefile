@@ -8,7 +8,7 @@ PREFIX  ?= /usr
 DESTDIR ?=
 export CGO_ENABLED := 1
 
-.PHONY: help build run deps test unit e2e bench install docs deb rpm lint clean
+.PHONY: help build run deps test unit e2e qemu bench install docs deb rpm lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -22,9 +22,10 @@ run: build ## run the daemon in the foreground on the default policy (user mode,
 deps: ## install the Debian packages the tests need (as root)
 	bash test/deps.sh
 
-test: deps build ## install test dependencies, run every test (unit, integration, e2e)
+test: deps build ## install test dependencies, run every test (unit, integration, e2e, qemu)
 	STOWAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags "$(TAGS)" -count=1 -timeout 60m ./...
 	$(MAKE) e2e
+	$(MAKE) qemu
 
 unit: build ## run the Go tests only
 	STOWAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -tags "$(TAGS)" -count=1 -timeout 60m ./...
@@ -35,6 +36,9 @@ E2E_SYSTEMS ?= bookworm trixie sid
 
 e2e: deb ## end-to-end tests under a real systemd in systemd-nspawn on Debian 12, 13, sid (as root; E2E_SYSTEMS= selects)
 	STOWAGE_E2E_SYSTEMS="$(E2E_SYSTEMS)" bash test/e2e/matrix.sh bin/stowage.deb
+
+qemu: build ## prune against a kernel that enforces disk quotas: Debian 12's kernel in qemu (TCG; as root)
+	bash test/qemu/quota.sh $(BIN)
 
 bench: deps build ## benchmarks side by side with podman/skopeo; results in test/bench/results/
 	@mkdir -p test/bench/results

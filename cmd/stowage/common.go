@@ -12,6 +12,7 @@ import (
 	"go.podman.io/storage/pkg/unshare"
 	"go.podman.io/storage/types"
 
+	"github.com/stowage/stowage/jobs/prune/quota"
 	"github.com/stowage/stowage/jobs/state"
 	"github.com/stowage/stowage/jobs/storeopen"
 	"github.com/stowage/stowage/policy"
@@ -128,19 +129,53 @@ func (g *globals) storeOptions(ctx context.Context, p *policy.Policy) (types.Sto
 // needed (re-executing this process, as buildah does, with the resolved
 // store handed on) and opens the store.
 func (g *globals) openStore(ctx context.Context, p *policy.Policy, willDelete bool) (storage.Store, types.StoreOptions, error) {
+	st, so, _, err := g.openStoreQuota(ctx, p, willDelete, false)
+	return st, so, err
+}
+
+// openStoreQuota is openStore that, with withQuota in user scope, also
+// reads the user's disk quota on the graphroot's filesystem: before
+// entering the user namespace, as the real uid (the kernel may refuse the
+// query from inside), handing the reading on to the re-executed process.
+// The reading is nil in system scope (root's store: root is exempt from
+// quota limits) or without withQuota.
+func (g *globals) openStoreQuota(ctx context.Context, p *policy.Policy, willDelete, withQuota bool) (storage.Store, types.StoreOptions, *quota.Reading, error) {
 	res, err := g.resolveStore(ctx, p)
 	if err != nil {
-		return nil, res.Options, err
+		return nil, res.Options, nil, err
 	}
 	so := res.Options
+	var q *quota.Reading
+	if withQuota && !g.systemScope() {
+		q = g.readQuota(so.GraphRoot)
+	}
 	if storeopen.NeedsUserNamespace(so, willDelete) {
 		// Returns only inside the namespace.
-		if err := storeopen.EnterUserNamespace(g.storeOverrides(p), res); err != nil {
-			return nil, so, err
+		if err := storeopen.EnterUserNamespace(g.storeOverrides(p), res, q); err != nil {
+			return nil, so, nil, err
 		}
 	}
 	st, err := storeopen.Open(so)
-	return st, so, err
+	return st, so, q, err
+}
+
+// readQuota reads the user's disk quota on graphRoot's filesystem, or in
+// the process re-executed inside the user namespace takes the reading the
+// parent handed over (checked against the kernel's uid map). A reading
+// that cannot be had is an error reading: reported, never acted on.
+func (g *globals) readQuota(graphRoot string) *quota.Reading {
+	if g.handoff != nil {
+		q, err := g.handoff.Quota(graphRoot)
+		if err != nil {
+			return &quota.Reading{Path: graphRoot, UID: os.Getuid(), Err: err.Error()}
+		}
+		g.logger().Debug("disk quota handed over by the parent process", "uid", q.UID, "path", q.Path)
+		return q
+	}
+	// The uid as this process sees it: quotactl maps it through our user
+	// namespace (the real uid outside any).
+	q := quota.Read(graphRoot, os.Getuid())
+	return &q
 }
 
 // stateDB opens the persistent state (--state-dir or the default).

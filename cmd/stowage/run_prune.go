@@ -54,7 +54,7 @@ then apply the plan, re-checking each removal under the storage lock.`,
 				}
 				clock = func() time.Time { return t }
 			}
-			st, _, err := g.openStore(cmd.Context(), p, !dryRun)
+			st, _, diskQuota, err := g.openStoreQuota(cmd.Context(), p, !dryRun, true)
 			if err != nil {
 				return err
 			}
@@ -67,9 +67,9 @@ then apply the plan, re-checking each removal under the storage lock.`,
 				Store: st, State: db, Policy: p.Prune, Now: clock, Log: g.logger(),
 				QuadletDirs: quadletSearchPath(quadletDirs, g.systemScope()),
 			}
-			if !g.systemScope() {
-				uid := os.Getuid() // inside the user namespace the kernel maps it back
-				job.Quota = func(path string) (quota.Usage, error) { return quota.Get(path, uid) }
+			if diskQuota != nil {
+				// Read before entering the user namespace (openStoreQuota).
+				job.Quota = func(string) (quota.Usage, error) { return diskQuota.Result() }
 			}
 			events, closeEvents := g.eventSource(cmd.Context(), p, socket)
 			defer closeEvents()

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stowage/stowage/jobs/lastuse"
+	"github.com/stowage/stowage/jobs/prune"
 	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/storeopen"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -111,5 +115,53 @@ func TestPruneRecordsRootlessEvents(t *testing.T) {
 	}
 	if at := rec.ByID[used]; at.Before(before.Add(-time.Second)) || at.After(after) {
 		t.Fatalf("use of %.12s recorded at %v, want between %v and %v (record %+v)\n%s", used, at, before, after, rec, stderr.String())
+	}
+}
+
+// TestPruneForgedQuotaHandoff: a disk quota reading in the handoff variable
+// of a process that is not the one re-executed inside the user namespace
+// (here: root, in the initial namespace, with the marker variable forged
+// too) is not believed: the kernel's uid map says otherwise. It is logged
+// as a quota that could not be read, and the forged limit (1 MiB against a
+// store far larger) plans no removal.
+func TestPruneForgedQuotaHandoff(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := testenv.NewPodman(t, "vfs")
+	for i := 0; i < 2; i++ {
+		p.Import(t, fmt.Sprintf("localhost/forged%d:1", i), map[string]string{"/f": strings.Repeat(fmt.Sprint(i), 1<<20)})
+	}
+	pol := filepath.Join(t.TempDir(), "stowage.toml")
+	if err := os.WriteFile(pol, []byte("version = 1\n[prune]\nmin_free = \"0\"\nmin_age = \"0\"\nkeep_last = 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	handoff := map[string]any{
+		"overrides": map[string]any{"graphRoot": p.Root, "runRoot": p.RunRoot, "driver": p.Driver},
+		"resolution": map[string]any{
+			"options": map[string]any{"root": p.Root, "runroot": p.RunRoot, "driver": p.Driver},
+			"source":  "podman",
+		},
+		"quota": map[string]any{"path": p.Root, "uid": 0, "usage": map[string]any{"SoftLimitBytes": 1 << 20, "HardLimitBytes": 2 << 20, "UsedBytes": 100 << 20}},
+	}
+	data, err := json.Marshal(handoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testenv.Stowage(t), append(p.Flags(), "--user", "--policy", pol, "--state-dir", t.TempDir(),
+		"run", "prune", "--dry-run", "--format", "json", "--quadlet-dir", t.TempDir())...)
+	cmd.Env = append(os.Environ(), append(p.Env, storeopen.HandoffEnv+"="+string(data), "_CONTAINERS_USERNS_CONFIGURED=done")...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	var r prune.Report
+	if err := json.Unmarshal([]byte(stdout.String()), &r); err != nil {
+		t.Fatalf("%v\n%s", err, stdout.String())
+	}
+	if len(r.Removed) != 0 || r.Pressure != "" || r.LimitBytes != 0 {
+		t.Fatalf("forged quota acted on: removed %d, pressure %q, limit %d", len(r.Removed), r.Pressure, r.LimitBytes)
+	}
+	if !strings.Contains(stderr.String(), "reading the disk quota failed") || !strings.Contains(stderr.String(), "not in a user namespace") {
+		t.Fatalf("no clear warning:\n%s", stderr.String())
 	}
 }

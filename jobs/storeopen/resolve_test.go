@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stowage/stowage/jobs/prune/quota"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -220,5 +221,80 @@ func TestResolveAdditionalImageStores(t *testing.T) {
 	opts, err := podmanDriverOptions(got.GraphOptions)
 	if err != nil || len(opts) == 0 || !strings.HasSuffix(opts[len(opts)-1], dir+"/b") {
 		t.Errorf("podman reports %q (%v)", opts, err)
+	}
+}
+
+// TestHandoffQuota: the disk quota the parent read travels with the store,
+// and the child uses it only for the same graphroot and only when the
+// kernel's uid map says this process is, outside its user namespace, the
+// uid the quota was read for.
+func TestHandoffQuota(t *testing.T) {
+	dir := t.TempDir()
+	uidMap := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rootless := uidMap("rootless", "         0       1000          1\n         1     100000      65536\n")
+	initial := uidMap("initial", "         0          0 4294967295\n")
+	other := uidMap("other", "         0       1001          1\n")
+	q := &quota.Reading{Path: "/g", UID: 1000, Usage: quota.Usage{SoftLimitBytes: 1 << 30, HardLimitBytes: 2 << 30, UsedBytes: 1 << 29}}
+	res := Resolution{Source: SourcePodman}
+	res.Options.GraphRoot = "/g"
+	data, err := json.Marshal(handoff{Options: Options{}, Resolution: res, Quota: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(HandoffEnv, string(data))
+	t.Setenv("_CONTAINERS_USERNS_CONFIGURED", "done")
+	h, err := TakeHandoff()
+	if err != nil || h == nil {
+		t.Fatalf("in the child: %v %v", h, err)
+	}
+	got, err := h.quota("/g", rootless, 0)
+	if err != nil || got.Usage != q.Usage || got.UID != 1000 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for name, tc := range map[string]struct {
+		root, uidMap string
+		uid          int
+	}{
+		"other graphroot":        {"/other", rootless, 0},
+		"initial user namespace": {"/g", initial, 0},
+		"other user":             {"/g", other, 0},
+		"unmapped uid":           {"/g", rootless, 70000},
+		"no uid map":             {"/g", filepath.Join(dir, "absent"), 0},
+	} {
+		if got, err := h.quota(tc.root, tc.uidMap, tc.uid); err == nil {
+			t.Errorf("%s: reading accepted: %+v", name, got)
+		}
+	}
+	// A handoff without a reading (other jobs) is an error for prune, not
+	// "no quota".
+	data, _ = json.Marshal(handoff{Resolution: res})
+	t.Setenv(HandoffEnv, string(data))
+	if h, err = TakeHandoff(); err != nil || h == nil {
+		t.Fatal(h, err)
+	}
+	if got, err := h.quota("/g", rootless, 0); err == nil {
+		t.Errorf("no reading handed over, got %+v", got)
+	}
+}
+
+func TestOutsideUID(t *testing.T) {
+	m := "0 1000 1\n1 100000 65536\n"
+	for _, tc := range []struct {
+		uid, want int
+		ok        bool
+	}{{0, 1000, true}, {1, 100000, true}, {65536, 165535, true}, {65537, 0, false}} {
+		got, ok := OutsideUID(m, tc.uid)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("OutsideUID(%d) = %d %v, want %d %v", tc.uid, got, ok, tc.want, tc.ok)
+		}
+	}
+	if _, ok := OutsideUID("garbage\n", 0); ok {
+		t.Error("garbage map parsed")
 	}
 }

@@ -19,11 +19,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	storage "go.podman.io/storage"
 	"go.podman.io/storage/pkg/unshare"
 	"go.podman.io/storage/types"
+
+	"github.com/stowage/stowage/jobs/prune/quota"
 )
 
 // Options are the user's overrides, with podman's flag names and meaning.
@@ -270,9 +273,11 @@ func NeedsUserNamespace(so types.StoreOptions, willDelete bool) bool {
 // The child must open the very store the parent resolved without asking
 // podman again (podman cannot run inside that namespace), so res and the
 // overrides it was resolved for travel to it in HandoffEnv; the child takes
-// them with TakeHandoff.
-func EnterUserNamespace(o Options, res Resolution) error {
-	data, err := json.Marshal(handoff{Options: o, Resolution: res})
+// them with TakeHandoff. So does q, the user's disk quota the parent read
+// as the real uid (nil: none read), since it cannot be read reliably from
+// inside the namespace.
+func EnterUserNamespace(o Options, res Resolution, q *quota.Reading) error {
+	data, err := json.Marshal(handoff{Options: o, Resolution: res, Quota: q})
 	if err != nil {
 		return fmt.Errorf("handing the store to the user namespace: %w", err)
 	}
@@ -291,8 +296,9 @@ const HandoffEnv = "_STOWAGE_RESOLVED_STORE"
 
 // handoff is HandoffEnv's content.
 type handoff struct {
-	Options    Options    `json:"overrides"`
-	Resolution Resolution `json:"resolution"`
+	Options    Options        `json:"overrides"`
+	Resolution Resolution     `json:"resolution"`
+	Quota      *quota.Reading `json:"quota,omitempty"`
 }
 
 // Handoff is a store resolved by the parent process, taken by the child.
@@ -328,6 +334,52 @@ func (h *Handoff) Resolution(o Options) (Resolution, error) {
 		return Resolution{}, fmt.Errorf("store handed to the user namespace was resolved for %+v, not %+v", h.h.Options, o)
 	}
 	return h.h.Resolution, nil
+}
+
+// Quota returns the disk quota reading the parent made for graphRoot, after
+// checking it against what the kernel says about this process: it must be
+// inside a user namespace whose uid 0 (this process's uid) is the uid the
+// reading was made for, and the reading must be for graphRoot. A reading
+// that fails the checks is an error, never figures to act on.
+func (h *Handoff) Quota(graphRoot string) (*quota.Reading, error) {
+	return h.quota(graphRoot, "/proc/self/uid_map", os.Getuid())
+}
+
+func (h *Handoff) quota(graphRoot, uidMapFile string, uid int) (*quota.Reading, error) {
+	q := h.h.Quota
+	if q == nil {
+		return nil, errors.New("the parent process handed over no disk quota reading")
+	}
+	if q.Path != graphRoot {
+		return nil, fmt.Errorf("disk quota handed over for %s, not the store at %s", q.Path, graphRoot)
+	}
+	data, err := os.ReadFile(uidMapFile)
+	if err != nil {
+		return nil, fmt.Errorf("checking the handed-over disk quota: %w", err)
+	}
+	outside, ok := OutsideUID(string(data), uid)
+	if !ok || outside == uid {
+		return nil, fmt.Errorf("disk quota handed over, but this process (uid %d) is not in a user namespace that maps it to another uid", uid)
+	}
+	if outside != q.UID {
+		return nil, fmt.Errorf("disk quota handed over for uid %d, but this process is uid %d outside its user namespace", q.UID, outside)
+	}
+	return q, nil
+}
+
+// OutsideUID maps uid through a uid_map (user_namespaces(7): lines of
+// "inside outside count") to the parent namespace's uid.
+func OutsideUID(uidMap string, uid int) (int, bool) {
+	for _, line := range strings.Split(uidMap, "\n") {
+		var in, out, n int64
+		if _, err := fmt.Sscan(line, &in, &out, &n); err != nil {
+			continue
+		}
+		if int64(uid) >= in && int64(uid) < in+n {
+			return int(out + int64(uid) - in), true
+		}
+	}
+	return 0, false
 }
 
 // Open opens the store. The caller must call Close.
