@@ -254,7 +254,11 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 		if !it.Layer {
 			r.Kept = append(r.Kept, it)
 		}
-		j.Log.Info("kept at apply", "id", it.ID, "reason", why, "detail", detail)
+		if it.Layer {
+			j.Log.Info("kept at apply", "layer", it.ID, "reason", why, "detail", detail)
+		} else {
+			j.Log.Info("kept at apply", "image", it.ID, "reference", first(it.Names), "reason", why, "detail", detail)
+		}
 	}
 	// Pins are re-read once here: one may have been added since the plan.
 	ps, pinErr := pins.List(j.State)
@@ -274,6 +278,7 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 				r.FreedBytes += it.Bytes
 				it.Cumulative = r.FreedBytes
 				r.Removed = append(r.Removed, it)
+				j.Log.Info("removed layer", "layer", it.ID, "reason", it.Reason, "bytes", it.Bytes)
 				r.Events = append(r.Events, report.Event{Kind: report.EventLayerRemoved, Severity: report.SeverityLow,
 					Message: fmt.Sprintf("removed orphan layer %.12s (%s)", it.ID, units.BytesSize(float64(it.Bytes))), Bytes: it.Bytes})
 			case errors.Is(err, storage.ErrLayerUnknown):
@@ -313,6 +318,7 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 			it.Cumulative = r.FreedBytes
 			r.Removed = append(r.Removed, it)
 			removedIDs = append(removedIDs, it.ID)
+			j.Log.Info("removed image", "image", it.ID, "reference", first(it.Names), "reason", it.Reason, "bytes", b)
 			r.Events = append(r.Events, report.Event{Kind: report.EventImageRemoved, Severity: report.SeverityLow,
 				Message: fmt.Sprintf("removed image %.12s %v (%s, %s)", it.ID, it.Names, it.Reason, units.BytesSize(float64(b))),
 				Image:   it.ID, Reference: first(it.Names), Bytes: b})

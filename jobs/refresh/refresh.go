@@ -249,13 +249,13 @@ func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys
 		auth, err := c.pullCredentials(ctx, targets[i].Named)
 		if err != nil {
 			r.Error = err.Error()
-			log.Warn("pull failed", "reference", r.Reference, "err", err)
+			log.Warn("pull failed", "image", r.ImageID, "reference", r.Reference, "err", err)
 			continue
 		}
 		id, dgst, err := p.pull(ctx, targets[i].Named, targets[i].Image, auth)
 		if err != nil {
 			r.Error = err.Error()
-			log.Warn("pull failed", "reference", r.Reference, "err", err)
+			log.Warn("pull failed", "image", r.ImageID, "reference", r.Reference, "err", err)
 			continue
 		}
 		n++
