@@ -74,7 +74,7 @@ var ErrFailed = errors.New("worker failed")
 func (s *Spawner) Args(job string, dryRun bool) []string {
 	args := append([]string(nil), s.GlobalArgs...)
 	// JSON log records on stderr, which the daemon re-emits field by field.
-	args = append(args, "--log-format", "json", "run", job, "--format", "json")
+	args = append(args, "run", job, "--format", "json", "--log-format", "json")
 	if dryRun {
 		args = append(args, "--dry-run")
 	}

@@ -36,7 +36,7 @@ func TestRun(t *testing.T) {
 		wantCode int
 		summary  string
 	}{
-		{"report", `printf '{"job":"prune","summary":"args %s"}' "$*"`, true, false, 0, "args --policy /p.toml --log-format json run prune --format json --dry-run"},
+		{"report", `printf '{"job":"prune","summary":"args %s"}' "$*"`, true, false, 0, "args --policy /p.toml run prune --format json --log-format json --dry-run"},
 		{"failing with report", `printf '{"job":"prune","summary":"partial"}'; exit 2`, false, true, 2, "partial"},
 		{"not implemented", `echo "prune: not implemented yet" >&2; exit 1`, false, true, 1, ""},
 		{"garbage", `echo hello`, false, true, 0, ""},
@@ -134,7 +134,7 @@ printf '{"job":"prune","summary":"%s %s %s"}' "$*" "$w" "$(printf %s "$data" | b
 		t.Fatalf("summary %q", res.Common.Summary)
 	}
 	args := strings.Join(fields[:len(fields)-2], " ")
-	if !strings.HasSuffix(args, "run prune --format json --policy-fd 3") {
+	if !strings.HasSuffix(args, "run prune --format json --log-format json --policy-fd 3") {
 		t.Fatalf("args %q lack --policy-fd 3", args)
 	}
 	if fields[len(fields)-2] != "sealed" {
