@@ -90,7 +90,7 @@ func (j *Job) Prepare(ctx context.Context) (*inventory.Snapshot, *Plan, error) {
 		if !errors.Is(err, lastuse.ErrEvents) {
 			return nil, nil, fmt.Errorf("prune: %w", err)
 		}
-		j.Log.Warn("podman events unavailable; last use from containers and pull times only", "err", err)
+		j.Log.Warn("podman events unavailable; last use from containers and pull times only", "error", err)
 	}
 	rec, err := lastuse.Load(j.State)
 	if err != nil {
@@ -119,7 +119,7 @@ func (j *Job) Prepare(ctx context.Context) (*inventory.Snapshot, *Plan, error) {
 			in.Quota = &Quota{SoftLimitBytes: u.SoftLimitBytes, HardLimitBytes: u.HardLimitBytes, UsedBytes: u.UsedBytes}
 		case errors.Is(err, quota.ErrNoQuota):
 		default:
-			j.Log.Warn("reading the disk quota failed; ignoring it", "err", err)
+			j.Log.Warn("reading the disk quota failed; ignoring it", "error", err)
 		}
 	}
 	return snap, Build(in), nil
@@ -179,10 +179,10 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 			r.UsageAfterBytes = StoreUsage(after)
 			// The baseline the next run's collapse check compares with.
 			if err := SaveCounts(j.State, CountsOf(after, after.Taken)); err != nil {
-				j.Log.Warn("recording store counts failed", "err", err)
+				j.Log.Warn("recording store counts failed", "error", err)
 			}
 		} else {
-			j.Log.Warn("re-measuring usage failed", "err", err)
+			j.Log.Warn("re-measuring usage failed", "error", err)
 		}
 	}
 	r.Finished = j.now()
@@ -332,7 +332,7 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 	}
 	j.progressDone(len(plan.Removals), r.FreedBytes)
 	if err := lastuse.Forget(j.State, removedIDs); err != nil {
-		j.Log.Warn("forgetting removed images' last use", "err", err)
+		j.Log.Warn("forgetting removed images' last use", "error", err)
 	}
 }
 
