@@ -165,12 +165,17 @@ func sealedFile(name string, data []byte) (*os.File, error) {
 	return f, nil
 }
 
+// lastLine is the last line of a worker's stderr for an error message; a
+// JSON record is shown as its message and key=value attributes.
 func lastLine(s string) string {
 	if s == "" {
 		return ""
 	}
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
 		s = s[i+1:]
+	}
+	if r := ParseLine([]byte(s)); r.Structured {
+		s = r.Message + Tail(r.Attrs)
 	}
 	return ": " + s
 }

@@ -39,6 +39,7 @@ func TestRun(t *testing.T) {
 		{"report", `printf '{"job":"prune","summary":"args %s"}' "$*"`, true, false, 0, "args --policy /p.toml run prune --format json --log-format json --dry-run"},
 		{"failing with report", `printf '{"job":"prune","summary":"partial"}'; exit 2`, false, true, 2, "partial"},
 		{"not implemented", `echo "prune: not implemented yet" >&2; exit 1`, false, true, 1, ""},
+		{"JSON record last", `echo '{"level":"ERROR","msg":"prune refused","reason":"store inconsistent"}' >&2; exit 1`, false, true, 1, ""},
 		{"garbage", `echo hello`, false, true, 0, ""},
 		{"other job", `printf '{"job":"verify"}'`, false, true, 0, ""},
 	}
@@ -60,6 +61,9 @@ func TestRun(t *testing.T) {
 			}
 			if c.name == "not implemented" && !strings.Contains(err.Error(), "not implemented yet") {
 				t.Fatalf("stderr not in error: %v", err)
+			}
+			if c.name == "JSON record last" && !strings.HasSuffix(err.Error(), `exit status 1: prune refused reason="store inconsistent"`) {
+				t.Fatalf("last record not in error: %v", err)
 			}
 		})
 	}
