@@ -165,6 +165,14 @@ func (g *globals) logger() *slog.Logger {
 	}
 	o := &slog.HandlerOptions{Level: lvl}
 	if g.logFormat == "json" {
+		// Durations as "1.5s", as the text handler and the journal show
+		// them, not slog's nanosecond integers.
+		o.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(os.Stderr, o))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, o))

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stowage/stowage/service/worker"
 	"github.com/stowage/stowage/test/testenv"
@@ -14,7 +15,8 @@ import (
 
 // TestLogFormat: --log-format json (what the daemon asks of its workers)
 // makes every stderr line a JSON record the daemon parses, attributes
-// included; text stays logfmt for a person; anything else is refused.
+// included, durations as "1.5s"; text stays logfmt for a person; anything
+// else is refused.
 func TestLogFormat(t *testing.T) {
 	testenv.RequireRoot(t)
 	p := testenv.NewPodman(t, "vfs")
@@ -26,7 +28,7 @@ func TestLogFormat(t *testing.T) {
 	}
 	run := func(format string) (string, error) {
 		cmd := exec.Command(bin, append(p.Flags(), "--policy", pol, "--state-dir", filepath.Join(dir, "state"),
-			"--log-level", "debug", "--log-format", format, "run", "prune", "--dry-run", "--format", "json", "--quadlet-dir", dir)...)
+			"--log-level", "debug", "--log-format", format, "run", "refresh", "--dry-run", "--format", "json")...)
 		cmd.Env = append(os.Environ(), p.Env...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -39,7 +41,7 @@ func TestLogFormat(t *testing.T) {
 		t.Fatalf("json: %v\n%s", err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	graphroot := false
+	graphroot, duration := false, false
 	for _, l := range lines {
 		r := worker.ParseLine([]byte(l))
 		if !r.Structured {
@@ -49,10 +51,16 @@ func TestLogFormat(t *testing.T) {
 			if a.Key == "graphroot" && a.Value.String() == p.Root {
 				graphroot = true
 			}
+			if a.Key == "took" || a.Key == "elapsed" {
+				if _, err := time.ParseDuration(a.Value.String()); err != nil {
+					t.Errorf("%s = %q, want a duration like 1.5s", a.Key, a.Value)
+				}
+				duration = true
+			}
 		}
 	}
-	if !graphroot {
-		t.Errorf("no record with graphroot=%s in:\n%s", p.Root, out)
+	if !graphroot || !duration {
+		t.Errorf("no record with graphroot=%s or with a duration in:\n%s", p.Root, out)
 	}
 
 	out, err = run("text")
