@@ -51,7 +51,7 @@ func newRootCmd(handoff *storeopen.Handoff) *cobra.Command {
 	f.BoolVar(&g.userMode, "user", false, "address the per-user service (default as non-root)")
 	f.BoolVar(&g.systemMode, "system", false, "address the system-wide service (default as root)")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text, or json (one record a line; the daemon asks its workers for it)")
+	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text, or json (one record a line; the daemon asks its workers for it and itself logs to the journal)")
 	root.MarkFlagsMutuallyExclusive("user", "system")
 	// `stowage run` has its own hook, which checks the format too.
 	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.checkLogFormat() }
