@@ -190,13 +190,27 @@ func (g *globals) stateDB() (*state.DB, error) {
 	return state.Open(dir)
 }
 
-// logger writes text logs to stderr at the --log-level.
+// logger writes logs to stderr at the --log-level: text for a person, or
+// with --log-format json one JSON record a line, which the daemon re-emits
+// to the journal with its level and attributes as fields.
 func (g *globals) logger() *slog.Logger {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		lvl = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	o := &slog.HandlerOptions{Level: lvl}
+	if g.logFormat == "json" {
+		// Durations as "1.5s", as the text handler and the journal show
+		// them, not slog's nanosecond integers.
+		o.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
+		return slog.New(slog.NewJSONHandler(os.Stderr, o))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, o))
 }
 
 // writeJSON prints v as indented JSON.

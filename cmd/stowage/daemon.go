@@ -57,7 +57,8 @@ func runDaemon(ctx context.Context, g *globals, idleExit time.Duration, socket s
 		return fmt.Errorf("invalid --log-level %q: %w", g.logLevel, err)
 	}
 	// journald when its socket exists, else stderr lines with <N> prefixes.
-	log := slog.New(journal.NewHandler(journal.Options{Level: lvl}))
+	h := journal.NewHandler(journal.Options{Level: lvl})
+	log := slog.New(h)
 	system := g.systemScope()
 	db, err := g.stateDB()
 	if err != nil {
@@ -79,7 +80,7 @@ func runDaemon(ctx context.Context, g *globals, idleExit time.Duration, socket s
 			return policy.LoadSnapshot(policy.LoadOptions{Path: g.policyPath, System: system})
 		},
 		Runs:             runs.New(db, 0),
-		Spawner:          &worker.Spawner{Exe: exe, GlobalArgs: args, Env: os.Environ(), Logger: log},
+		Spawner:          &worker.Spawner{Exe: exe, GlobalArgs: args, Env: os.Environ(), Logger: log, TailInMessage: h.UsesJournal()},
 		Logger:           log,
 		SocketPath:       socket,
 		State:            db,

@@ -58,7 +58,7 @@ layers and the filesystem holding the graphroot.`,
 					return err
 				}
 				if err != nil {
-					g.logger().Debug("df: no volumes section", "err", err)
+					g.logger().Debug("df: no volumes section", "error", err)
 				}
 			}
 			out := dfOutput{Accounting: a, Volumes: vs}

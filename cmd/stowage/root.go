@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,7 @@ type globals struct {
 	userMode   bool // --user
 	systemMode bool // --system
 	logLevel   string
+	logFormat  string // --log-format: text or json
 	// handoff is the store the parent process resolved, when this process
 	// was re-executed inside the rootless user namespace.
 	handoff *storeopen.Handoff
@@ -49,13 +51,24 @@ func newRootCmd(handoff *storeopen.Handoff) *cobra.Command {
 	f.BoolVar(&g.userMode, "user", false, "address the per-user service (default as non-root)")
 	f.BoolVar(&g.systemMode, "system", false, "address the system-wide service (default as root)")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text, or json (one record a line; the daemon asks its workers for it and itself logs to the journal)")
 	root.MarkFlagsMutuallyExclusive("user", "system")
+	// `stowage run` has its own hook, which checks the format too.
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.checkLogFormat() }
 
 	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g), newHistoryCmd(g), newInfoCmd(g), newQuadletCmd(g))
 	root.AddCommand(newPinCmds(g)...)
 	root.AddCommand(newDaemonCmds(g)...)
 	root.AddCommand(newGenDocsCmd(root))
 	return root
+}
+
+// checkLogFormat rejects a --log-format other than text or json.
+func (g *globals) checkLogFormat() error {
+	if g.logFormat != "text" && g.logFormat != "json" {
+		return fmt.Errorf("invalid --log-format %q (want text or json)", g.logFormat)
+	}
+	return nil
 }
 
 // version is set with -ldflags "-X main.version=...".

@@ -9,7 +9,12 @@ func newRunCmd(g *globals) *cobra.Command {
 		Use:   "run JOB",
 		Short: "Run one maintenance job now, in this process",
 		// One real run of a job at a time, across processes.
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return g.lockRun(cmd) },
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.checkLogFormat(); err != nil {
+				return err
+			}
+			return g.lockRun(cmd)
+		},
 	}
 	c.AddCommand(newRunPruneCmd(g), newRunRefreshCmd(g), newRunVerifyCmd(g), newRunVolumesCmd(g))
 	return c

@@ -90,7 +90,7 @@ func (j *Job) Prepare(ctx context.Context) (*inventory.Snapshot, *Plan, error) {
 		if !errors.Is(err, lastuse.ErrEvents) {
 			return nil, nil, fmt.Errorf("prune: %w", err)
 		}
-		j.Log.Warn("podman events unavailable; last use from containers and pull times only", "err", err)
+		j.Log.Warn("podman events unavailable; last use from containers and pull times only", "error", err)
 	}
 	rec, err := lastuse.Load(j.State)
 	if err != nil {
@@ -119,7 +119,7 @@ func (j *Job) Prepare(ctx context.Context) (*inventory.Snapshot, *Plan, error) {
 			in.Quota = &Quota{SoftLimitBytes: u.SoftLimitBytes, HardLimitBytes: u.HardLimitBytes, UsedBytes: u.UsedBytes}
 		case errors.Is(err, quota.ErrNoQuota):
 		default:
-			j.Log.Warn("reading the disk quota failed; ignoring it", "err", err)
+			j.Log.Warn("reading the disk quota failed; ignoring it", "error", err)
 		}
 	}
 	return snap, Build(in), nil
@@ -179,10 +179,10 @@ func (j *Job) Run(ctx context.Context, dryRun bool) (*Report, error) {
 			r.UsageAfterBytes = StoreUsage(after)
 			// The baseline the next run's collapse check compares with.
 			if err := SaveCounts(j.State, CountsOf(after, after.Taken)); err != nil {
-				j.Log.Warn("recording store counts failed", "err", err)
+				j.Log.Warn("recording store counts failed", "error", err)
 			}
 		} else {
-			j.Log.Warn("re-measuring usage failed", "err", err)
+			j.Log.Warn("re-measuring usage failed", "error", err)
 		}
 	}
 	r.Finished = j.now()
@@ -254,7 +254,11 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 		if !it.Layer {
 			r.Kept = append(r.Kept, it)
 		}
-		j.Log.Info("kept at apply", "id", it.ID, "reason", why, "detail", detail)
+		if it.Layer {
+			j.Log.Info("kept at apply", "layer", it.ID, "reason", why, "detail", detail)
+		} else {
+			j.Log.Info("kept at apply", "image", it.ID, "reference", first(it.Names), "reason", why, "detail", detail)
+		}
 	}
 	// Pins are re-read once here: one may have been added since the plan.
 	ps, pinErr := pins.List(j.State)
@@ -274,6 +278,7 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 				r.FreedBytes += it.Bytes
 				it.Cumulative = r.FreedBytes
 				r.Removed = append(r.Removed, it)
+				j.Log.Info("removed layer", "layer", it.ID, "reason", it.Reason, "bytes", it.Bytes)
 				r.Events = append(r.Events, report.Event{Kind: report.EventLayerRemoved, Severity: report.SeverityLow,
 					Message: fmt.Sprintf("removed orphan layer %.12s (%s)", it.ID, units.BytesSize(float64(it.Bytes))), Bytes: it.Bytes})
 			case errors.Is(err, storage.ErrLayerUnknown):
@@ -313,6 +318,7 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 			it.Cumulative = r.FreedBytes
 			r.Removed = append(r.Removed, it)
 			removedIDs = append(removedIDs, it.ID)
+			j.Log.Info("removed image", "image", it.ID, "reference", first(it.Names), "reason", it.Reason, "bytes", b)
 			r.Events = append(r.Events, report.Event{Kind: report.EventImageRemoved, Severity: report.SeverityLow,
 				Message: fmt.Sprintf("removed image %.12s %v (%s, %s)", it.ID, it.Names, it.Reason, units.BytesSize(float64(b))),
 				Image:   it.ID, Reference: first(it.Names), Bytes: b})
@@ -326,7 +332,7 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 	}
 	j.progressDone(len(plan.Removals), r.FreedBytes)
 	if err := lastuse.Forget(j.State, removedIDs); err != nil {
-		j.Log.Warn("forgetting removed images' last use", "err", err)
+		j.Log.Warn("forgetting removed images' last use", "error", err)
 	}
 }
 

@@ -454,7 +454,7 @@ func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *
 		if pl == nil {
 			if pl, err = newPuller(store, sys); err != nil {
 				r.Error = err.Error()
-				log.Error("cannot pull", "err", err)
+				log.Error("cannot pull", "error", err)
 				continue
 			}
 			defer pl.Close()
@@ -468,7 +468,7 @@ func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *
 		id, dgst, err := pl.pull(ctx, tagged, plat.get(byRef[r.Reference].Image), auth)
 		if err != nil {
 			r.Error = err.Error()
-			log.Warn("pulling a newer version failed", "reference", r.Reference, "newer", r.NewerRef, "err", err)
+			log.Warn("pulling a newer version failed", "image", r.ImageID, "reference", r.Reference, "newer", r.NewerRef, "error", err)
 			continue
 		}
 		n++

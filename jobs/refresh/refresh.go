@@ -241,7 +241,7 @@ func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys
 			var err error
 			if p, err = newPuller(store, sys); err != nil {
 				r.Error = err.Error()
-				log.Error("cannot pull", "err", err)
+				log.Error("cannot pull", "error", err)
 				continue
 			}
 			defer p.Close()
@@ -249,13 +249,13 @@ func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys
 		auth, err := c.pullCredentials(ctx, targets[i].Named)
 		if err != nil {
 			r.Error = err.Error()
-			log.Warn("pull failed", "reference", r.Reference, "err", err)
+			log.Warn("pull failed", "image", r.ImageID, "reference", r.Reference, "error", err)
 			continue
 		}
 		id, dgst, err := p.pull(ctx, targets[i].Named, targets[i].Image, auth)
 		if err != nil {
 			r.Error = err.Error()
-			log.Warn("pull failed", "reference", r.Reference, "err", err)
+			log.Warn("pull failed", "image", r.ImageID, "reference", r.Reference, "error", err)
 			continue
 		}
 		n++
@@ -324,7 +324,7 @@ func (c *client) check(ctx context.Context, t Target, plat *platforms, lists map
 	for _, s := range srcs {
 		remote, ob, err := c.checkSource(ctx, s, t, plat, lists)
 		if err != nil {
-			c.log.Debug("pull source failed", "reference", t.Reference, "source", s.host.name, "err", err)
+			c.log.Debug("pull source failed", "reference", t.Reference, "registry", s.host.name, "error", err)
 			errs = append(errs, err)
 			if ctx.Err() != nil {
 				break

@@ -47,9 +47,9 @@ func Apply(ctx context.Context, st Store, actions []Action, log *slog.Logger) ([
 			a, evs = remove(st, a)
 		}
 		if a.Skipped {
-			log.Warn("verify action skipped", "kind", a.Kind, "image", a.ImageID, "reason", a.Reason)
+			log.Warn("verify action skipped", "action", a.Kind, "image", a.ImageID, "reason", a.Reason)
 		} else {
-			log.Info("verify action applied", "kind", a.Kind, "image", a.ImageID, "names", a.Names)
+			log.Info("verify action applied", "action", a.Kind, "image", a.ImageID, "names", a.Names)
 		}
 		events = append(events, evs...)
 		out[i] = a

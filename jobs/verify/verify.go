@@ -154,7 +154,7 @@ func runSignatures(ctx context.Context, st storage.Store, images []storage.Image
 	}
 	rep.Results, rep.TrustConfigErrors = ev.Recheck(rep.Results)
 	for _, e := range rep.TrustConfigErrors {
-		o.Log.Error("trust configuration broken: the images it covers are neither judged nor removed", "err", e)
+		o.Log.Error("trust configuration broken: the images it covers are neither judged nor removed", "error", e)
 	}
 
 	prev := map[string]Record{}
@@ -172,7 +172,7 @@ func runSignatures(ctx context.Context, st storage.Store, images []storage.Image
 	containers, err := st.Containers()
 	if err != nil {
 		// Fail closed: without the container list no action is safe.
-		o.Log.Warn("listing containers failed; no actions this run", "err", err)
+		o.Log.Warn("listing containers failed; no actions this run", "error", err)
 		containers = nil
 		if o.Mode == policy.VerifyUntag || o.Mode == policy.VerifyRemove {
 			rep.Actions = append(rep.Actions, Action{Kind: ActionNone, Skipped: true, Reason: fmt.Sprintf("listing containers: %v", err)})

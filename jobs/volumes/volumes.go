@@ -281,7 +281,7 @@ func applyListed(ctx context.Context, api API, p policy.Volumes, items []Item, r
 			}
 			t0 := time.Now()
 			err := api.RemoveVolume(ctx, it.Name)
-			log.Debug("DELETE volume", "volume", it.Name, "took", time.Since(t0), "err", err)
+			log.Debug("DELETE volume", "volume", it.Name, "took", time.Since(t0), "error", err)
 			switch {
 			case err == nil:
 				log.Info("removed volume", "volume", it.Name, "bytes", it.Bytes, "reason", it.Reason)

@@ -20,7 +20,7 @@ import (
 	"github.com/stowage/stowage/service/worker"
 )
 
-// shWorker is a worker "binary": sh -c SCRIPT sh run JOB --format json [--dry-run],
+// shWorker is a worker "binary": sh -c SCRIPT sh run JOB --format json --log-format json [--dry-run],
 // so the script sees the job as $2.
 func shWorker(script string) *worker.Spawner {
 	return &worker.Spawner{Exe: "/bin/sh", GlobalArgs: []string{"-c", script, "sh"}, Env: os.Environ()}

@@ -31,9 +31,11 @@ func (s *syncBuffer) String() string {
 func TestJournalEntries(t *testing.T) {
 	var buf syncBuffer
 	script := `if [ "$2" = verify ]; then echo "verify: boom" >&2; exit 1; fi
+echo '{"time":"t","level":"WARN","msg":"pull failed","image":"abc","job":"other","store":{"driver":"vfs"}}' >&2
 printf '{"job":"%s","summary":"s","events":[{"kind":"image_removed","severity":"low","message":"removed old","image":"abc","bytes":7}]}' "$2"`
 	h := start(t, shWorker(script), basePolicy, func(o *Options) {
 		o.Logger = slog.New(journal.NewHandler(journal.Options{ForceStderr: true, Stderr: &buf}))
+		o.Spawner.Logger = o.Logger // as `stowage daemon` does
 	})
 	ctx := t.Context()
 	var ids []string
@@ -56,7 +58,10 @@ printf '{"job":"%s","summary":"s","events":[{"kind":"image_removed","severity":"
 		"kind=" + journal.KindJobFailed,
 		"<5>removed old kind=" + "image_removed job=prune run_id=" + ids[0],
 		"run_id=" + ids[1],
-		"verify: boom",
+		"<4>verify: boom run_id=" + ids[1] + " trigger=manual job=verify source=worker\n",
+		// A worker's JSON record: its level, its attributes after the run's,
+		// one that would override a run field renamed.
+		"<4>pull failed run_id=" + ids[0] + " trigger=manual job=prune source=worker image=abc worker_job=other store_driver=vfs\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("journal lacks %q", want)

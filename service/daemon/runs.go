@@ -26,7 +26,7 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	d.mu.Unlock()
 	d.metrics.SetRunning(r.Job, true)
 	log := d.log.With(journal.AttrJob, r.Job, journal.AttrRunID, r.ID)
-	log.Info("job started", journal.AttrKind, journal.KindJobStarted, "dry_run", r.DryRun, "trigger", string(r.Trigger))
+	log.Info("job started", journal.AttrKind, journal.KindJobStarted, "dry_run", r.DryRun, journal.AttrTrigger, string(r.Trigger))
 	for _, o := range d.observers {
 		o.RunStarted(copyRun(r))
 	}
@@ -47,7 +47,7 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 		sp.Policy = enc
 	}
 	if sp.Logger != nil {
-		sp.Logger = sp.Logger.With(journal.AttrRunID, r.ID)
+		sp.Logger = sp.Logger.With(journal.AttrRunID, r.ID, journal.AttrTrigger, string(r.Trigger))
 	}
 	res, err := sp.Run(ctx, r.Job, r.DryRun)
 

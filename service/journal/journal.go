@@ -41,9 +41,13 @@ const (
 const (
 	// AttrKind selects the MESSAGE_ID (its value is an event kind) and is
 	// also recorded as STOWAGE_KIND.
-	AttrKind      = "kind"
-	AttrJob       = "job"
-	AttrRunID     = "run_id"
+	AttrKind    = "kind"
+	AttrJob     = "job"
+	AttrRunID   = "run_id"
+	AttrTrigger = "trigger"
+	// AttrSource is "worker" on the records a worker wrote on its stderr
+	// and the daemon re-emitted (STOWAGE_SOURCE=worker).
+	AttrSource    = "source"
 	AttrImage     = "image"
 	AttrReference = "reference"
 	AttrDigest    = "digest"

@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -123,33 +121,7 @@ func buildEmitter(t *testing.T, socket string) string {
 }
 
 // parseNative decodes one datagram of the journal native protocol.
-func parseNative(d []byte) (map[string]string, error) {
-	f := map[string]string{}
-	for len(d) > 0 {
-		nl := bytes.IndexByte(d, '\n')
-		if nl < 0 {
-			return nil, fmt.Errorf("unterminated field in %q", d)
-		}
-		line := d[:nl]
-		if k, v, ok := bytes.Cut(line, []byte("=")); ok {
-			f[string(k)] = string(v)
-			d = d[nl+1:]
-			continue
-		}
-		// binary-safe form: KEY\n, little-endian uint64 size, data, \n
-		rest := d[nl+1:]
-		if len(rest) < 8 {
-			return nil, fmt.Errorf("short binary field %q", line)
-		}
-		n := binary.LittleEndian.Uint64(rest[:8])
-		if uint64(len(rest)) < 8+n+1 || rest[8+n] != '\n' {
-			return nil, fmt.Errorf("bad binary field %q", line)
-		}
-		f[string(line)] = string(rest[8 : 8+n])
-		d = rest[8+n+1:]
-	}
-	return f, nil
-}
+func parseNative(d []byte) (map[string]string, error) { return testenv.ParseJournalNative(d) }
 
 func TestJournalDatagrams(t *testing.T) {
 	dir := t.TempDir()

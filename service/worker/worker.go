@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/service/journal"
 )
 
 // maxReport bounds the report read from a worker's stdout.
@@ -39,8 +40,13 @@ type Spawner struct {
 	// GlobalArgs are passed before "run" (--policy, --state-dir, --root, ...).
 	GlobalArgs []string
 	// Env is the child's environment; Clean is applied to it.
-	Env    []string
+	Env []string
+	// Logger receives the worker's log records (its stderr); nil drops them.
 	Logger *slog.Logger
+	// TailInMessage appends a worker record's attributes as key=value to
+	// its message. Set it when Logger writes to journald, whose default
+	// output shows only MESSAGE; the attributes are fields all the same.
+	TailInMessage bool
 	// Policy, when set, is the encoded policy snapshot (policy.Snapshot)
 	// the worker must use: it is handed over on an inherited, sealed memfd
 	// (PolicyFD) and the worker is told so with --policy-fd, so it never
@@ -67,7 +73,8 @@ var ErrFailed = errors.New("worker failed")
 // Args returns the child's argument list (without the program name).
 func (s *Spawner) Args(job string, dryRun bool) []string {
 	args := append([]string(nil), s.GlobalArgs...)
-	args = append(args, "run", job, "--format", "json")
+	// JSON log records on stderr, which the daemon re-emits field by field.
+	args = append(args, "run", job, "--format", "json", "--log-format", "json")
 	if dryRun {
 		args = append(args, "--dry-run")
 	}
@@ -102,7 +109,7 @@ func (s *Spawner) Run(ctx context.Context, job string, dryRun bool) (*Result, er
 	cmd.Stdout = &limitWriter{w: &stdout, n: maxReport}
 	cmd.Stderr = tail
 	if s.Logger != nil {
-		lw := &lineLogger{log: s.Logger.With("job", job)}
+		lw := &lineLogger{log: s.Logger.With(journal.AttrJob, job, journal.AttrSource, "worker"), tail: s.TailInMessage}
 		defer lw.flush()
 		cmd.Stderr = io.MultiWriter(tail, lw)
 	}
@@ -158,12 +165,17 @@ func sealedFile(name string, data []byte) (*os.File, error) {
 	return f, nil
 }
 
+// lastLine is the last line of a worker's stderr for an error message; a
+// JSON record is shown as its message and key=value attributes.
 func lastLine(s string) string {
 	if s == "" {
 		return ""
 	}
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
 		s = s[i+1:]
+	}
+	if r := ParseLine([]byte(s)); r.Structured {
+		s = r.Message + Tail(r.Attrs)
 	}
 	return ": " + s
 }
@@ -208,50 +220,66 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// lineLogger logs each line a worker writes on stderr (its own log), so
-// that it reaches the daemon's journal.
+// lineLogger re-emits each line a worker writes on stderr (its own log,
+// JSON records) through the daemon's logger, so that it reaches the journal
+// with its level and its attributes as fields. Lines are bounded by
+// MaxLogLine; a flood is bounded by the journal's own rate limit.
 type lineLogger struct {
-	log     *slog.Logger
+	log *slog.Logger
+	// tail appends the record's attributes to its message (see
+	// Spawner.TailInMessage).
+	tail    bool
 	partial []byte
+	// skipping: the current line was cut at MaxLogLine, its rest is dropped.
+	skipping bool
 }
 
 func (l *lineLogger) Write(p []byte) (int, error) {
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if !l.skipping {
+			l.partial = append(l.partial, chunk...)
+			if len(l.partial) > MaxLogLine {
+				l.logLine(truncateLine(l.partial))
+				l.partial, l.skipping = l.partial[:0], true
+			}
+		}
 		if i < 0 {
 			break
 		}
-		l.logLine(string(l.partial[:i]))
-		l.partial = l.partial[i+1:]
+		if !l.skipping {
+			l.logLine(l.partial)
+		}
+		l.partial, l.skipping = l.partial[:0], false
+		p = p[i+1:]
 	}
-	if len(l.partial) > stderrTail { // an endless line: log it in pieces
-		l.flush()
-	}
-	return len(p), nil
+	return n, nil
 }
 
 func (l *lineLogger) flush() {
-	l.logLine(string(l.partial))
-	l.partial = l.partial[:0]
+	if !l.skipping {
+		l.logLine(l.partial)
+	}
+	l.partial, l.skipping = l.partial[:0], false
 }
 
-// logLine logs one line at the level the worker's text handler wrote.
-func (l *lineLogger) logLine(line string) {
-	line = strings.TrimSpace(line)
-	if line == "" {
+// logLine logs one line at the record's own level with its attributes.
+func (l *lineLogger) logLine(line []byte) {
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 {
 		return
 	}
-	level := slog.LevelInfo
-	switch {
-	case strings.Contains(line, "level=ERROR"):
-		level = slog.LevelError
-	case strings.Contains(line, "level=WARN"):
-		level = slog.LevelWarn
-	case strings.Contains(line, "level=DEBUG"):
-		level = slog.LevelDebug
+	r := ParseLine(line)
+	msg := r.Message
+	if l.tail {
+		msg += Tail(r.Attrs)
 	}
-	l.log.Log(context.Background(), level, line, "source", "worker")
+	l.log.LogAttrs(context.Background(), r.Level, msg, r.Attrs...)
 }
 
 // tailBuffer keeps the last max bytes written.

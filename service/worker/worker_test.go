@@ -36,9 +36,10 @@ func TestRun(t *testing.T) {
 		wantCode int
 		summary  string
 	}{
-		{"report", `printf '{"job":"prune","summary":"args %s"}' "$*"`, true, false, 0, "args --policy /p.toml run prune --format json --dry-run"},
+		{"report", `printf '{"job":"prune","summary":"args %s"}' "$*"`, true, false, 0, "args --policy /p.toml run prune --format json --log-format json --dry-run"},
 		{"failing with report", `printf '{"job":"prune","summary":"partial"}'; exit 2`, false, true, 2, "partial"},
 		{"not implemented", `echo "prune: not implemented yet" >&2; exit 1`, false, true, 1, ""},
+		{"JSON record last", `echo '{"level":"ERROR","msg":"prune refused","reason":"store inconsistent"}' >&2; exit 1`, false, true, 1, ""},
 		{"garbage", `echo hello`, false, true, 0, ""},
 		{"other job", `printf '{"job":"verify"}'`, false, true, 0, ""},
 	}
@@ -60,6 +61,9 @@ func TestRun(t *testing.T) {
 			}
 			if c.name == "not implemented" && !strings.Contains(err.Error(), "not implemented yet") {
 				t.Fatalf("stderr not in error: %v", err)
+			}
+			if c.name == "JSON record last" && !strings.HasSuffix(err.Error(), `exit status 1: prune refused reason="store inconsistent"`) {
+				t.Fatalf("last record not in error: %v", err)
 			}
 		})
 	}
@@ -90,18 +94,29 @@ func TestRunCancelKillsProcessGroup(t *testing.T) {
 	}
 }
 
-// TestStderrIsLogged: the worker's own log lines reach the daemon's logger
-// at their level.
+// TestStderrIsLogged: the worker's JSON log records reach the daemon's
+// logger at their level with their attributes, tagged with the job and
+// source=worker; other lines arrive verbatim at warning level.
 func TestStderrIsLogged(t *testing.T) {
 	var buf strings.Builder
-	sp := sh(`echo 'time=x level=ERROR msg="cannot open store"' >&2; printf 'level=WARN msg=partial'  >&2; printf '{"job":"verify"}'`)
+	sp := sh(`echo '{"time":"x","level":"ERROR","msg":"cannot open store","err":"locked"}' >&2
+echo 'not json' >&2; printf '{"level":"DEBUG","msg":"partial","n":1}' >&2; printf '{"job":"verify"}'`)
 	sp.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if _, err := sp.Run(t.Context(), "verify", false); err != nil {
 		t.Fatal(err)
 	}
-	out := buf.String()
-	if !strings.Contains(out, `level=ERROR msg="time=x level=ERROR msg=\"cannot open store\""`) || !strings.Contains(out, "level=WARN") || !strings.Contains(out, "job=verify") {
-		t.Fatalf("logged:\n%s", out)
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		_, l, _ = strings.Cut(l, " ") // the daemon's own time
+		lines = append(lines, l)
+	}
+	want := []string{
+		`level=ERROR msg="cannot open store" job=verify source=worker err=locked`,
+		`level=WARN msg="not json" job=verify source=worker`,
+		`level=DEBUG msg=partial job=verify source=worker n=1`,
+	}
+	if !slices.Equal(lines, want) {
+		t.Fatalf("logged:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -123,7 +138,7 @@ printf '{"job":"prune","summary":"%s %s %s"}' "$*" "$w" "$(printf %s "$data" | b
 		t.Fatalf("summary %q", res.Common.Summary)
 	}
 	args := strings.Join(fields[:len(fields)-2], " ")
-	if !strings.HasSuffix(args, "run prune --format json --policy-fd 3") {
+	if !strings.HasSuffix(args, "run prune --format json --log-format json --policy-fd 3") {
 		t.Fatalf("args %q lack --policy-fd 3", args)
 	}
 	if fields[len(fields)-2] != "sealed" {

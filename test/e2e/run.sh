@@ -407,8 +407,23 @@ check "user: stowage status answers" as stowage status
 check "user: stowage status activated stowage.service" as systemctl --user is-active stowage.service
 age=$(($(date +%s) - fixtures_done))
 [ "$age" -lt 125 ] && { echo "waiting $((125 - age))s for the dangling images to pass the 2-minute floor"; sleep $((125 - age)); }
+# worker_record RUNNER JOURNALCTL... — the prune worker's own record about
+# the dangling image it removed is a journal entry with real fields: found by
+# STOWAGE_IMAGE=<full id>, with its PRIORITY and the run's STOWAGE_JOB.
+worker_record() {
+	local id
+	id=$($1 cat "/tmp/stowage-e2e-dangling.$($1 id -u)") || return 1
+	id=${id#sha256:}
+	shift
+	echo "image $id"
+	"$@" --no-pager -o json STOWAGE_IMAGE="$id" STOWAGE_SOURCE=worker | jq -e -c \
+		'select(.STOWAGE_JOB == "prune" and .PRIORITY == "6" and (.MESSAGE | startswith("removed image")))
+		| {MESSAGE, PRIORITY, STOWAGE_JOB, STOWAGE_RUN_ID, STOWAGE_REASON}'
+}
 check "user: stowage trigger prune --wait" as stowage trigger prune --wait
 check "user: prune removed the dangling image and nothing else" expect_state as "base app junk container"
+check "user: journalctl --user STOWAGE_IMAGE=<dangling id> finds the prune worker's record (PRIORITY=6, STOWAGE_JOB=prune)" \
+	wait_for 10 worker_record as as journalctl --user
 check "user: stowage opens the store podman uses" store_matches as
 check "user: volume fixture (named + anonymous left by a removed container)" volume_fixture as
 check "user: stowage trigger volumes --wait (no podman.socket)" as stowage trigger volumes --wait
@@ -482,6 +497,8 @@ check "system: the hardened service did not mark overlay unsupported" no_false_o
 check "system: podman still works on the store afterwards" ct podman images
 check "system: prune removed the dangling image and nothing else in /var/lib/containers/storage" \
 	expect_state ct "base app junk container"
+check "system: journalctl STOWAGE_IMAGE=<dangling id> finds the prune worker's record (PRIORITY=6, STOWAGE_JOB=prune)" \
+	wait_for 10 worker_record ct ct journalctl
 check "system: stowage opens the store podman uses" store_matches ct
 check "system: volume fixture (named + anonymous left by a removed container)" volume_fixture ct
 check "system: stowage trigger volumes --wait (no podman.socket)" ct stowage trigger volumes --wait
