@@ -553,7 +553,13 @@ if [ "$suite" = bookworm ]; then
 		ct prometheus-node-exporter --help 2>&1 | grep -- '--collector.textfile.directory' | grep -F "\"$textdir\""
 	}
 	check "prometheus: Debian's node exporter reads $textdir by default" default_textdir
-	check "prometheus: the system daemon wrote $textdir/stowage.prom" ct test -s "$textdir/stowage.prom"
+	textfile_written() {
+		ct test -s "$textdir/stowage.prom" && return 0
+		echo "no $textdir/stowage.prom (the system daemon writes it after every run); the directory holds:"
+		ct ls -la "$textdir"
+		return 1
+	}
+	check "prometheus: the system daemon wrote $textdir/stowage.prom" textfile_written
 	ct sed -n '1,40p' "$textdir/stowage.prom" 2>/dev/null | sed 's/^/    stowage.prom| /'
 	shipped_rules() {
 		local files
@@ -645,7 +651,9 @@ EOF
 		printf '%s' "$r" | jq -r --arg d "$rules_dir/" '.data.groups[] | select(.file | startswith($d))
 			| "\(.file) group \(.name): \([.rules[] | "\(.name)=\(.health)\(if .lastError then " (" + .lastError + ")" else "" end)"] | join(", "))"'
 		printf '%s' "$r" | jq -e --arg d "$rules_dir/" '[.data.groups[] | select(.file | startswith($d))] as $g
-			| ($g | length) > 0 and ([$g[].rules[]] | length) > 0 and all($g[].rules[]; .health == "ok")' >/dev/null
+			| ($g | length) > 0 and ([$g[].rules[]] | length) > 0 and all($g[].rules[]; .health == "ok")' >/dev/null && return 0
+		echo "no rule group from $rules_dir/ with every rule healthy; groups loaded: $(printf '%s' "$r" | jq -c '[.data.groups[] | {file, name}]')"
+		return 1
 	}
 	check "prometheus: the shipped rule groups are loaded and every rule's health is ok" until_deadline shipped_groups_ok
 	alert_firing() {
