@@ -561,13 +561,20 @@ if [ "$suite" = bookworm ]; then
 	}
 	check "prometheus: the system daemon wrote $textdir/stowage.prom" textfile_written
 	ct sed -n '1,40p' "$textdir/stowage.prom" 2>/dev/null | sed 's/^/    stowage.prom| /'
+	# The shipped rule files, and promtool unit tests (*_test.yml) beside
+	# them, which are no rule files.
+	rule_files=$(ct sh -c "ls $rules_dir/*.yml 2>/dev/null" | grep -v '_test[.]yml$')
+	rule_tests=$(ct sh -c "ls $rules_dir/*_test.yml 2>/dev/null")
 	shipped_rules() {
-		local files
-		files=$(ct sh -c "ls $rules_dir/*.yml 2>/dev/null")
-		[ -n "$files" ] || { echo "the package ships no alerting rules ($rules_dir/*.yml)"; return 1; }
-		ct promtool check rules $files
+		[ -n "$rule_files" ] || { echo "the package ships no alerting rules ($rules_dir/*.yml)"; return 1; }
+		ct promtool check rules $rule_files
 	}
 	check "prometheus: promtool check rules accepts the shipped $rules_dir/*.yml" shipped_rules
+	if [ -n "$rule_tests" ]; then
+		check "prometheus: Debian 12's promtool test rules passes the shipped $rules_dir/*_test.yml" ct promtool test rules $rule_tests
+	else
+		echo "prometheus: the package ships no promtool unit tests ($rules_dir/*_test.yml)"
+	fi
 	# The test rule: fires as soon as any stowage job metric is scraped.
 	ct tee /etc/prometheus/stowage-e2e-rules.yml >/dev/null <<EOF
 groups:
@@ -585,8 +592,7 @@ global:
   scrape_timeout: 1s
   evaluation_interval: 2s
 rule_files:
-  - $rules_dir/*.yml
-  - /etc/prometheus/stowage-e2e-rules.yml
+$(for f in $rule_files /etc/prometheus/stowage-e2e-rules.yml; do echo "  - $f"; done)
 scrape_configs:
   - job_name: node
     static_configs:
