@@ -560,21 +560,17 @@ if [ "$suite" = bookworm ]; then
 		return 1
 	}
 	check "prometheus: the system daemon wrote $textdir/stowage.prom" textfile_written
-	ct sed -n '1,40p' "$textdir/stowage.prom" 2>/dev/null | sed 's/^/    stowage.prom| /'
-	# The shipped rule files, and promtool unit tests (*_test.yml) beside
-	# them, which are no rule files.
+	echo "    stowage.prom: $(ct cat "$textdir/stowage.prom" 2>/dev/null | grep -c '^stowage_') samples, among them:"
+	ct cat "$textdir/stowage.prom" 2>/dev/null | grep -E '^stowage_job_last_(run|success)_timestamp_seconds' | sed 's/^/    stowage.prom| /'
+	# The shipped rule files, not the promtool unit tests (*_test.yml)
+	# beside them: those are no rule files, and the Go tests run them
+	# (packaging/prometheus; ~15 s of CPU, too slow to repeat here).
 	rule_files=$(ct sh -c "ls $rules_dir/*.yml 2>/dev/null" | grep -v '_test[.]yml$')
-	rule_tests=$(ct sh -c "ls $rules_dir/*_test.yml 2>/dev/null")
 	shipped_rules() {
 		[ -n "$rule_files" ] || { echo "the package ships no alerting rules ($rules_dir/*.yml)"; return 1; }
 		ct promtool check rules $rule_files
 	}
 	check "prometheus: promtool check rules accepts the shipped $rules_dir/*.yml" shipped_rules
-	if [ -n "$rule_tests" ]; then
-		check "prometheus: Debian 12's promtool test rules passes the shipped $rules_dir/*_test.yml" ct promtool test rules $rule_tests
-	else
-		echo "prometheus: the package ships no promtool unit tests ($rules_dir/*_test.yml)"
-	fi
 	# The test rule: fires as soon as any stowage job metric is scraped.
 	ct tee /etc/prometheus/stowage-e2e-rules.yml >/dev/null <<EOF
 groups:
@@ -649,6 +645,7 @@ EOF
 		until_deadline job_time_recent stowage_job_last_run_timestamp_seconds prune "$sys_prune_at"
 	check "prometheus: stowage_job_last_success_timestamp_seconds of prune is the system prune run's time" \
 		until_deadline job_time_recent stowage_job_last_success_timestamp_seconds prune "$sys_prune_at"
+	metrics_seen=$(date +%s)
 	# Every rule of the shipped groups evaluated without error (health is
 	# "unknown" until the first evaluation).
 	shipped_groups_ok() {
@@ -669,6 +666,19 @@ EOF
 		printf '%s' "$r" | jq -e --arg a "$test_alert" 'any(.data.alerts[]; .labels.alertname == $a and .state == "firing")' >/dev/null
 	}
 	check "prometheus: the test alert $test_alert is firing" until_deadline alert_firing
+	# The shipped rules raise no false alarm on this healthy system: once
+	# each shipped group has been evaluated on the scraped stowage series,
+	# none of its alerts is pending or firing.
+	shipped_quiet() {
+		local r
+		r=$(curl -fs "$prom/api/v1/rules") || return 1
+		printf '%s' "$r" | jq -e --arg d "$rules_dir/" --argjson t "$metrics_seen" '[.data.groups[] | select(.file | startswith($d))]
+			| length > 0 and all(.[]; .lastEvaluation | sub("[.][0-9]+Z$"; "Z") | fromdateiso8601 > $t)' >/dev/null ||
+			{ echo "the shipped groups were not evaluated after the stowage series were scraped"; return 1; }
+		echo "active: $(printf '%s' "$r" | jq -c --arg d "$rules_dir/" '[.data.groups[] | select(.file | startswith($d)) | .rules[] | select(.type == "alerting" and .state != "inactive") | {name, state, alerts: [.alerts[]?.labels]}]')"
+		printf '%s' "$r" | jq -e --arg d "$rules_dir/" '[.data.groups[] | select(.file | startswith($d)) | .rules[] | select(.type == "alerting" and .state != "inactive")] | length == 0' >/dev/null
+	}
+	check "prometheus: no shipped stowage alert is pending or firing on this healthy system" until_deadline shipped_quiet
 	echo "    prometheus $(alert_firing | head -n1)"
 	ct systemctl stop prometheus.service prometheus-node-exporter.service
 	echo "prometheus: the scrape checks took $(($(date +%s) - prom_t0)) s"
