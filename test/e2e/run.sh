@@ -7,7 +7,8 @@
 # users install it, podman.socket disabled as shipped) with systemd-nspawn,
 # installs the .deb, starts a docker-registry on the host's 127.0.0.1, and
 # proves the user-mode and system-mode scenarios on the host's own store,
-# sockets, events and Quadlet units, and the broken-policy reload. Every
+# sockets, events and Quadlet units, the broken-policy reload and, on
+# bookworm, a real scrape by Debian's Prometheus and node exporter. Every
 # check prints PASS or FAIL; the last line is "N passed, N failed" and the
 # exit status is non-zero on any failure.
 # Must run as root. Set STOWAGE_E2E_KEEP=1 to keep the work directory.
