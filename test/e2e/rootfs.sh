@@ -26,7 +26,22 @@ RECIPE=2
 # apt resolves virtual dependencies and Recommends as on a user's machine.
 BASE=systemd,systemd-sysv,dbus,dbus-user-session,libpam-systemd,polkitd,ca-certificates,procps,iproute2,less
 USER_PKGS="podman"
-# What the test itself uses inside (not what stowage needs): none beyond BASE.
+# What the test itself uses inside (not what stowage needs): none beyond BASE,
+# except on one system: Debian's Prometheus and node exporter, for the
+# scrape of stowage's textfile metrics (run.sh). Installed without their
+# Recommends (the collectors package's timers would write other .prom files
+# and start smartd), and their units disabled in the tree: the container
+# shares the host's network, where the packaged listeners on :9090 and
+# :9100 must not appear; run.sh starts them on ports of its own.
+# EXTRA_PKGS and EXTRA_RECIPE enter the cache key only where they are set,
+# so the other suites keep their cached trees.
+EXTRA_PKGS=
+EXTRA_UNITS=
+if [ "$SUITE" = bookworm ]; then
+	EXTRA_PKGS="prometheus prometheus-node-exporter"
+	EXTRA_UNITS="prometheus.service prometheus-node-exporter.service"
+fi
+EXTRA_RECIPE=1
 APT_OPTS=()
 if [ "$SUITE" = sid ]; then
 	# The mirror's sid InRelease can be past its Valid-Until date. Accept
@@ -57,7 +72,9 @@ mirror() {
 	done
 }
 
-key=$(printf '%s %s %s %s\n' "$RECIPE" "$SUITE" "$BASE" "$USER_PKGS" | sha256sum | cut -c1-16)
+keytext="$RECIPE $SUITE $BASE $USER_PKGS"
+[ -n "$EXTRA_PKGS" ] && keytext="$keytext extra$EXTRA_RECIPE $EXTRA_PKGS"
+key=$(printf '%s\n' "$keytext" | sha256sum | cut -c1-16)
 dir=$CACHE/$SUITE-$key
 if [ -f "$dir/.complete" ]; then
 	echo "$dir/rootfs"
@@ -96,6 +113,10 @@ if [ ! -f "$dir/.installed" ]; then
 	}
 	in_tree apt-get "${APT_OPTS[@]}" update >>"$log" 2>&1 || fail
 	in_tree apt-get "${APT_OPTS[@]}" install -y $USER_PKGS >>"$log" 2>&1 || fail
+	if [ -n "$EXTRA_PKGS" ]; then
+		in_tree apt-get "${APT_OPTS[@]}" install -y --no-install-recommends $EXTRA_PKGS >>"$log" 2>&1 || fail
+		in_tree systemctl disable $EXTRA_UNITS >>"$log" 2>&1 || fail
+	fi
 	touch "$dir/.installed"
 fi
 # The package cache and lists are not needed; keep the cached tree small.

@@ -7,7 +7,8 @@
 # users install it, podman.socket disabled as shipped) with systemd-nspawn,
 # installs the .deb, starts a docker-registry on the host's 127.0.0.1, and
 # proves the user-mode and system-mode scenarios on the host's own store,
-# sockets, events and Quadlet units, and the broken-policy reload. Every
+# sockets, events and Quadlet units, the broken-policy reload and, on
+# bookworm, a real scrape by Debian's Prometheus and node exporter. Every
 # check prints PASS or FAIL; the last line is "N passed, N failed" and the
 # exit status is non-zero on any failure.
 # Must run as root. Set STOWAGE_E2E_KEEP=1 to keep the work directory.
@@ -67,12 +68,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# free_port — a port nobody listens on on 127.0.0.1 (bash's /dev/tcp
+# connect fails). The container shares the host's network.
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$(shuf -i 20000-60000 -n 1)
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || break
+	done
+	echo "$p"
+}
+
 # --- registry on the host's 127.0.0.1 ----------------------------------------
-# A port nobody listens on (bash's /dev/tcp connect fails).
-for _ in $(seq 50); do
-	port=$(shuf -i 20000-60000 -n 1)
-	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
-done
+port=$(free_port)
 reg=127.0.0.1:$port
 mkdir -p "$work/registry"
 cat >"$work/registry/config.yml" <<EOF
@@ -491,6 +499,7 @@ check "system: stowage status activated stowage.service" ct systemctl is-active 
 # "overlay not supported" for podman.
 ct podman info --format '{{.Store.GraphDriverName}}' | sed 's/^/    root storage driver: /'
 ct sh -c 'rm -f /run/containers/storage/overlay/*-true /run/containers/storage/overlay/*-false'
+sys_prune_at=$(date +%s)
 check "system: stowage trigger prune --wait" ct stowage trigger prune --wait
 no_false_overlay() { ! ct sh -c 'ls /run/containers/storage/overlay/ | grep -x overlay-false'; }
 check "system: the hardened service did not mark overlay unsupported" no_false_overlay
@@ -539,6 +548,159 @@ check "system: never restarted (NRestarts=0)" no_restarts
 check "system: a non-root D-Bus call activates it (system bus, SystemdService=)" \
 	as busctl --system call io.github.stowage.Stowage1 /io/github/stowage/Stowage1 io.github.stowage.Stowage1.Manager ListJobs
 check "system: stowage.service active after D-Bus activation" ct systemctl is-active stowage.service
+
+# ========================== 2b. a real scrape (one system) ======================
+# Debian's prometheus-node-exporter reads the textfile directory Debian
+# gives it by default, where the system daemon wrote stowage.prom after the
+# runs above; Debian's Prometheus scrapes it every 2 s and evaluates
+# stowage's shipped alerting rules and a test rule that fires whenever
+# stowage metrics exist. Both run as their packaged units, configured the
+# way Debian documents (/etc/default ARGS), on ports of their own: the
+# container shares the host's network. The rootfs has them on this system
+# only (test/e2e/rootfs.sh). The HTTP API is queried from the host.
+if [ "$suite" = bookworm ]; then
+	prom_t0=$(date +%s)
+	textdir=/var/lib/prometheus/node-exporter
+	rules_dir=/usr/share/stowage/prometheus
+	test_alert=StowageE2EMetricsScraped
+	ne_port=$(free_port)
+	prom_port=$(free_port)
+	while [ "$prom_port" = "$ne_port" ]; do prom_port=$(free_port); done
+	prom=http://127.0.0.1:$prom_port
+	default_textdir() {
+		ct prometheus-node-exporter --help 2>&1 | grep -- '--collector.textfile.directory' | grep -F "\"$textdir\""
+	}
+	check "prometheus: Debian's node exporter reads $textdir by default" default_textdir
+	textfile_written() {
+		ct test -s "$textdir/stowage.prom" && return 0
+		echo "no $textdir/stowage.prom (the system daemon writes it after every run); the directory holds:"
+		ct ls -la "$textdir"
+		return 1
+	}
+	check "prometheus: the system daemon wrote $textdir/stowage.prom" textfile_written
+	echo "    stowage.prom: $(ct cat "$textdir/stowage.prom" 2>/dev/null | grep -c '^stowage_') samples, among them:"
+	ct cat "$textdir/stowage.prom" 2>/dev/null | grep -E '^stowage_job_last_(run|success)_timestamp_seconds' | sed 's/^/    stowage.prom| /'
+	# The shipped rule files, not the promtool unit tests (*_test.yml)
+	# beside them: those are no rule files, and the Go tests run them
+	# (packaging/prometheus; ~15 s of CPU, too slow to repeat here).
+	rule_files=$(ct sh -c "ls $rules_dir/*.yml 2>/dev/null" | grep -v '_test[.]yml$')
+	shipped_rules() {
+		[ -n "$rule_files" ] || { echo "the package ships no alerting rules ($rules_dir/*.yml)"; return 1; }
+		ct promtool check rules $rule_files
+	}
+	check "prometheus: promtool check rules accepts the shipped $rules_dir/*.yml" shipped_rules
+	# The test rule: fires as soon as any stowage job metric is scraped.
+	ct tee /etc/prometheus/stowage-e2e-rules.yml >/dev/null <<EOF
+groups:
+  - name: stowage-e2e
+    rules:
+      - alert: $test_alert
+        expr: count(stowage_job_last_run_timestamp_seconds) > 0
+        for: 0s
+        annotations:
+          summary: stowage job metrics reach Prometheus through the textfile collector
+EOF
+	ct tee /etc/prometheus/stowage-e2e.yml >/dev/null <<EOF
+global:
+  scrape_interval: 2s
+  scrape_timeout: 1s
+  evaluation_interval: 2s
+rule_files:
+$(for f in $rule_files /etc/prometheus/stowage-e2e-rules.yml; do echo "  - $f"; done)
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ['127.0.0.1:$ne_port']
+EOF
+	check "prometheus: promtool check config accepts the test configuration" ct promtool check config /etc/prometheus/stowage-e2e.yml
+	printf 'ARGS="--web.listen-address=127.0.0.1:%s"\n' "$ne_port" | ct tee /etc/default/prometheus-node-exporter >/dev/null
+	printf 'ARGS="--config.file=/etc/prometheus/stowage-e2e.yml --web.listen-address=127.0.0.1:%s --storage.tsdb.retention.time=1h"\n' "$prom_port" |
+		ct tee /etc/default/prometheus >/dev/null
+	check "prometheus: start the packaged prometheus-node-exporter.service and prometheus.service" \
+		ct systemctl start prometheus-node-exporter.service prometheus.service
+	check "prometheus: ready on 127.0.0.1:$prom_port" wait_for 30 curl -fs "$prom/-/ready"
+	# One budget for every poll below, so a missing metric costs 60 s once.
+	prom_deadline=$(($(date +%s) + 60))
+	# until_deadline CMD... — poll CMD until it succeeds or the budget is
+	# spent; the last try's output explains a failure.
+	until_deadline() {
+		while [ "$(date +%s)" -lt "$prom_deadline" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+		"$@"
+	}
+	# prom_query PROMQL — the result vector of an instant query, as JSON.
+	prom_query() { curl -fsG "$prom/api/v1/query" --data-urlencode "query=$1" | jq -ce '.data.result'; }
+	node_up() {
+		local r
+		r=$(prom_query 'up{job="node"}') && echo "up: $r" && printf '%s' "$r" | jq -e 'length == 1 and .[0].value[1] == "1"' >/dev/null
+	}
+	check "prometheus: scrapes the node exporter on 127.0.0.1:$ne_port (up == 1)" until_deadline node_up
+	# The collector found stowage.prom and parsed every textfile in the
+	# directory (a malformed file sets node_textfile_scrape_error to 1).
+	textfile_read() {
+		local m e
+		m=$(prom_query 'node_textfile_mtime_seconds') || return 1
+		e=$(prom_query 'node_textfile_scrape_error') || return 1
+		echo "node_textfile_mtime_seconds: $m"
+		echo "node_textfile_scrape_error: $e"
+		printf '%s' "$m" | jq -e 'any(.[]; .metric.file | test("(^|/)stowage[.]prom$"))' >/dev/null &&
+			printf '%s' "$e" | jq -e 'length == 1 and .[0].value[1] == "0"' >/dev/null
+	}
+	check "prometheus: the node exporter reads stowage.prom without error" until_deadline textfile_read
+	# job_time_recent METRIC JOB SINCE — METRIC has a sample with a label
+	# whose value is JOB (whatever the label is called after the scrape),
+	# and its value is a Unix time between SINCE and now.
+	job_time_recent() {
+		local r v now
+		r=$(prom_query "$1") || return 1
+		now=$(date +%s)
+		echo "$1: $r"
+		v=$(printf '%s' "$r" | jq -r --arg j "$2" '[.[] | select(.metric | to_entries | any(.value == $j)) | .value[1] | tonumber] | max // empty')
+		[ -n "$v" ] || { echo "no sample of $1 has a label $2"; return 1; }
+		echo "$2: $v (the run was triggered at $3, now $now)"
+		jq -en --argjson v "$v" --argjson a "$3" --argjson b "$now" '$v >= $a and $v <= $b + 1' >/dev/null
+	}
+	check "prometheus: stowage_job_last_run_timestamp_seconds of prune is the system prune run's time" \
+		until_deadline job_time_recent stowage_job_last_run_timestamp_seconds prune "$sys_prune_at"
+	check "prometheus: stowage_job_last_success_timestamp_seconds of prune is the system prune run's time" \
+		until_deadline job_time_recent stowage_job_last_success_timestamp_seconds prune "$sys_prune_at"
+	metrics_seen=$(date +%s)
+	# Every rule of the shipped groups evaluated without error (health is
+	# "unknown" until the first evaluation).
+	shipped_groups_ok() {
+		local r
+		r=$(curl -fs "$prom/api/v1/rules") || return 1
+		printf '%s' "$r" | jq -r --arg d "$rules_dir/" '.data.groups[] | select(.file | startswith($d))
+			| "\(.file) group \(.name): \([.rules[] | "\(.name)=\(.health)\(if .lastError then " (" + .lastError + ")" else "" end)"] | join(", "))"'
+		printf '%s' "$r" | jq -e --arg d "$rules_dir/" '[.data.groups[] | select(.file | startswith($d))] as $g
+			| ($g | length) > 0 and ([$g[].rules[]] | length) > 0 and all($g[].rules[]; .health == "ok")' >/dev/null && return 0
+		echo "no rule group from $rules_dir/ with every rule healthy; groups loaded: $(printf '%s' "$r" | jq -c '[.data.groups[] | {file, name}]')"
+		return 1
+	}
+	check "prometheus: the shipped rule groups are loaded and every rule's health is ok" until_deadline shipped_groups_ok
+	alert_firing() {
+		local r
+		r=$(curl -fs "$prom/api/v1/alerts") || return 1
+		echo "alerts: $(printf '%s' "$r" | jq -c '[.data.alerts[] | {alert: .labels.alertname, state}]')"
+		printf '%s' "$r" | jq -e --arg a "$test_alert" 'any(.data.alerts[]; .labels.alertname == $a and .state == "firing")' >/dev/null
+	}
+	check "prometheus: the test alert $test_alert is firing" until_deadline alert_firing
+	# The shipped rules raise no false alarm on this healthy system: once
+	# each shipped group has been evaluated on the scraped stowage series,
+	# none of its alerts is pending or firing.
+	shipped_quiet() {
+		local r
+		r=$(curl -fs "$prom/api/v1/rules") || return 1
+		printf '%s' "$r" | jq -e --arg d "$rules_dir/" --argjson t "$metrics_seen" '[.data.groups[] | select(.file | startswith($d))]
+			| length > 0 and all(.[]; .lastEvaluation | sub("[.][0-9]+Z$"; "Z") | fromdateiso8601 > $t)' >/dev/null ||
+			{ echo "the shipped groups were not evaluated after the stowage series were scraped"; return 1; }
+		echo "active: $(printf '%s' "$r" | jq -c --arg d "$rules_dir/" '[.data.groups[] | select(.file | startswith($d)) | .rules[] | select(.type == "alerting" and .state != "inactive") | {name, state, alerts: [.alerts[]?.labels]}]')"
+		printf '%s' "$r" | jq -e --arg d "$rules_dir/" '[.data.groups[] | select(.file | startswith($d)) | .rules[] | select(.type == "alerting" and .state != "inactive")] | length == 0' >/dev/null
+	}
+	check "prometheus: no shipped stowage alert is pending or firing on this healthy system" until_deadline shipped_quiet
+	echo "    prometheus $(alert_firing | head -n1)"
+	ct systemctl stop prometheus.service prometheus-node-exporter.service
+	echo "prometheus: the scrape checks took $(($(date +%s) - prom_t0)) s"
+fi
 
 # ========================== 3. broken policy + reload ===========================
 ct stowage status >/dev/null 2>&1 # make sure it is running
