@@ -136,6 +136,16 @@ func measureDisk(ctx context.Context, s *Snapshot, lo layout, cachePath string, 
 		}
 	}
 	resolveShared(s, usage)
+	// The record files (layers.json, images.json) shrink as records go:
+	// each layer and image carries its even share of them.
+	if share := recordShare(filepath.Join(lo.homes[0], lo.driver+"-layers", "layers.json"), countWritable(len(s.Layers), func(i int) bool { return s.Layers[i].ReadOnly })); share > 0 {
+		for i := range s.Layers {
+			if l := &s.Layers[i]; l.Measured && !l.ReadOnly {
+				l.DiskBytes += share
+			}
+		}
+	}
+	imageShare := recordShare(filepath.Join(lo.homes[0], lo.driver+"-images", "images.json"), countWritable(len(s.Images), func(i int) bool { return s.Images[i].ReadOnly }))
 
 	for i := range s.Images {
 		if i%64 == 0 {
@@ -163,6 +173,9 @@ func measureDisk(ctx context.Context, s *Snapshot, lo layout, cachePath string, 
 		}
 		next.Images[img.ID] = u
 		img.DiskBytes, img.Measured = u.Usage.Bytes, true
+		if !img.ReadOnly {
+			img.DiskBytes += imageShare
+		}
 		for _, li := range u.Usage.Linked {
 			img.DiskBytes += li.Bytes // big data is never hard-linked to layers
 		}
@@ -271,4 +284,24 @@ func resolveShared(s *Snapshot, usage []*treeUsage) {
 			l.Shared = append(l.Shared, j)
 		}
 	}
+}
+
+// recordShare is one record's share of a record file's allocated bytes
+// (0 when there are no records or the file cannot be read).
+func recordShare(path string, records int) int64 {
+	var st unix.Stat_t
+	if records == 0 || unix.Stat(path, &st) != nil {
+		return 0
+	}
+	return st.Blocks * 512 / int64(records)
+}
+
+func countWritable(n int, readOnly func(int) bool) int {
+	c := 0
+	for i := range n {
+		if !readOnly(i) {
+			c++
+		}
+	}
+	return c
 }

@@ -318,8 +318,11 @@ func TestSim(t *testing.T) {
 			// The store now holds exactly the layers the model still has.
 			s2, _ := collect(t, st)
 			sim2 := inventory.NewSimulation(s2)
+			// Costs agree up to the records' shares of layers.json and
+			// images.json, which change as the files shrink; a layer more
+			// or less would differ by its directory's block at least.
 			for _, i := range s2.Images {
-				if sim2.Cost(i.ID) != sim.Cost(i.ID) {
+				if d := sim2.Cost(i.ID) - sim.Cost(i.ID); d >= 4096 || d <= -4096 {
 					t.Errorf("after step: image %.12s cost %d in a fresh model, %d incrementally", i.ID, sim2.Cost(i.ID), sim.Cost(i.ID))
 				}
 			}
