@@ -34,11 +34,11 @@ type Accounting struct {
 
 // ImageTotals summarises the images.
 type ImageTotals struct {
-	Count             int   `json:"count"`
-	InUseCount        int   `json:"in_use_count"`
-	DanglingCount     int   `json:"dangling_count"`
-	IntermediateCount int   `json:"intermediate_count"`
-	ReadOnlyCount     int   `json:"read_only_count"`
+	Count             int `json:"count"`
+	InUseCount        int `json:"in_use_count"`
+	DanglingCount     int `json:"dangling_count"`
+	IntermediateCount int `json:"intermediate_count"`
+	ReadOnlyCount     int `json:"read_only_count"`
 	// BigDataBytes is the writable images' data (manifests, configs,
 	// signatures) on disk.
 	BigDataBytes int64 `json:"big_data_bytes"`

@@ -68,8 +68,8 @@ type Image struct {
 type Layer struct {
 	ID     string `json:"id"`
 	Parent string `json:"parent,omitempty"`
-	// UncompressedSize is the layer's size on disk as the store records it
-	// (-1 when unknown).
+	// UncompressedSize is the layer's diff size as the store records it
+	// (-1 when unknown); Bytes prefers the measured DiskBytes.
 	UncompressedSize   int64     `json:"uncompressed_size"`
 	UncompressedDigest string    `json:"uncompressed_digest,omitempty"`
 	Created            time.Time `json:"created"` // local creation (≈ pull) time

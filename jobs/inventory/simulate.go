@@ -29,9 +29,9 @@ type simLayer struct {
 	parent   string
 	size     int64
 	shared   []int // Snapshot.Shared indexes
-	children int  // present child layers
-	topRefs  int  // present images using it as top or mapped top layer
-	readOnly bool // in a read-only store: never deleted
+	children int   // present child layers
+	topRefs  int   // present images using it as top or mapped top layer
+	readOnly bool  // in a read-only store: never deleted
 }
 
 type simImage struct {

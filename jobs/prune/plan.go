@@ -91,7 +91,7 @@ type Item struct {
 // Plan is the planner's decision.
 type Plan struct {
 	LimitBytes int64 `json:"limit_bytes"` // effective limit, 0 = none
-	UsageBytes int64 `json:"usage_bytes"` // store usage (layers + image data)
+	UsageBytes int64 `json:"usage_bytes"` // store usage on disk (inventory.StoreBytes)
 	// QuotaUsedBytes is the user's quota usage when a quota applies.
 	QuotaUsedBytes int64 `json:"quota_used_bytes,omitempty"`
 	// Quota is the disk quota that applied (nil: none).
