@@ -24,7 +24,7 @@ func newDfCmd(g *globals) *cobra.Command {
 	var format, vols string
 	c := &cobra.Command{
 		Use:   "df",
-		Short: "Show exact disk usage and reclaimable space of the image store",
+		Short: "Show the image store's disk usage and reclaimable space (bytes on disk)",
 		Long: `Show the store's total size, what removing every unused image would free
 (an in-memory replay of containers/storage's image deletion), orphan layers,
 containers and the filesystem holding the graphroot.
