@@ -164,7 +164,8 @@ verdict() {
 {
 	echo "# stowage df vs podman system df — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "podman: $(podman --version); stowage: $("$STOWAGE_BIN" --version 2>/dev/null || echo "$STOWAGE_BIN"); $(nproc) CPUs"
-	echo "truth: allocated bytes the graphroot gives back (test/bench/allocbytes: st_blocks x 512, each inode once)"
+	echo "truth: allocated bytes the graphroot gives back (test/bench/allocbytes: st_blocks x 512, each inode once);"
+	echo "the statfs free-space delta is for reference only: other processes write to the same disk meanwhile"
 } | tee "$out"
 for d in ${DF_BENCH_DRIVERS:-vfs overlay}; do
 	bench_driver "$d"
