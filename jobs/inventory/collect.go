@@ -128,6 +128,17 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 	if err := measureDisk(ctx, s, lo, filepath.Join(s.RunRoot, DiskCacheName), containerLayers); err != nil {
 		return nil, err
 	}
+	// A measurable driver's layer that could not be walked falls back to
+	// the recorded size, or the driver's diff size where none is recorded.
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		if _, isContainer := containerLayers[l.ID]; !lo.measurable() || l.Measured || isContainer || (l.UncompressedDigest != "" && l.UncompressedSize >= 0) {
+			continue
+		}
+		if n, err := st.DiffSize("", l.ID); err == nil {
+			l.UncompressedSize = n
+		}
+	}
 
 	if fsPath == "" {
 		fsPath = s.GraphRoot
