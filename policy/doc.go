@@ -235,7 +235,7 @@ func keyDescriptions() map[string]string {
 		"verify.integrity_rate": "Read rate cap of the integrity scan in bytes per second (\"200MiB\"). \"0\" means no cap.",
 
 		"prune.enabled":        "Whether the prune job removes anything.",
-		"prune.quota":          "Storage quota: a size (\"20GiB\") or a percentage of the filesystem holding the graphroot (\"25%\"). \"0\" means no quota. A user's disk quota (ext4 or xfs user quota) on that filesystem applies as well, whatever this is: its soft limit (its hard limit when there is no soft one) is the limit when it is lower, and the watermarks apply to the usage the quota tools report. It is read as the user, outside the rootless user namespace; a quota that cannot be read is logged and applies no pressure.",
+		"prune.quota":          "Storage quota: a size (\"20GiB\") or a percentage of the filesystem holding the graphroot (\"25%\"). \"0\" means no quota. Usage is what the store's layers, images and containers take on disk (allocated blocks, as stowage df shows), not the store's diff sizes. A user's disk quota (ext4 or xfs user quota) on that filesystem applies as well, whatever this is: its soft limit (its hard limit when there is no soft one) is the limit when it is lower, and the watermarks apply to the usage the quota tools report. It is read as the user, outside the rootless user namespace; a quota that cannot be read is logged and applies no pressure.",
 		"prune.high_watermark": "Pruning for the quota starts when usage exceeds this share of the quota.",
 		"prune.low_watermark":  "Pruning for the quota stops when usage drops below this share of the quota.",
 		"prune.min_free":       "Prune until at least this much of the graphroot filesystem is free: a size or a percentage.",

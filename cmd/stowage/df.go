@@ -24,10 +24,17 @@ func newDfCmd(g *globals) *cobra.Command {
 	var format, vols string
 	c := &cobra.Command{
 		Use:   "df",
-		Short: "Show exact disk usage and reclaimable space of the image store",
+		Short: "Show the image store's disk usage and reclaimable space (bytes on disk)",
 		Long: `Show the store's total size, what removing every unused image would free
-(exactly: an in-memory replay of containers/storage's image deletion), orphan
-layers and the filesystem holding the graphroot.`,
+(an in-memory replay of containers/storage's image deletion), orphan layers,
+containers and the filesystem holding the graphroot.
+
+Sizes are the blocks the files take on the filesystem (allocated bytes,
+st_blocks x 512, each hard-linked inode once): what deleting them gives back,
+as the filesystem's free space shows. They differ from podman's, which adds up
+the store's diff sizes (a vfs layer is a full copy of its parent's tree; a
+small file takes a whole block). Images of additional, read-only stores are
+counted apart and are never reclaimable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "json" && format != "table" && format != "" {
@@ -130,6 +137,18 @@ func humanSize(n int64) string {
 	return s
 }
 
+// basisNote explains Accounting.SizeBasis under the table.
+func basisNote(basis string) string {
+	switch basis {
+	case "allocated":
+		return "allocated on disk (what deleting gives back)"
+	case "recorded":
+		return "as the store records them (this driver's directories are not measured)"
+	default:
+		return "allocated on disk where measurable, else as the store records them"
+	}
+}
+
 func percent(part, whole int64) string {
 	if whole <= 0 {
 		return "0%"
@@ -144,11 +163,14 @@ func writeDfTable(w io.Writer, out dfOutput) error {
 	w = bw
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE")
-	fmt.Fprintf(tw, "Images\t%d\t%d\t%s\t%s (%s)\n", a.Images.Count, a.Images.InUseCount,
-		humanSize(a.TotalBytes), humanSize(a.ReclaimableBytes), percent(a.ReclaimableBytes, a.TotalBytes))
+	fmt.Fprintf(tw, "Images\t%d\t%d\t%s\t%s (%s)\n", a.Images.Count-a.Images.ReadOnlyCount, a.Images.InUseCount,
+		humanSize(a.Images.Bytes), humanSize(a.ReclaimableBytes), percent(a.ReclaimableBytes, a.Images.Bytes))
+	if a.Images.ReadOnlyCount > 0 {
+		fmt.Fprintf(tw, "Read-only images\t%d\t\t%s\t0 B (0%%)\n", a.Images.ReadOnlyCount, humanSize(a.Images.ReadOnlyBytes))
+	}
 	fmt.Fprintf(tw, "Orphan layers\t%d\t0\t%s\t%s (%s)\n", a.Layers.OrphanCount,
-		humanSize(a.Layers.OrphanBytes), humanSize(a.Layers.OrphanBytes), percent(a.Layers.OrphanBytes, a.TotalBytes))
-	fmt.Fprintf(tw, "Containers\t%d\t%d\t\t\n", a.Containers.Count, a.Containers.Count)
+		humanSize(a.Layers.OrphanBytes), humanSize(a.Layers.OrphanBytes), percent(a.Layers.OrphanBytes, a.Images.Bytes))
+	fmt.Fprintf(tw, "Containers\t%d\t%d\t%s\t\n", a.Containers.Count, a.Containers.Count, humanSize(a.Containers.Bytes))
 	if v := out.Volumes; v != nil {
 		fmt.Fprintf(tw, "Local Volumes\t%d\t%d\t%s\t%s (%s)\n", v.Count, v.Count-v.DanglingCount,
 			humanSize(v.Bytes), humanSize(v.ReclaimableBytes), percent(v.ReclaimableBytes, v.Bytes))
@@ -160,5 +182,6 @@ func writeDfTable(w io.Writer, out dfOutput) error {
 	fmt.Fprintf(w, "\nFilesystem %s: %s size, %s free (%s), %d layers, %d dangling and %d intermediate images\n",
 		fs.Path, humanSize(fs.SizeBytes), humanSize(fs.FreeBytes), percent(fs.FreeBytes, fs.SizeBytes),
 		a.Layers.Count, a.Images.DanglingCount, a.Images.IntermediateCount)
+	fmt.Fprintf(w, "Sizes: %s\n", basisNote(a.SizeBasis))
 	return bw.Flush()
 }

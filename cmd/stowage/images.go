@@ -26,7 +26,9 @@ func newImagesCmd(g *globals) *cobra.Command {
 		Short: "List images with their full, unique and shared sizes",
 		Long: `List images like podman images, adding the bytes that removing each image
 alone would free (UNIQUE), the bytes it shares with others, and how many
-containers use it. --format json|table|GO-TEMPLATE; a template is applied to
+containers use it. Sizes are bytes on disk (allocated blocks, each hard-linked
+file once; see stowage df), so SIZE differs from podman's diff sizes.
+--format json|table|GO-TEMPLATE; a template is applied to
 each image (fields: .ID .Names .Digest .Digests .SizeBytes .UniqueBytes
 .SharedBytes .Containers .Dangling .Intermediate .ReadOnly .Created; functions:
 json, size, ago). As podman images, intermediate images are listed with --all.`,

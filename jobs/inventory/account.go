@@ -10,11 +10,19 @@ type Accounting struct {
 	Taken     time.Time `json:"taken"`
 	GraphRoot string    `json:"graphroot"`
 	Driver    string    `json:"driver"`
-	// TotalBytes is Σ layer sizes + Σ image big data: what the store holds
-	// as containers/storage records it.
+	// SizeBasis says what the byte figures are: "allocated" (the blocks
+	// the files take on the filesystem, st_blocks × 512, each inode once:
+	// what deleting gives back, as statfs shows), or "recorded" (the store's
+	// diff sizes, for drivers whose directories stowage does not walk), or
+	// "mixed" when some items could not be measured.
+	SizeBasis string `json:"size_basis"`
+	// TotalBytes is what the writable store holds on disk: layers
+	// (container layers included), image data and container directories.
+	// Additional (read-only) image stores are counted apart, in
+	// Images.ReadOnlyBytes.
 	TotalBytes int64 `json:"total_bytes"`
-	// ReclaimableBytes is exactly what removing every image no container
-	// uses would free (read-only images excluded).
+	// ReclaimableBytes is what removing every image no container uses
+	// would give back to the filesystem (read-only images excluded).
 	ReclaimableBytes int64           `json:"reclaimable_bytes"`
 	Images           ImageTotals     `json:"images"`
 	Layers           LayerTotals     `json:"layers"`
@@ -26,18 +34,31 @@ type Accounting struct {
 
 // ImageTotals summarises the images.
 type ImageTotals struct {
-	Count             int   `json:"count"`
-	InUseCount        int   `json:"in_use_count"`
-	DanglingCount     int   `json:"dangling_count"`
-	IntermediateCount int   `json:"intermediate_count"`
-	ReadOnlyCount     int   `json:"read_only_count"`
-	BigDataBytes      int64 `json:"big_data_bytes"`
+	Count             int `json:"count"`
+	InUseCount        int `json:"in_use_count"`
+	DanglingCount     int `json:"dangling_count"`
+	IntermediateCount int `json:"intermediate_count"`
+	ReadOnlyCount     int `json:"read_only_count"`
+	// BigDataBytes is the writable images' data (manifests, configs,
+	// signatures) on disk.
+	BigDataBytes int64 `json:"big_data_bytes"`
+	// Bytes is what the images take: TotalBytes without the containers
+	// (their writable layers and directories).
+	Bytes int64 `json:"bytes"`
+	// ReadOnlyBytes is what the additional, read-only image stores hold
+	// for this store's view (layers and image data): never reclaimable,
+	// not part of TotalBytes.
+	ReadOnlyBytes int64 `json:"read_only_bytes"`
 }
 
 // LayerTotals summarises the layers.
 type LayerTotals struct {
-	Count int   `json:"count"`
+	Count int `json:"count"`
+	// Bytes is the writable layers' disk bytes, hard-linked inodes once.
 	Bytes int64 `json:"bytes"`
+	// HardLinkedBytes is the part of Bytes in inodes several layers share
+	// (use_hard_links, zstd:chunked): freed when the last of them goes.
+	HardLinkedBytes int64 `json:"hard_linked_bytes"`
 	// Orphans are layers referenced by no image (top, mapped top or an
 	// ancestor of one) and no container (its layer or an ancestor).
 	OrphanCount int      `json:"orphan_count"`
@@ -51,6 +72,9 @@ type LayerTotals struct {
 // ContainerTotals summarises the containers.
 type ContainerTotals struct {
 	Count int `json:"count"`
+	// Bytes is the containers' writable layers and directories on disk
+	// (podman system df's Containers row), measured at every run.
+	Bytes int64 `json:"bytes"`
 }
 
 // ImageUsage is one image's accounting (`stowage images --format json`).
@@ -59,8 +83,8 @@ type ImageUsage struct {
 	Names   []string `json:"names"`
 	Digest  string   `json:"digest"`
 	Digests []string `json:"digests"`
-	// SizeBytes is the full size: every layer of the chain + big data (as
-	// podman images' SIZE, store.ImageSize).
+	// SizeBytes is the full size on disk: every layer of the chain (each
+	// hard-linked inode once) + the image data.
 	SizeBytes int64 `json:"size_bytes"`
 	// UniqueBytes is what removing this image alone would free now. For an
 	// image in use, it is what would be freed once its containers are gone.
@@ -81,13 +105,51 @@ type ImageUsage struct {
 func Account(s *Snapshot) *Accounting {
 	a := &Accounting{Taken: s.Taken, GraphRoot: s.GraphRoot, Driver: s.Driver, Filesystem: s.FS}
 	layers := make(map[string]*Layer, len(s.Layers))
+	containerLayers := make(map[string]struct{}, len(s.Containers))
+	for _, c := range s.Containers {
+		containerLayers[c.LayerID] = struct{}{}
+		a.Containers.Bytes += c.DiskBytes
+	}
+	// A shared inode is the writable store's when any writable layer holds it.
+	sharedWritable := make([]bool, len(s.Shared))
+	measured := 0
 	for i := range s.Layers {
 		l := &s.Layers[i]
 		layers[l.ID] = l
-		if l.UncompressedSize < 0 {
+		if l.Measured {
+			measured++
+		} else if l.UncompressedSize < 0 {
 			a.Layers.UnknownSizeCount++
 		}
-		a.Layers.Bytes += max(l.UncompressedSize, 0)
+		if l.ReadOnly {
+			a.Images.ReadOnlyBytes += l.Bytes()
+			continue
+		}
+		a.Layers.Bytes += l.Bytes()
+		if _, ok := containerLayers[l.ID]; ok {
+			a.Containers.Bytes += l.Bytes()
+		}
+		for _, k := range l.Shared {
+			sharedWritable[k] = true
+		}
+	}
+	for k, si := range s.Shared {
+		if sharedWritable[k] {
+			a.Layers.HardLinkedBytes += si.Bytes
+		} else {
+			a.Images.ReadOnlyBytes += si.Bytes
+		}
+	}
+	a.Layers.Bytes += a.Layers.HardLinkedBytes
+	switch {
+	case measured == len(s.Layers) && measured > 0:
+		a.SizeBasis = "allocated"
+	case measured == 0 && len(s.Layers) > 0:
+		a.SizeBasis = "recorded"
+	case len(s.Layers) == 0:
+		a.SizeBasis = "allocated"
+	default:
+		a.SizeBasis = "mixed"
 	}
 	a.Layers.Count = len(s.Layers)
 	a.Containers.Count = len(s.Containers)
@@ -126,7 +188,7 @@ func Account(s *Snapshot) *Accounting {
 		l := &s.Layers[i]
 		if _, ok := reach[l.ID]; !ok {
 			a.Layers.Orphans = append(a.Layers.Orphans, l.ID)
-			a.Layers.OrphanBytes += max(l.UncompressedSize, 0)
+			a.Layers.OrphanBytes += l.Bytes()
 		}
 	}
 	a.Layers.OrphanCount = len(a.Layers.Orphans)
@@ -147,7 +209,7 @@ func Account(s *Snapshot) *Accounting {
 		img := &s.Images[i]
 		u := ImageUsage{
 			ID: img.ID, Names: nonNil(img.Names), Digest: img.Digest, Digests: nonNil(img.Digests),
-			SizeBytes: imageSize(img, layers), Containers: used[img.ID], ReadOnly: img.ReadOnly,
+			SizeBytes: imageSize(img, layers, s.Shared), Containers: used[img.ID], ReadOnly: img.ReadOnly,
 			Created: img.Created, OS: img.OS, Architecture: img.Architecture, Variant: img.Variant,
 		}
 		if len(img.Names) == 0 {
@@ -161,7 +223,11 @@ func Account(s *Snapshot) *Accounting {
 			u.UniqueBytes = sim.Cost(img.ID)
 		}
 		u.SharedBytes = u.SizeBytes - u.UniqueBytes
-		a.Images.BigDataBytes += img.BigDataBytes
+		if img.ReadOnly {
+			a.Images.ReadOnlyBytes += img.DataBytes()
+		} else {
+			a.Images.BigDataBytes += img.DataBytes()
+		}
 		if u.Containers > 0 {
 			a.Images.InUseCount++
 		}
@@ -180,7 +246,12 @@ func Account(s *Snapshot) *Accounting {
 		a.PerImage = append(a.PerImage, u)
 	}
 	a.Images.Count = len(s.Images)
-	a.TotalBytes = a.Layers.Bytes + a.Images.BigDataBytes
+	var containerDirs int64
+	for _, c := range s.Containers {
+		containerDirs += c.DiskBytes
+	}
+	a.TotalBytes = a.Layers.Bytes + a.Images.BigDataBytes + containerDirs
+	a.Images.Bytes = a.TotalBytes - a.Containers.Bytes
 	for _, id := range unused {
 		a.ReclaimableBytes += sim.Remove(id).Bytes
 	}
@@ -188,11 +259,13 @@ func Account(s *Snapshot) *Accounting {
 	return a
 }
 
-// imageSize is store.ImageSize over the snapshot: every layer reachable from
-// the top and mapped top layers, once, plus the big data.
-func imageSize(img *Image, layers map[string]*Layer) int64 {
-	size := img.BigDataBytes
+// imageSize is store.ImageSize over the snapshot, on disk: every layer
+// reachable from the top and mapped top layers, once, each hard-linked inode
+// once, plus the image data.
+func imageSize(img *Image, layers map[string]*Layer, shared []SharedInode) int64 {
+	size := img.DataBytes()
 	seen := make(map[string]struct{}, 8)
+	var inodes map[int]struct{}
 	starts := append([]string{img.TopLayer}, img.MappedTopLayers...)
 	for _, id := range starts {
 		for id != "" {
@@ -204,7 +277,16 @@ func imageSize(img *Image, layers map[string]*Layer) int64 {
 			if !ok {
 				break
 			}
-			size += max(l.UncompressedSize, 0)
+			size += l.Bytes()
+			for _, k := range l.Shared {
+				if inodes == nil {
+					inodes = map[int]struct{}{}
+				}
+				if _, dup := inodes[k]; !dup {
+					inodes[k] = struct{}{}
+					size += shared[k].Bytes
+				}
+			}
 			id = l.Parent
 		}
 	}
@@ -262,4 +344,34 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// StoreBytes is Accounting.TotalBytes without the rest of the accounting:
+// what the writable store holds on disk (layers with each hard-linked inode
+// once, image data, container directories; read-only stores excluded).
+func StoreBytes(s *Snapshot) int64 {
+	var n int64
+	counted := make([]bool, len(s.Shared))
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		if l.ReadOnly {
+			continue
+		}
+		n += l.Bytes()
+		for _, k := range l.Shared {
+			if !counted[k] {
+				counted[k] = true
+				n += s.Shared[k].Bytes
+			}
+		}
+	}
+	for i := range s.Images {
+		if !s.Images[i].ReadOnly {
+			n += s.Images[i].DataBytes()
+		}
+	}
+	for _, c := range s.Containers {
+		n += c.DiskBytes
+	}
+	return n
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -12,7 +13,8 @@ import (
 )
 
 // Collect takes a snapshot of st: images (with big data sizes), layers,
-// containers, and statfs of the filesystem holding fsPath (the graphroot when
+// containers, what each takes on disk (allocated blocks, measured once per
+// layer and cached in the run root, see DiskCacheName), and statfs of the filesystem holding fsPath (the graphroot when
 // empty). It only reads. Image configs are read (os/arch/variant, history
 // length) only where telling dangling from intermediate images needs them:
 // each read takes the store's lock and opens a file, so they are read a few
@@ -58,13 +60,15 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 		})
 	}
 
+	lo := layout{driver: s.Driver, homes: append([]string{s.GraphRoot}, additionalStores(s.Driver, st.GraphOptions())...)}
 	s.Layers = make([]Layer, 0, len(layers))
 	for _, l := range layers {
 		size := l.UncompressedSize
 		// As store.ImageSize: the recorded size is only valid with a digest.
-		// Image layers without one are measured; container layers are not
+		// Where the driver's directories are not walked below, image layers
+		// without one are measured by the driver; container layers are not
 		// (that would walk their whole tree, and no image prune frees them).
-		if _, isContainer := containerLayers[l.ID]; !isContainer && (l.UncompressedDigest == "" || size < 0) {
+		if _, isContainer := containerLayers[l.ID]; !lo.measurable() && !isContainer && (l.UncompressedDigest == "" || size < 0) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -119,6 +123,21 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 	readNeededConfigs(ctx, st, s)
 	if err := ctx.Err(); err != nil {
 		return nil, err // some configs were left unread
+	}
+	// What the files take on disk: the figures accounting and pruning use.
+	if err := measureDisk(ctx, s, lo, filepath.Join(s.RunRoot, DiskCacheName), containerLayers); err != nil {
+		return nil, err
+	}
+	// A measurable driver's layer that could not be walked falls back to
+	// the recorded size, or the driver's diff size where none is recorded.
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		if _, isContainer := containerLayers[l.ID]; !lo.measurable() || l.Measured || isContainer || (l.UncompressedDigest != "" && l.UncompressedSize >= 0) {
+			continue
+		}
+		if n, err := st.DiffSize("", l.ID); err == nil {
+			l.UncompressedSize = n
+		}
 	}
 
 	if fsPath == "" {

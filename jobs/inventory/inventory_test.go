@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,22 +107,8 @@ func idSet(out string) map[string]bool {
 	return m
 }
 
-func duBytes(t *testing.T, dir string) int64 {
-	t.Helper()
-	out, err := exec.Command("du", "-sb", dir).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func TestDF(t *testing.T) {
 	testenv.RequireRoot(t)
-	testenv.RequireTool(t, "du")
 	for _, driver := range []string{"vfs", "overlay"} {
 		t.Run(driver, func(t *testing.T) {
 			p := testenv.NewPodman(t, driver)
@@ -131,8 +116,8 @@ func TestDF(t *testing.T) {
 			st := openStore(t, p)
 			snap, acc := collect(t, st)
 
-			// Per image: full size and container count exactly as podman
-			// images reports them (store.ImageSize is exact).
+			// Per image: container count exactly as podman images reports
+			// it; the sizes are on disk (podman's are the diff sizes).
 			pi := podmanImages(t, p, "-a")
 			if len(pi) != acc.Images.Count {
 				t.Fatalf("podman lists %d images, stowage %d", len(pi), acc.Images.Count)
@@ -145,9 +130,6 @@ func TestDF(t *testing.T) {
 				want, ok := pi[u.ID]
 				if !ok {
 					t.Fatalf("image %s unknown to podman", u.ID)
-				}
-				if u.SizeBytes != want.Size {
-					t.Errorf("image %.12s: size_bytes %d, podman %d", u.ID, u.SizeBytes, want.Size)
 				}
 				if u.Containers != want.Containers {
 					t.Errorf("image %.12s: containers %d, podman %d", u.ID, u.Containers, want.Containers)
@@ -224,12 +206,12 @@ func TestDF(t *testing.T) {
 				t.Errorf("stowage images table:\n%s", table)
 			}
 
-			// reclaimable_bytes is exactly what podman image prune -a frees.
-			duBefore := duBytes(t, p.Root)
+			// reclaimable_bytes is what podman image prune -a frees.
+			duBefore := allocated(t, p.Root)
 			p.Run(t, "image", "prune", "-a", "-f")
 			_, after := collect(t, st)
-			duAfter := duBytes(t, p.Root)
-			if freed := acc.TotalBytes - after.TotalBytes; freed != acc.ReclaimableBytes {
+			duAfter := allocated(t, p.Root)
+			if freed := acc.TotalBytes - after.TotalBytes; !near(acc.ReclaimableBytes, freed) {
 				t.Errorf("reclaimable_bytes %d, podman image prune -a freed %d (total %d → %d)", acc.ReclaimableBytes, freed, acc.TotalBytes, after.TotalBytes)
 			}
 			// Only the image in use stays (its base is not used by a
@@ -237,15 +219,10 @@ func TestDF(t *testing.T) {
 			if after.ReclaimableBytes != 0 || after.Images.Count != 1 || after.PerImage[0].ID != sc.other {
 				t.Errorf("after prune: %d images, reclaimable %d; want only other, 0", after.Images.Count, after.ReclaimableBytes)
 			}
-			// On disk the freed layers take at least their diff size
-			// (vfs even copies the parents' files); directories and
-			// tar-split metadata add a little.
+			// On disk: the allocated bytes the graphroot lost.
 			duFreed := duBefore - duAfter
-			if duFreed < acc.ReclaimableBytes {
-				t.Errorf("du of the graphroot fell by %d, less than reclaimable %d", duFreed, acc.ReclaimableBytes)
-			}
-			if driver == "overlay" && duFreed > acc.ReclaimableBytes+256<<10 {
-				t.Errorf("overlay: du fell by %d, far more than reclaimable %d", duFreed, acc.ReclaimableBytes)
+			if !near(acc.ReclaimableBytes, duFreed) {
+				t.Errorf("the graphroot gave back %d allocated bytes, reclaimable %d", duFreed, acc.ReclaimableBytes)
 			}
 			t.Logf("%s: total %d reclaimable %d; prune freed %d (du %d)", driver, acc.TotalBytes, acc.ReclaimableBytes, acc.TotalBytes-after.TotalBytes, duFreed)
 		})
@@ -255,7 +232,7 @@ func TestDF(t *testing.T) {
 func bigData(s *inventory.Snapshot, id string) int64 {
 	for _, i := range s.Images {
 		if i.ID == id {
-			return i.BigDataBytes
+			return i.DataBytes()
 		}
 	}
 	return 0
@@ -266,7 +243,7 @@ func layerBytes(s *inventory.Snapshot, ids []string) int64 {
 	for _, id := range ids {
 		for _, l := range s.Layers {
 			if l.ID == id {
-				n += max(l.UncompressedSize, 0)
+				n += l.Bytes()
 			}
 		}
 	}
@@ -341,8 +318,11 @@ func TestSim(t *testing.T) {
 			// The store now holds exactly the layers the model still has.
 			s2, _ := collect(t, st)
 			sim2 := inventory.NewSimulation(s2)
+			// Costs agree up to the records' shares of layers.json and
+			// images.json, which change as the files shrink; a layer more
+			// or less would differ by its directory's block at least.
 			for _, i := range s2.Images {
-				if sim2.Cost(i.ID) != sim.Cost(i.ID) {
+				if d := sim2.Cost(i.ID) - sim.Cost(i.ID); d >= 4096 || d <= -4096 {
 					t.Errorf("after step: image %.12s cost %d in a fresh model, %d incrementally", i.ID, sim2.Cost(i.ID), sim.Cost(i.ID))
 				}
 			}
@@ -401,6 +381,20 @@ func TestRO(t *testing.T) {
 	}
 	if by[roID].UniqueBytes != 0 {
 		t.Errorf("read-only image frees %d", by[roID].UniqueBytes)
+	}
+	// The read-only store is counted apart, on disk, and is no part of
+	// the writable store's total.
+	roDisk := allocated(t, filepath.Join(ro.Root, "vfs", "dir")) + allocated(t, filepath.Join(ro.Root, "vfs-images", roID))
+	if !near(acc.Images.ReadOnlyBytes, roDisk) || acc.Images.ReadOnlyBytes < 80_000 {
+		t.Errorf("read-only bytes %d, the read-only store's layer and image take %d", acc.Images.ReadOnlyBytes, roDisk)
+	}
+	for _, l := range snap.Layers {
+		if !l.Measured {
+			t.Errorf("layer %.12s (read-only %v) not measured on disk", l.ID, l.ReadOnly)
+		}
+	}
+	if dir := allocated(t, p.Root); acc.TotalBytes > dir {
+		t.Errorf("total %d exceeds the writable store's %d: read-only bytes counted in", acc.TotalBytes, dir)
 	}
 	// Reclaimable: own (layer + record) and child (its empty layer + no
 	// big data); never the read-only layer under child.

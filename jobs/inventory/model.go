@@ -17,7 +17,19 @@ type Snapshot struct {
 	Images     []Image     `json:"images"`
 	Layers     []Layer     `json:"layers"`
 	Containers []Container `json:"containers"`
-	FS         Filesystem  `json:"filesystem"`
+	// Shared are the inodes hard-linked between layers (overlay's
+	// use_hard_links, zstd:chunked partial pulls): each takes its blocks
+	// once and frees them only when every layer holding it is gone.
+	Shared []SharedInode `json:"shared,omitempty"`
+	FS     Filesystem    `json:"filesystem"`
+}
+
+// SharedInode is one inode several layers hold (Layer.Shared indexes it).
+type SharedInode struct {
+	Bytes int64 `json:"bytes"` // allocated bytes
+	// Pinned inodes have links outside the store's layers: deleting the
+	// layers never frees them.
+	Pinned bool `json:"pinned,omitempty"`
 }
 
 // Image is one image record of the store.
@@ -37,6 +49,10 @@ type Image struct {
 	Created time.Time `json:"created"`
 	// ReadOnly images live in an additional, read-only image store.
 	ReadOnly bool `json:"read_only"`
+	// DiskBytes is what the image's data directory (big data) takes on
+	// disk, in allocated blocks; valid when Measured.
+	DiskBytes int64 `json:"disk_bytes,omitempty"`
+	Measured  bool  `json:"measured,omitempty"`
 	// OS/Architecture/Variant/HistoryLen come from the image config: Collect
 	// reads it only where dangling/intermediate needs it, ReadConfigs for
 	// every image.
@@ -52,14 +68,39 @@ type Image struct {
 type Layer struct {
 	ID     string `json:"id"`
 	Parent string `json:"parent,omitempty"`
-	// UncompressedSize is the layer's size on disk as the store records it
-	// (-1 when unknown).
+	// UncompressedSize is the layer's diff size as the store records it
+	// (-1 when unknown); Bytes prefers the measured DiskBytes.
 	UncompressedSize   int64     `json:"uncompressed_size"`
 	UncompressedDigest string    `json:"uncompressed_digest,omitempty"`
 	Created            time.Time `json:"created"` // local creation (≈ pull) time
 	ReadOnly           bool      `json:"read_only"`
 	// Incomplete marks a layer left half-written by an interrupted operation.
 	Incomplete bool `json:"incomplete,omitempty"`
+	// DiskBytes is what deleting the layer gives back to the filesystem
+	// (allocated blocks of its driver directory and metadata), apart from
+	// its Shared inodes; valid when Measured.
+	DiskBytes int64 `json:"disk_bytes,omitempty"`
+	Measured  bool  `json:"measured,omitempty"`
+	// Shared indexes Snapshot.Shared: inodes hard-linked with other layers.
+	Shared []int `json:"shared,omitempty"`
+}
+
+// Bytes is the layer's own size: measured on disk when it could be, else
+// as the store records it (0 when unknown).
+func (l *Layer) Bytes() int64 {
+	if l.Measured {
+		return l.DiskBytes
+	}
+	return max(l.UncompressedSize, 0)
+}
+
+// DataBytes is the image's data (big data): measured on disk when it could
+// be, else as the store records it.
+func (i *Image) DataBytes() int64 {
+	if i.Measured {
+		return i.DiskBytes
+	}
+	return i.BigDataBytes
 }
 
 // Container is one container record of the store (podman's or buildah's).
@@ -69,6 +110,9 @@ type Container struct {
 	ImageID string    `json:"image_id"`
 	LayerID string    `json:"layer_id"`
 	Created time.Time `json:"created"`
+	// DiskBytes is the container's directory in the graphroot (userdata);
+	// its writable layer is among the snapshot's layers.
+	DiskBytes int64 `json:"disk_bytes,omitempty"`
 }
 
 // Filesystem describes the filesystem holding the graphroot.

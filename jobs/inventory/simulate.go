@@ -16,8 +16,9 @@ package inventory
 // proportional to the chain it walks, not to the size of the store.
 
 // Removal is what removing one image (or a set) frees: the layers
-// DeleteImage would delete, in its order, and the bytes (the layers'
-// UncompressedSize plus the images' big data).
+// DeleteImage would delete, in its order, and the bytes the filesystem gets
+// back (the layers' and the image data's disk bytes, plus every hard-linked
+// inode whose last layer goes; recorded sizes where nothing was measured).
 type Removal struct {
 	ImageID string   `json:"image_id,omitempty"`
 	Layers  []string `json:"layers"`
@@ -27,9 +28,10 @@ type Removal struct {
 type simLayer struct {
 	parent   string
 	size     int64
-	children int  // present child layers
-	topRefs  int  // present images using it as top or mapped top layer
-	readOnly bool // in a read-only store: never deleted
+	shared   []int // Snapshot.Shared indexes
+	children int   // present child layers
+	topRefs  int   // present images using it as top or mapped top layer
+	readOnly bool  // in a read-only store: never deleted
 }
 
 type simImage struct {
@@ -48,6 +50,10 @@ type Simulation struct {
 	// containerKeys are the layer IDs, container IDs and names that
 	// containerStore.Exists would find.
 	containerKeys map[string]struct{}
+	// sharedLeft counts, per shared inode, the present layers holding it
+	// (one more for a pinned inode: it never reaches 0).
+	sharedLeft  []int
+	sharedBytes []int64
 }
 
 // NewSimulation builds the model from a snapshot.
@@ -57,8 +63,27 @@ func NewSimulation(s *Snapshot) *Simulation {
 		images:        make(map[string]*simImage, len(s.Images)),
 		containerKeys: make(map[string]struct{}, 3*len(s.Containers)),
 	}
-	for _, l := range s.Layers {
-		sim.layers[l.ID] = &simLayer{parent: l.Parent, size: max(l.UncompressedSize, 0), readOnly: l.ReadOnly}
+	sim.sharedLeft = make([]int, len(s.Shared))
+	sim.sharedBytes = make([]int64, len(s.Shared))
+	for i, si := range s.Shared {
+		sim.sharedBytes[i] = si.Bytes
+		if si.Pinned {
+			sim.sharedLeft[i]++
+		}
+	}
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		sl := &simLayer{parent: l.Parent, size: l.Bytes(), readOnly: l.ReadOnly}
+		for _, k := range l.Shared {
+			if k >= 0 && k < len(s.Shared) {
+				sl.shared = append(sl.shared, k)
+				sim.sharedLeft[k]++
+				if l.ReadOnly {
+					sim.sharedLeft[k]++ // a read-only layer never goes
+				}
+			}
+		}
+		sim.layers[l.ID] = sl
 	}
 	for _, l := range s.Layers {
 		if p, ok := sim.layers[l.Parent]; ok && l.Parent != "" {
@@ -74,7 +99,7 @@ func NewSimulation(s *Snapshot) *Simulation {
 	}
 	for i := range s.Images {
 		img := &s.Images[i]
-		si := &simImage{top: img.TopLayer, mapped: img.MappedTopLayers, bigData: img.BigDataBytes, readOnly: img.ReadOnly}
+		si := &simImage{top: img.TopLayer, mapped: img.MappedTopLayers, bigData: img.DataBytes(), readOnly: img.ReadOnly}
 		sim.images[img.ID] = si
 		for _, l := range si.refs() {
 			if sl, ok := sim.layers[l]; ok {
@@ -140,23 +165,43 @@ func (sim *Simulation) Remove(imageID string) Removal {
 	if !ok || si.readOnly || si.containers > 0 {
 		return r
 	}
-	for _, l := range si.refs() {
-		if sl, ok := sim.layers[l]; ok {
-			sl.topRefs--
+	sim.Apply(imageID, r.Layers)
+	return r
+}
+
+// Apply records a deletion that happened (or will): the image (if it is in
+// the model; "" for none) and exactly the given layers. It returns the bytes
+// that frees, shared inodes included once their last layer is gone. The
+// prune executor uses it with the layers DeleteImage and DeleteLayer really
+// removed.
+func (sim *Simulation) Apply(imageID string, layers []string) int64 {
+	var freed int64
+	if si, ok := sim.images[imageID]; ok && imageID != "" {
+		freed += si.bigData
+		for _, l := range si.refs() {
+			if sl, ok := sim.layers[l]; ok {
+				sl.topRefs--
+			}
 		}
+		delete(sim.images, imageID)
 	}
-	delete(sim.images, imageID)
-	for _, id := range r.Layers {
+	for _, id := range layers {
 		sl, ok := sim.layers[id]
 		if !ok {
 			continue
+		}
+		freed += sl.size
+		for _, k := range sl.shared {
+			if sim.sharedLeft[k]--; sim.sharedLeft[k] == 0 {
+				freed += sim.sharedBytes[k]
+			}
 		}
 		if p, ok := sim.layers[sl.parent]; ok && sl.parent != "" {
 			p.children--
 		}
 		delete(sim.layers, id)
 	}
-	return r
+	return freed
 }
 
 // walk replays DeleteImage's dry run without changing the model.
@@ -226,7 +271,33 @@ func (sim *Simulation) walk(imageID string) Removal {
 		add(layer)
 		layer = sl.parent
 	}
+	r.Bytes += sim.sharedFreed(r.Layers)
 	return r
+}
+
+// sharedFreed is the bytes of the shared inodes whose every remaining layer
+// is among layers.
+func (sim *Simulation) sharedFreed(layers []string) int64 {
+	var hits map[int]int
+	for _, id := range layers {
+		sl, ok := sim.layers[id]
+		if !ok || len(sl.shared) == 0 {
+			continue
+		}
+		if hits == nil {
+			hits = map[int]int{}
+		}
+		for _, k := range sl.shared {
+			hits[k]++
+		}
+	}
+	var n int64
+	for k, h := range hits {
+		if h == sim.sharedLeft[k] {
+			n += sim.sharedBytes[k]
+		}
+	}
+	return n
 }
 
 // FreedBy returns what removing every image in ids, in that order, would

@@ -268,3 +268,63 @@ func BenchmarkAccount(b *testing.B) {
 		Account(s)
 	}
 }
+
+// TestSimulationSharedInodes: an inode hard-linked between layers is freed
+// by the removal that takes its last present layer, once; a pinned one
+// (links outside the store) or one a read-only layer holds never.
+func TestSimulationSharedInodes(t *testing.T) {
+	s := snap(
+		[]string{"base::100", "a:base:10", "b:base:20", "c:base:30", "ro::5:ro", "d:ro:1"},
+		[]string{"A:a:1", "B:b:1", "C:c:1", "BASE:base:1", "D:d:1"},
+		nil,
+	)
+	s.Shared = []SharedInode{{Bytes: 1000}, {Bytes: 7000, Pinned: true}, {Bytes: 300}}
+	for i := range s.Layers {
+		switch s.Layers[i].ID {
+		case "a", "b":
+			s.Layers[i].Shared = []int{0, 1}
+		case "ro", "d":
+			s.Layers[i].Shared = []int{2}
+		}
+	}
+	acc := Account(s)
+	// The read-only layer "ro" holds the 300-byte inode too, but so does
+	// the writable "d": it is the writable store's.
+	if acc.Layers.HardLinkedBytes != 1000+7000+300 {
+		t.Errorf("hard-linked bytes %d", acc.Layers.HardLinkedBytes)
+	}
+	if got := StoreBytes(s); got != acc.TotalBytes || acc.Images.ReadOnlyBytes != 5 {
+		t.Errorf("StoreBytes %d, total %d, read-only %d", got, acc.TotalBytes, acc.Images.ReadOnlyBytes)
+	}
+	by := map[string]ImageUsage{}
+	for _, u := range acc.PerImage {
+		by[u.ID] = u
+	}
+	if by["A"].SizeBytes != 1+10+100+1000+7000 || by["A"].UniqueBytes != 11 {
+		t.Errorf("A: %+v", by["A"])
+	}
+	sim := NewSimulation(s)
+	if got := sim.Cost("A"); got != 11 {
+		t.Errorf("A alone frees %d, want 11 (b still links the inode)", got)
+	}
+	if got := sim.Remove("A").Bytes; got != 11 {
+		t.Errorf("removing A freed %d", got)
+	}
+	if got := sim.Cost("B"); got != 21+1000 {
+		t.Errorf("B after A frees %d, want 1021 (its last layer; the pinned inode stays)", got)
+	}
+	if got := sim.Cost("D"); got != 2 {
+		t.Errorf("D frees %d, want 2 (the read-only layer keeps the inode)", got)
+	}
+	if got := FreedBy(s, []string{"A", "B", "C"}).Bytes; got != 11+1021+31 {
+		t.Errorf("A, B, C free %d", got)
+	}
+	if got := FreedBy(s, []string{"B", "A"}).Bytes; got != 11+1021 {
+		t.Errorf("B, A free %d", got)
+	}
+	// Apply (the executor's replay of real deletions) agrees with Remove.
+	sim2 := NewSimulation(s)
+	if got := sim2.Apply("A", []string{"a"}) + sim2.Apply("B", []string{"b"}); got != 11+1021 {
+		t.Errorf("Apply freed %d", got)
+	}
+}

@@ -241,14 +241,10 @@ func countImages(items []Item) int {
 // DeleteImage fail with ErrImageUsedByContainer: the image is kept, never
 // forced); names added meanwhile are re-checked against the protections.
 func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r *Report) {
-	sizes := make(map[string]int64, len(snap.Layers))
-	for _, l := range snap.Layers {
-		sizes[l.ID] = max(l.UncompressedSize, 0)
-	}
-	bigData := make(map[string]int64, len(snap.Images))
-	for _, img := range snap.Images {
-		bigData[img.ID] = img.BigDataBytes
-	}
+	// Freed bytes are the snapshot's disk figures of what was really
+	// deleted, replayed on a model so that a hard-linked inode counts when
+	// its last layer goes.
+	freed := inventory.NewSimulation(snap)
 	keep := func(it Item, why Reason, detail string) {
 		it.Reason, it.Detail, it.Bytes, it.Cumulative, it.Layers = why, detail, 0, 0, nil
 		if !it.Layer {
@@ -274,7 +270,7 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 			err := j.Store.DeleteLayer(it.ID)
 			switch {
 			case err == nil:
-				it.Bytes = sizes[it.ID]
+				it.Bytes = freed.Apply("", []string{it.ID})
 				r.FreedBytes += it.Bytes
 				it.Cumulative = r.FreedBytes
 				r.Removed = append(r.Removed, it)
@@ -309,10 +305,7 @@ func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r
 		layers, err := j.Store.DeleteImage(it.ID, true)
 		switch {
 		case err == nil:
-			var b int64 = bigData[it.ID]
-			for _, l := range layers {
-				b += sizes[l]
-			}
+			b := freed.Apply(it.ID, layers)
 			it.Bytes, it.Layers = b, layers
 			r.FreedBytes += b
 			it.Cumulative = r.FreedBytes

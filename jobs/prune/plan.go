@@ -91,7 +91,7 @@ type Item struct {
 // Plan is the planner's decision.
 type Plan struct {
 	LimitBytes int64 `json:"limit_bytes"` // effective limit, 0 = none
-	UsageBytes int64 `json:"usage_bytes"` // store usage (layers + image data)
+	UsageBytes int64 `json:"usage_bytes"` // store usage on disk (inventory.StoreBytes)
 	// QuotaUsedBytes is the user's quota usage when a quota applies.
 	QuotaUsedBytes int64 `json:"quota_used_bytes,omitempty"`
 	// Quota is the disk quota that applied (nil: none).
@@ -107,21 +107,11 @@ type Plan struct {
 	Refused []string `json:"refused,omitempty"`
 }
 
-// StoreUsage is the bytes a store's writable layers and images occupy, as
-// the store records them.
+// StoreUsage is the bytes a store's writable layers, images and containers
+// take on disk (allocated blocks; recorded sizes where the driver's
+// directories are not measured): the figure limits and watermarks apply to.
 func StoreUsage(s *inventory.Snapshot) int64 {
-	var n int64
-	for _, l := range s.Layers {
-		if !l.ReadOnly && l.UncompressedSize > 0 {
-			n += l.UncompressedSize
-		}
-	}
-	for _, img := range s.Images {
-		if !img.ReadOnly {
-			n += img.BigDataBytes
-		}
-	}
-	return n
+	return inventory.StoreBytes(s)
 }
 
 // need computes the effective limit and how many bytes pressure asks for.
@@ -266,6 +256,9 @@ func Build(in *Input) *Plan {
 	// Orphan layers are independent of images: no image reaches them.
 	if p.OrphanLayers {
 		for _, it := range orphans(in, layers, containerLayers) {
+			// The model frees an orphan's hard-linked inodes too when it
+			// was their last layer.
+			it.Bytes = sim.Apply("", []string{it.ID})
 			total += it.Bytes
 			it.Cumulative = total
 			plan.Removals = append(plan.Removals, it)
@@ -501,7 +494,7 @@ func orphans(in *Input, layers map[string]*inventory.Layer, containerLayers map[
 	})
 	out := make([]Item, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, Item{ID: id, Names: []string{}, Layer: true, Reason: ReasonOrphan, Bytes: max(layers[id].UncompressedSize, 0)})
+		out = append(out, Item{ID: id, Names: []string{}, Layer: true, Reason: ReasonOrphan, Bytes: layers[id].Bytes()})
 	}
 	return out
 }

@@ -95,7 +95,7 @@ var Families = []Family{
 		Help: "Layers whose content no longer matches their digest, at the last verify run (present when integrity is on)."},
 
 	{Name: "stowage_prune_usage_bytes", Type: prometheus.GaugeValue,
-		Help: "Store usage (writable layers and image data) after the last prune run."},
+		Help: "Store usage on disk (allocated bytes of writable layers, image data and containers) after the last prune run."},
 	{Name: "stowage_prune_limit_bytes", Type: prometheus.GaugeValue,
 		Help: "Effective limit of the last prune run: the policy quota or the disk quota's soft limit, whichever is lower; 0 = none."},
 	{Name: "stowage_prune_need_bytes", Type: prometheus.GaugeValue,
