@@ -97,9 +97,15 @@ func TestRefreshRatePacing(t *testing.T) {
 	const rate = 20
 	interval := time.Second / rate
 	paced, _ := arrivals(rate)
+	// Request i cannot start before its slot, i intervals after the first
+	// one's: measured from the first arrival, with a little slack for the
+	// first request's own way to the proxy. (Gaps between neighbours are not
+	// asserted: a request delayed on a busy machine shortens the next gap
+	// without breaking the pace.)
+	slack := interval / 2
 	for i := 1; i < len(paced); i++ {
-		if gap := paced[i].Arrived.Sub(paced[i-1].Arrived); gap < interval*9/10 {
-			t.Errorf("rate %d: request %d (%s) arrived %s after the previous one, want >= %s", rate, i, paced[i], gap, interval*9/10)
+		if at := paced[i].Arrived.Sub(paced[0].Arrived); at < time.Duration(i)*interval-slack {
+			t.Errorf("rate %d: request %d (%s) arrived %s after the first, want >= %s", rate, i, paced[i], at, time.Duration(i)*interval-slack)
 		}
 	}
 	// Paced, not slower: the slots are one interval apart, no more.
@@ -115,7 +121,7 @@ func TestRefreshRatePacing(t *testing.T) {
 	if inflight < 2 {
 		t.Errorf("rate 0: at most %d request in flight, want per_registry's 4 overlapping", inflight)
 	}
-	if uspan > floor/2 {
+	if uspan > floor*3/4 {
 		t.Errorf("rate 0: %d requests arrived over %s, want well under the paced %s", len(unpaced), uspan, floor)
 	}
 	t.Logf("rate 0: %d requests arrived over %s, %d in flight at most", len(unpaced), uspan, inflight)
