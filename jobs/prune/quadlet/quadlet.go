@@ -21,7 +21,7 @@ import (
 
 	"go.podman.io/image/v5/docker/reference"
 
-	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/policy/imageref"
 	"github.com/stowage/stowage/policy/regfile"
 )
 
@@ -161,7 +161,7 @@ func (r *Refs) add(ref, unit string) {
 		r.list = append(r.list, Ref{Ref: ref, Unit: unit})
 		return
 	}
-	if id := strings.TrimPrefix(ref, "sha256:"); inventory.IsIDPrefix(id) {
+	if id := strings.TrimPrefix(ref, "sha256:"); imageref.IsIDPrefix(id) {
 		r.ids[id] = unit
 		r.list = append(r.list, Ref{Ref: id, Unit: unit})
 		return
@@ -178,7 +178,7 @@ func (r *Refs) add(ref, unit string) {
 	r.list = append(r.list, Ref{Ref: full, Unit: unit})
 	// "alpine" and "library/alpine" are short names podman resolves via
 	// unqualified-search-registries, not necessarily docker.io.
-	if first, _, ok := strings.Cut(ref, "/"); !ok || !strings.ContainsAny(first, ".:") && first != "localhost" {
+	if imageref.Unqualified(ref) {
 		short := reference.FamiliarString(reference.TagNameOnly(named))
 		r.short[short] = unit
 		if !strings.Contains(short, "/") {
