@@ -94,8 +94,6 @@ type Options struct {
 	BusAddress string
 	// KeepStartupMemory skips releaseStartupMemory after READY=1.
 	KeepStartupMemory bool
-	// InvalidateCaches is called after a successful reload (registries.conf).
-	InvalidateCaches func()
 	// testAfterQueue, set by tests only, runs in Trigger right after the
 	// scheduler queued the run.
 	testAfterQueue func(id string)
@@ -566,9 +564,6 @@ func (d *Daemon) Reload() api.ReloadResult {
 			o.PolicyLoaded(nil, err)
 		}
 		return api.ReloadResult{OK: false, Error: err.Error()}
-	}
-	if d.opts.InvalidateCaches != nil {
-		d.opts.InvalidateCaches()
 	}
 	since := d.syncBaselines(cfg)
 	d.mu.Lock()
