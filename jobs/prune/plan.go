@@ -5,15 +5,12 @@
 package prune
 
 import (
-	"path"
 	"sort"
-	"strings"
 	"time"
-
-	"go.podman.io/image/v5/docker/reference"
 
 	"github.com/stowage/stowage/jobs/inventory"
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/policy/imageref"
 )
 
 // Reason says why an image or layer is removed or kept.
@@ -308,7 +305,7 @@ func protect(in *Input, img *inventory.Image, pulled time.Time, usedBy map[strin
 	}
 	for _, g := range in.Policy.Keep {
 		for _, n := range img.Names {
-			if GlobMatch(g, n) {
+			if imageref.MatchGlob(g, n) {
 				return KeptKeep, g
 			}
 		}
@@ -344,7 +341,7 @@ func keepLast(facts []imageFacts, n int) {
 		f := &facts[i]
 		seen := map[string]bool{}
 		for _, name := range f.img.Names {
-			r := Repository(name)
+			r := imageref.Repository(name)
 			if !seen[r] {
 				seen[r] = true
 				repos[r] = append(repos[r], f)
@@ -367,34 +364,6 @@ func keepLast(facts []imageFacts, n int) {
 			}
 		}
 	}
-}
-
-// Repository returns a stored image name without its tag or digest.
-func Repository(name string) string {
-	if i := strings.IndexByte(name, '@'); i >= 0 {
-		name = name[:i]
-	}
-	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
-		name = name[:i]
-	}
-	return name
-}
-
-// GlobMatch matches a keep glob against an image name: the full name
-// (docker.io/library/alpine:3.19) or its familiar form (alpine:3.19), with
-// path.Match syntax; a glob without a tag also matches every tag.
-func GlobMatch(glob, name string) bool {
-	cands := []string{name, Repository(name)}
-	if n, err := reference.ParseNormalizedNamed(name); err == nil {
-		f := reference.FamiliarString(n)
-		cands = append(cands, f, Repository(f))
-	}
-	for _, c := range cands {
-		if ok, _ := path.Match(glob, c); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // OrphanLayerFloor is the age below which no orphan layer is removed,

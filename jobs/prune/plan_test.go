@@ -368,38 +368,6 @@ func TestBuildBytesMatchSimulation(t *testing.T) {
 	}
 }
 
-func TestGlobMatch(t *testing.T) {
-	for _, tc := range []struct {
-		glob, name string
-		want       bool
-	}{
-		{"alpine", "docker.io/library/alpine:3.19", true},
-		{"alpine:3.*", "docker.io/library/alpine:3.19", true},
-		{"docker.io/library/*", "docker.io/library/alpine:3.19", true},
-		{"quay.io/*/*", "quay.io/org/img:1", true},
-		{"alpine", "docker.io/library/alpinex:1", false},
-		{"localhost/app", "localhost/app:latest", true},
-		{"busybox", "docker.io/library/alpine:1", false},
-	} {
-		if got := GlobMatch(tc.glob, tc.name); got != tc.want {
-			t.Errorf("GlobMatch(%q, %q) = %v", tc.glob, tc.name, got)
-		}
-	}
-}
-
-func TestRepository(t *testing.T) {
-	for name, want := range map[string]string{
-		"docker.io/library/a:1":         "docker.io/library/a",
-		"localhost:5000/x/y:2":          "localhost:5000/x/y",
-		"localhost:5000/x/y":            "localhost:5000/x/y",
-		"quay.io/a/b@sha256:0123456789": "quay.io/a/b",
-	} {
-		if got := Repository(name); got != want {
-			t.Errorf("Repository(%q) = %q, want %q", name, got, want)
-		}
-	}
-}
-
 // synthetic makes a store of n images over n*layersPer layers, with
 // containers on every containerEvery-th image and base images shared by
 // groups of `share` images.
