@@ -24,6 +24,7 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/stowage/stowage/jobs/clock"
 	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/jobs/state"
 	"github.com/stowage/stowage/policy"
@@ -84,7 +85,7 @@ type Options struct {
 	// NodeExporterDir overrides metrics.NodeExporterDir for textfile = "auto"
 	// (tests).
 	NodeExporterDir string
-	Clock           scheduler.Clock
+	Clock           clock.Clock
 	// Observers are optional; see Observer.
 	Observers []Observer
 	// State is the state database (pins over D-Bus, notification memory).
