@@ -172,23 +172,9 @@ func Build(in *Input) *Plan {
 		return plan
 	}
 
-	layers := make(map[string]*inventory.Layer, len(s.Layers))
-	childLayers := make(map[string]int, len(s.Layers))
-	for i := range s.Layers {
-		l := &s.Layers[i]
-		layers[l.ID] = l
-		if l.Parent != "" {
-			childLayers[l.Parent]++
-		}
-	}
-	containerLayers := make(map[string]bool, len(s.Containers))
-	containerKids := make(map[string]int, len(s.Containers))
+	g := inventory.NewGraph(s)
 	usedBy := make(map[string]string, len(s.Containers))
 	for _, c := range s.Containers {
-		containerLayers[c.LayerID] = true
-		if l, ok := layers[c.LayerID]; ok && l.Parent != "" {
-			containerKids[l.Parent]++
-		}
 		if c.ImageID != "" {
 			usedBy[c.ImageID] = c.ID
 		}
@@ -199,7 +185,7 @@ func Build(in *Input) *Plan {
 		img := &s.Images[i]
 		f := &facts[i]
 		f.img = img
-		if l, ok := layers[img.TopLayer]; ok {
+		if l, ok := g.Layer(img.TopLayer); ok {
 			f.pulled = l.Created
 		}
 		f.lastUsed = f.pulled
@@ -208,7 +194,7 @@ func Build(in *Input) *Plan {
 				f.lastUsed = t
 			}
 		}
-		f.kept, f.detail = protect(in, img, f.pulled, usedBy, childLayers, containerKids)
+		f.kept, f.detail = protect(in, g, img, f.pulled, usedBy)
 	}
 	keepLast(facts, p.KeepLast)
 
@@ -252,7 +238,7 @@ func Build(in *Input) *Plan {
 	}
 	// Orphan layers are independent of images: no image reaches them.
 	if p.OrphanLayers {
-		for _, it := range orphans(in, layers, containerLayers) {
+		for _, it := range orphans(in, g) {
 			// The model frees an orphan's hard-linked inodes too when it
 			// was their last layer.
 			it.Bytes = sim.Apply("", []string{it.ID})
@@ -286,7 +272,7 @@ func Build(in *Input) *Plan {
 
 // protect returns why an image must stay regardless of pressure ("" = it
 // may go). keep_last is decided afterwards, across each repository.
-func protect(in *Input, img *inventory.Image, pulled time.Time, usedBy map[string]string, childLayers, containerKids map[string]int) (Reason, string) {
+func protect(in *Input, g *inventory.Graph, img *inventory.Image, pulled time.Time, usedBy map[string]string) (Reason, string) {
 	if img.ReadOnly {
 		return KeptReadOnly, ""
 	}
@@ -321,12 +307,10 @@ func protect(in *Input, img *inventory.Image, pulled time.Time, usedBy map[strin
 		// later: a young nameless image may be one in flight.
 		return KeptMinAge, "nameless and younger than " + NamelessImageFloor.String() + " (a pull may still be naming it)"
 	}
-	if len(img.Names) == 0 && img.TopLayer != "" {
-		// Child layers that are not containers' layers belong to other
-		// images built on this one (libimage's "intermediate").
-		if childLayers[img.TopLayer] > containerKids[img.TopLayer] {
-			return KeptIntermediate, ""
-		}
+	if g.Intermediate(img) {
+		// Another image is built on this one: podman's "intermediate",
+		// not dangling (the rule df and images use too).
+		return KeptIntermediate, ""
 	}
 	return "", ""
 }
@@ -391,31 +375,15 @@ func orphanMinAge(p policy.Prune) time.Duration {
 // orphans lists the layers no image and no container reaches, complete,
 // older than min_age and OrphanLayerFloor, leaves first (DeleteLayer
 // refuses a layer with children).
-func orphans(in *Input, layers map[string]*inventory.Layer, containerLayers map[string]bool) []Item {
-	s := in.Snapshot
-	reached := make(map[string]bool, len(layers))
-	mark := func(id string) {
-		for id != "" && !reached[id] {
-			reached[id] = true
-			l, ok := layers[id]
-			if !ok {
-				return
-			}
-			id = l.Parent
-		}
-	}
-	for _, img := range s.Images {
-		mark(img.TopLayer)
-		for _, m := range img.MappedTopLayers {
-			mark(m)
-		}
-	}
-	for cl := range containerLayers {
-		mark(cl)
+func orphans(in *Input, g *inventory.Graph) []Item {
+	layers := make(map[string]*inventory.Layer, len(in.Snapshot.Layers))
+	for i := range in.Snapshot.Layers {
+		l := &in.Snapshot.Layers[i]
+		layers[l.ID] = l
 	}
 	cand := map[string]bool{}
 	for id, l := range layers {
-		if reached[id] || l.ReadOnly || l.Incomplete || l.Created.IsZero() || in.Now.Sub(l.Created) < orphanMinAge(in.Policy) {
+		if g.Reachable(id) || l.ReadOnly || l.Incomplete || l.Created.IsZero() || in.Now.Sub(l.Created) < orphanMinAge(in.Policy) {
 			continue
 		}
 		cand[id] = true

@@ -139,6 +139,20 @@ func TestBuildRules(t *testing.T) {
 			kept: map[string]Reason{"base": KeptIntermediate, "child": KeptNotNeeded},
 		},
 		{
+			// The rule df and images use (inventory.Graph): only an image
+			// whose top layer sits on this one's makes it intermediate, not
+			// the middle layer of another image's chain. Removing it frees
+			// its record; its layer stays under app's.
+			name: "nameless image under another image's chain is dangling, as df says",
+			imgs: []img{
+				{id: "old", layers: []string{"b1"}, size: 100, pulled: days(9)},
+				{id: "app", names: []string{"localhost/app:1"}, base: "b1", layers: []string{"a1", "a2"}, size: 100, pulled: days(9)},
+			},
+			want:    []string{"dangling:old"},
+			kept:    map[string]Reason{"app": KeptNotNeeded},
+			planned: 10,
+		},
+		{
 			name:       "dangling in use stays",
 			imgs:       []img{{id: "d1", layers: []string{"ld1"}, size: 50, pulled: days(3)}},
 			containers: map[string]string{"ctr": "d1"},
