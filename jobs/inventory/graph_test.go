@@ -47,7 +47,7 @@ func TestGraphDanglingIntermediate(t *testing.T) {
 		{ID: "m1"}, {ID: "m2", Parent: "m1"}, {ID: "m3", Parent: "m2"}, // image on m3: m1 carries it two layers down
 		{ID: "o1"}, {ID: "o2", Parent: "o1"}, // o2: an orphan (a pull in flight)
 		{ID: "c1"}, {ID: "cl", Parent: "c1"}, // cl: a container's layer
-		{ID: "s1"}, // shared top, histories differ
+		{ID: "s1"},                           // shared top, histories differ
 		{ID: "n1"}, {ID: "n2", Parent: "n1"}, // named parent
 	}
 	images := []Image{
