@@ -43,6 +43,17 @@ func Normalize(ref string) (string, error) {
 	return reference.TagNameOnly(named).String(), nil
 }
 
+// Familiar returns the short form of a reference as people write it
+// ("alpine:latest" for docker.io/library/alpine:latest); names at other
+// registries are returned unchanged.
+func Familiar(ref string) (string, error) {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", fmt.Errorf("parsing reference: %w", err)
+	}
+	return reference.FamiliarString(named), nil
+}
+
 // Unqualified reports whether ref names no registry host: its first path
 // component has no "." nor ":" and is not "localhost" ("alpine",
 // "library/alpine", "user/app:1"). Podman resolves such short names through

@@ -39,6 +39,22 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+func TestFamiliar(t *testing.T) {
+	for in, want := range map[string]string{
+		"docker.io/library/alpine:latest": "alpine:latest",
+		"docker.io/user/app:1":            "user/app:1",
+		"quay.io/org/img:1":               "quay.io/org/img:1",
+		"localhost/app:latest":            "localhost/app:latest",
+	} {
+		if got, err := Familiar(in); err != nil || got != want {
+			t.Errorf("Familiar(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := Familiar("Bad Ref"); err == nil {
+		t.Error("Familiar accepted an invalid reference")
+	}
+}
+
 const hex64 = "e7d92cdc71feacf90708cb59182d0df1b911f8ae022d29e8e95d75ca6a99776a"
 
 func TestUnqualified(t *testing.T) {
