@@ -1,7 +1,7 @@
 // Package service_test checks the project's dependency direction,
 // cmd → service → jobs → policy (DESIGN.md §1): storage jobs never link the
 // service manager or bus libraries, and the policy imports no project
-// package.
+// package; and the daemon links no storage graph driver.
 package service_test
 
 import (
@@ -51,6 +51,24 @@ func TestDependencyDirection(t *testing.T) {
 						t.Errorf("%s imports %s (forbidden for %s)", pkg, d, r.pattern)
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestDaemonLinksNoGraphDriver checks that the daemon's dependency closure
+// holds no containers/storage store nor graph driver (overlay, vfs, zfs...):
+// only workers open the store. The daemon is defined as the packages under
+// service/ (the daemon, its D-Bus, control socket, journal, metrics and
+// notification adapters, the scheduler and the worker launcher). The
+// stowage binary itself also holds the worker, so its closure is not the
+// daemon's and is not checked here.
+func TestDaemonLinksNoGraphDriver(t *testing.T) {
+	const storage = "go.podman.io/storage"
+	for pkg, ds := range deps(t, "./service/...") {
+		for _, d := range ds {
+			if d == storage || strings.HasPrefix(d, storage+"/drivers") {
+				t.Errorf("%s links %s: the daemon must not link the store or a graph driver", pkg, d)
 			}
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.podman.io/image/v5/pkg/sysregistriesv2"
 
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
@@ -79,12 +78,11 @@ func runDaemon(ctx context.Context, g *globals, idleExit time.Duration, socket s
 		LoadPolicy: func() (*policy.Snapshot, error) {
 			return policy.LoadSnapshot(policy.LoadOptions{Path: g.policyPath, System: system})
 		},
-		Runs:             runs.New(db, 0),
-		Spawner:          &worker.Spawner{Exe: exe, GlobalArgs: args, Env: os.Environ(), Logger: log, TailInMessage: h.UsesJournal()},
-		Logger:           log,
-		SocketPath:       socket,
-		State:            db,
-		InvalidateCaches: sysregistriesv2.InvalidateCache,
+		Runs:       runs.New(db, 0),
+		Spawner:    &worker.Spawner{Exe: exe, GlobalArgs: args, Env: os.Environ(), Logger: log, TailInMessage: h.UsesJournal()},
+		Logger:     log,
+		SocketPath: socket,
+		State:      db,
 	})
 	if err != nil {
 		return err

@@ -104,7 +104,7 @@ type ImageUsage struct {
 // Account computes the exact accounting of a snapshot. It is pure.
 func Account(s *Snapshot) *Accounting {
 	a := &Accounting{Taken: s.Taken, GraphRoot: s.GraphRoot, Driver: s.Driver, Filesystem: s.FS}
-	layers := make(map[string]*Layer, len(s.Layers))
+	g := NewGraph(s)
 	containerLayers := make(map[string]struct{}, len(s.Containers))
 	for _, c := range s.Containers {
 		containerLayers[c.LayerID] = struct{}{}
@@ -115,7 +115,6 @@ func Account(s *Snapshot) *Accounting {
 	measured := 0
 	for i := range s.Layers {
 		l := &s.Layers[i]
-		layers[l.ID] = l
 		if l.Measured {
 			measured++
 		} else if l.UncompressedSize < 0 {
@@ -158,35 +157,10 @@ func Account(s *Snapshot) *Accounting {
 	for _, c := range s.Containers {
 		used[c.ImageID]++
 	}
-	hasChild := childImages(s, layers)
 
-	// Reachable layers: everything an image or a container hangs from.
-	reach := make(map[string]struct{}, len(s.Layers))
-	mark := func(id string) {
-		for id != "" {
-			if _, seen := reach[id]; seen {
-				return
-			}
-			reach[id] = struct{}{}
-			l, ok := layers[id]
-			if !ok {
-				return
-			}
-			id = l.Parent
-		}
-	}
-	for i := range s.Images {
-		mark(s.Images[i].TopLayer)
-		for _, m := range s.Images[i].MappedTopLayers {
-			mark(m)
-		}
-	}
-	for _, c := range s.Containers {
-		mark(c.LayerID)
-	}
 	for i := range s.Layers {
 		l := &s.Layers[i]
-		if _, ok := reach[l.ID]; !ok {
+		if !g.Reachable(l.ID) {
 			a.Layers.Orphans = append(a.Layers.Orphans, l.ID)
 			a.Layers.OrphanBytes += l.Bytes()
 		}
@@ -209,13 +183,10 @@ func Account(s *Snapshot) *Accounting {
 		img := &s.Images[i]
 		u := ImageUsage{
 			ID: img.ID, Names: nonNil(img.Names), Digest: img.Digest, Digests: nonNil(img.Digests),
-			SizeBytes: imageSize(img, layers, s.Shared), Containers: used[img.ID], ReadOnly: img.ReadOnly,
+			SizeBytes: imageSize(img, g, s.Shared), Containers: used[img.ID], ReadOnly: img.ReadOnly,
 			Created: img.Created, OS: img.OS, Architecture: img.Architecture, Variant: img.Variant,
 		}
-		if len(img.Names) == 0 {
-			u.Intermediate = hasChild[img.ID]
-			u.Dangling = !u.Intermediate
-		}
+		u.Intermediate, u.Dangling = g.Intermediate(img), g.Dangling(img)
 		switch {
 		case u.Containers > 0 && free != nil:
 			u.UniqueBytes = free.Cost(img.ID)
@@ -262,7 +233,7 @@ func Account(s *Snapshot) *Accounting {
 // imageSize is store.ImageSize over the snapshot, on disk: every layer
 // reachable from the top and mapped top layers, once, each hard-linked inode
 // once, plus the image data.
-func imageSize(img *Image, layers map[string]*Layer, shared []SharedInode) int64 {
+func imageSize(img *Image, g *Graph, shared []SharedInode) int64 {
 	size := img.DataBytes()
 	seen := make(map[string]struct{}, 8)
 	var inodes map[int]struct{}
@@ -273,7 +244,7 @@ func imageSize(img *Image, layers map[string]*Layer, shared []SharedInode) int64
 				break
 			}
 			seen[id] = struct{}{}
-			l, ok := layers[id]
+			l, ok := g.Layer(id)
 			if !ok {
 				break
 			}
@@ -291,35 +262,6 @@ func imageSize(img *Image, layers map[string]*Layer, shared []SharedInode) int64
 		}
 	}
 	return size
-}
-
-// childImages reports which images have children, as libimage's layer tree
-// decides: B is a child of A when B's top layer's parent is A's top layer,
-// or both share the top layer (or both have none) and B's history is longer
-// (B added only empty layers, e.g. ENV or LABEL, on top of A).
-func childImages(s *Snapshot, layers map[string]*Layer) map[string]bool {
-	byTop := make(map[string][]int, len(s.Images))
-	for i := range s.Images {
-		byTop[s.Images[i].TopLayer] = append(byTop[s.Images[i].TopLayer], i)
-	}
-	has := make(map[string]bool)
-	for i := range s.Images {
-		b := &s.Images[i]
-		if b.TopLayer != "" {
-			if l, ok := layers[b.TopLayer]; ok && l.Parent != "" {
-				for _, j := range byTop[l.Parent] {
-					has[s.Images[j].ID] = true
-				}
-			}
-		}
-		for _, j := range byTop[b.TopLayer] {
-			a := &s.Images[j]
-			if a.ID != b.ID && b.HistoryLen > a.HistoryLen {
-				has[a.ID] = true
-			}
-		}
-	}
-	return has
 }
 
 // withoutContainers is s with no containers and no container layers.

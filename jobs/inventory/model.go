@@ -124,18 +124,3 @@ type Filesystem struct {
 	Device    uint64 `json:"device"`     // st_dev, to find the mount for quotas
 	FSType    int64  `json:"fs_type"`    // statfs f_type
 }
-
-// IsIDPrefix reports whether s (without "sha256:") looks like an image or
-// layer ID, or a prefix of one long enough to be unambiguous in practice
-// (12 to 64 lowercase hex digits, as podman accepts).
-func IsIDPrefix(s string) bool {
-	if len(s) < 12 || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}

@@ -11,10 +11,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"go.podman.io/image/v5/docker/reference"
 
-	"github.com/stowage/stowage/jobs/inventory"
 	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/policy/imageref"
 )
 
 // Bucket is the state database bucket holding the pins.
@@ -36,14 +35,14 @@ type Pin struct {
 // (docker.io/library/alpine:latest), the way image names are stored.
 func Normalize(ref string) (string, error) {
 	ref = strings.TrimSpace(ref)
-	if id := strings.TrimPrefix(ref, "sha256:"); inventory.IsIDPrefix(id) {
+	if id := strings.TrimPrefix(ref, "sha256:"); imageref.IsIDPrefix(id) {
 		return id, nil
 	}
-	named, err := reference.ParseNormalizedNamed(ref)
+	n, err := imageref.Normalize(ref)
 	if err != nil {
 		return "", fmt.Errorf("pins: %q is neither an image ID nor a reference: %w", ref, err)
 	}
-	return reference.TagNameOnly(named).String(), nil
+	return n, nil
 }
 
 // Add pins ref (normalized first); pinning twice keeps the first date.
@@ -108,7 +107,7 @@ type Set struct {
 func NewSet(ps []Pin) *Set {
 	s := &Set{refs: map[string]bool{}}
 	for _, p := range ps {
-		if inventory.IsIDPrefix(p.Ref) {
+		if imageref.IsIDPrefix(p.Ref) {
 			s.ids = append(s.ids, p.Ref)
 		} else {
 			s.refs[p.Ref] = true

@@ -20,6 +20,7 @@ import (
 	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/jobs/state"
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/policy/imageref"
 )
 
 // Report is what `stowage run prune --format json` prints.
@@ -340,7 +341,7 @@ func (j *Job) recheckNames(it Item, names []string, pinSet *pins.Set, pinErr err
 	}
 	for _, g := range j.Policy.Keep {
 		for _, n := range names {
-			if GlobMatch(g, n) {
+			if imageref.MatchGlob(g, n) {
 				return KeptKeep, g
 			}
 		}

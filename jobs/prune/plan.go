@@ -5,15 +5,12 @@
 package prune
 
 import (
-	"path"
 	"sort"
-	"strings"
 	"time"
-
-	"go.podman.io/image/v5/docker/reference"
 
 	"github.com/stowage/stowage/jobs/inventory"
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/policy/imageref"
 )
 
 // Reason says why an image or layer is removed or kept.
@@ -175,23 +172,9 @@ func Build(in *Input) *Plan {
 		return plan
 	}
 
-	layers := make(map[string]*inventory.Layer, len(s.Layers))
-	childLayers := make(map[string]int, len(s.Layers))
-	for i := range s.Layers {
-		l := &s.Layers[i]
-		layers[l.ID] = l
-		if l.Parent != "" {
-			childLayers[l.Parent]++
-		}
-	}
-	containerLayers := make(map[string]bool, len(s.Containers))
-	containerKids := make(map[string]int, len(s.Containers))
+	g := inventory.NewGraph(s)
 	usedBy := make(map[string]string, len(s.Containers))
 	for _, c := range s.Containers {
-		containerLayers[c.LayerID] = true
-		if l, ok := layers[c.LayerID]; ok && l.Parent != "" {
-			containerKids[l.Parent]++
-		}
 		if c.ImageID != "" {
 			usedBy[c.ImageID] = c.ID
 		}
@@ -202,7 +185,7 @@ func Build(in *Input) *Plan {
 		img := &s.Images[i]
 		f := &facts[i]
 		f.img = img
-		if l, ok := layers[img.TopLayer]; ok {
+		if l, ok := g.Layer(img.TopLayer); ok {
 			f.pulled = l.Created
 		}
 		f.lastUsed = f.pulled
@@ -211,7 +194,7 @@ func Build(in *Input) *Plan {
 				f.lastUsed = t
 			}
 		}
-		f.kept, f.detail = protect(in, img, f.pulled, usedBy, childLayers, containerKids)
+		f.kept, f.detail = protect(in, g, img, f.pulled, usedBy)
 	}
 	keepLast(facts, p.KeepLast)
 
@@ -255,7 +238,7 @@ func Build(in *Input) *Plan {
 	}
 	// Orphan layers are independent of images: no image reaches them.
 	if p.OrphanLayers {
-		for _, it := range orphans(in, layers, containerLayers) {
+		for _, it := range orphans(in, g) {
 			// The model frees an orphan's hard-linked inodes too when it
 			// was their last layer.
 			it.Bytes = sim.Apply("", []string{it.ID})
@@ -289,7 +272,7 @@ func Build(in *Input) *Plan {
 
 // protect returns why an image must stay regardless of pressure ("" = it
 // may go). keep_last is decided afterwards, across each repository.
-func protect(in *Input, img *inventory.Image, pulled time.Time, usedBy map[string]string, childLayers, containerKids map[string]int) (Reason, string) {
+func protect(in *Input, g *inventory.Graph, img *inventory.Image, pulled time.Time, usedBy map[string]string) (Reason, string) {
 	if img.ReadOnly {
 		return KeptReadOnly, ""
 	}
@@ -308,7 +291,7 @@ func protect(in *Input, img *inventory.Image, pulled time.Time, usedBy map[strin
 	}
 	for _, g := range in.Policy.Keep {
 		for _, n := range img.Names {
-			if GlobMatch(g, n) {
+			if imageref.MatchGlob(g, n) {
 				return KeptKeep, g
 			}
 		}
@@ -324,12 +307,10 @@ func protect(in *Input, img *inventory.Image, pulled time.Time, usedBy map[strin
 		// later: a young nameless image may be one in flight.
 		return KeptMinAge, "nameless and younger than " + NamelessImageFloor.String() + " (a pull may still be naming it)"
 	}
-	if len(img.Names) == 0 && img.TopLayer != "" {
-		// Child layers that are not containers' layers belong to other
-		// images built on this one (libimage's "intermediate").
-		if childLayers[img.TopLayer] > containerKids[img.TopLayer] {
-			return KeptIntermediate, ""
-		}
+	if g.Intermediate(img) {
+		// Another image is built on this one: podman's "intermediate",
+		// not dangling (the rule df and images use too).
+		return KeptIntermediate, ""
 	}
 	return "", ""
 }
@@ -344,7 +325,7 @@ func keepLast(facts []imageFacts, n int) {
 		f := &facts[i]
 		seen := map[string]bool{}
 		for _, name := range f.img.Names {
-			r := Repository(name)
+			r := imageref.Repository(name)
 			if !seen[r] {
 				seen[r] = true
 				repos[r] = append(repos[r], f)
@@ -367,34 +348,6 @@ func keepLast(facts []imageFacts, n int) {
 			}
 		}
 	}
-}
-
-// Repository returns a stored image name without its tag or digest.
-func Repository(name string) string {
-	if i := strings.IndexByte(name, '@'); i >= 0 {
-		name = name[:i]
-	}
-	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
-		name = name[:i]
-	}
-	return name
-}
-
-// GlobMatch matches a keep glob against an image name: the full name
-// (docker.io/library/alpine:3.19) or its familiar form (alpine:3.19), with
-// path.Match syntax; a glob without a tag also matches every tag.
-func GlobMatch(glob, name string) bool {
-	cands := []string{name, Repository(name)}
-	if n, err := reference.ParseNormalizedNamed(name); err == nil {
-		f := reference.FamiliarString(n)
-		cands = append(cands, f, Repository(f))
-	}
-	for _, c := range cands {
-		if ok, _ := path.Match(glob, c); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // OrphanLayerFloor is the age below which no orphan layer is removed,
@@ -422,31 +375,15 @@ func orphanMinAge(p policy.Prune) time.Duration {
 // orphans lists the layers no image and no container reaches, complete,
 // older than min_age and OrphanLayerFloor, leaves first (DeleteLayer
 // refuses a layer with children).
-func orphans(in *Input, layers map[string]*inventory.Layer, containerLayers map[string]bool) []Item {
-	s := in.Snapshot
-	reached := make(map[string]bool, len(layers))
-	mark := func(id string) {
-		for id != "" && !reached[id] {
-			reached[id] = true
-			l, ok := layers[id]
-			if !ok {
-				return
-			}
-			id = l.Parent
-		}
-	}
-	for _, img := range s.Images {
-		mark(img.TopLayer)
-		for _, m := range img.MappedTopLayers {
-			mark(m)
-		}
-	}
-	for cl := range containerLayers {
-		mark(cl)
+func orphans(in *Input, g *inventory.Graph) []Item {
+	layers := make(map[string]*inventory.Layer, len(in.Snapshot.Layers))
+	for i := range in.Snapshot.Layers {
+		l := &in.Snapshot.Layers[i]
+		layers[l.ID] = l
 	}
 	cand := map[string]bool{}
 	for id, l := range layers {
-		if reached[id] || l.ReadOnly || l.Incomplete || l.Created.IsZero() || in.Now.Sub(l.Created) < orphanMinAge(in.Policy) {
+		if g.Reachable(id) || l.ReadOnly || l.Incomplete || l.Created.IsZero() || in.Now.Sub(l.Created) < orphanMinAge(in.Policy) {
 			continue
 		}
 		cand[id] = true

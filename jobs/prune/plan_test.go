@@ -139,6 +139,20 @@ func TestBuildRules(t *testing.T) {
 			kept: map[string]Reason{"base": KeptIntermediate, "child": KeptNotNeeded},
 		},
 		{
+			// The rule df and images use (inventory.Graph): only an image
+			// whose top layer sits on this one's makes it intermediate, not
+			// the middle layer of another image's chain. Removing it frees
+			// its record; its layer stays under app's.
+			name: "nameless image under another image's chain is dangling, as df says",
+			imgs: []img{
+				{id: "old", layers: []string{"b1"}, size: 100, pulled: days(9)},
+				{id: "app", names: []string{"localhost/app:1"}, base: "b1", layers: []string{"a1", "a2"}, size: 100, pulled: days(9)},
+			},
+			want:    []string{"dangling:old"},
+			kept:    map[string]Reason{"app": KeptNotNeeded},
+			planned: 10,
+		},
+		{
 			name:       "dangling in use stays",
 			imgs:       []img{{id: "d1", layers: []string{"ld1"}, size: 50, pulled: days(3)}},
 			containers: map[string]string{"ctr": "d1"},
@@ -365,38 +379,6 @@ func TestBuildBytesMatchSimulation(t *testing.T) {
 	}
 	if p.PlannedFreeBytes-orphan != want {
 		t.Fatalf("planned image bytes %d, simulation %d", p.PlannedFreeBytes-orphan, want)
-	}
-}
-
-func TestGlobMatch(t *testing.T) {
-	for _, tc := range []struct {
-		glob, name string
-		want       bool
-	}{
-		{"alpine", "docker.io/library/alpine:3.19", true},
-		{"alpine:3.*", "docker.io/library/alpine:3.19", true},
-		{"docker.io/library/*", "docker.io/library/alpine:3.19", true},
-		{"quay.io/*/*", "quay.io/org/img:1", true},
-		{"alpine", "docker.io/library/alpinex:1", false},
-		{"localhost/app", "localhost/app:latest", true},
-		{"busybox", "docker.io/library/alpine:1", false},
-	} {
-		if got := GlobMatch(tc.glob, tc.name); got != tc.want {
-			t.Errorf("GlobMatch(%q, %q) = %v", tc.glob, tc.name, got)
-		}
-	}
-}
-
-func TestRepository(t *testing.T) {
-	for name, want := range map[string]string{
-		"docker.io/library/a:1":         "docker.io/library/a",
-		"localhost:5000/x/y:2":          "localhost:5000/x/y",
-		"localhost:5000/x/y":            "localhost:5000/x/y",
-		"quay.io/a/b@sha256:0123456789": "quay.io/a/b",
-	} {
-		if got := Repository(name); got != want {
-			t.Errorf("Repository(%q) = %q, want %q", name, got, want)
-		}
 	}
 }
 

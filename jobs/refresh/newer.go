@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path"
 	"slices"
 	"sort"
 	"sync"
@@ -60,19 +59,8 @@ type Listing struct {
 // [[refresh.rule]] matching it (as in ModeFor) when the rule sets one, else
 // refresh.newer; unset means off.
 func NewerFor(ref string, p policy.Refresh) policy.NewerLevel {
-	name := ref
-	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
-		name = named.Name()
-	}
-	for _, r := range p.Rules {
-		for _, s := range []string{ref, name} {
-			if ok, err := path.Match(r.Match, s); err == nil && ok {
-				if r.Newer != "" {
-					return r.Newer
-				}
-				return levelOrOff(p.Newer)
-			}
-		}
+	if r, ok := RuleFor(ref, p); ok && r.Newer != "" {
+		return r.Newer
 	}
 	return levelOrOff(p.Newer)
 }
@@ -403,18 +391,8 @@ func summarizeNewer(rep *Report, pulled int) {
 // pulled: the first [[refresh.rule]] matching it sets pull_newer with mode
 // pull.
 func PullNewerFor(ref string, p policy.Refresh) bool {
-	name := ref
-	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
-		name = named.Name()
-	}
-	for _, r := range p.Rules {
-		for _, s := range []string{ref, name} {
-			if ok, err := path.Match(r.Match, s); err == nil && ok {
-				return r.PullNewer && r.Mode == policy.RefreshPull
-			}
-		}
-	}
-	return false
+	r, ok := RuleFor(ref, p)
+	return ok && r.PullNewer && r.Mode == policy.RefreshPull
 }
 
 // pullNewer pulls the newer versions a rule asks for, as NAME:NEWTAG; the

@@ -1,13 +1,13 @@
 package refresh
 
 import (
-	"path"
 	"slices"
 	"sort"
 
 	"go.podman.io/image/v5/docker/reference"
 
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/policy/imageref"
 )
 
 // Status classifies one reference after the remote check.
@@ -86,20 +86,23 @@ func Plan(images []LocalImage, p policy.Refresh) ([]Target, []Skipped) {
 	return targets, skipped
 }
 
-// ModeFor returns the mode of the first [[refresh.rule]] whose glob matches
-// the reference (path.Match syntax, tried on "name:tag" and on "name"), or
-// the policy's default mode.
-func ModeFor(ref string, p policy.Refresh) policy.RefreshMode {
-	name := ref
-	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
-		name = named.Name()
-	}
+// RuleFor returns the first [[refresh.rule]] whose match glob matches the
+// reference (imageref.MatchGlob: the full or the familiar form, with or
+// without the tag), and whether one does.
+func RuleFor(ref string, p policy.Refresh) (policy.RefreshRule, bool) {
 	for _, r := range p.Rules {
-		for _, s := range []string{ref, name} {
-			if ok, err := path.Match(r.Match, s); err == nil && ok {
-				return r.Mode
-			}
+		if imageref.MatchGlob(r.Match, ref) {
+			return r, true
 		}
+	}
+	return policy.RefreshRule{}, false
+}
+
+// ModeFor returns the mode of the first [[refresh.rule]] matching the
+// reference (see RuleFor), or the policy's default mode.
+func ModeFor(ref string, p policy.Refresh) policy.RefreshMode {
+	if r, ok := RuleFor(ref, p); ok {
+		return r.Mode
 	}
 	if p.Mode == "" {
 		return policy.RefreshNotify

@@ -68,6 +68,39 @@ func TestModeFor(t *testing.T) {
 	}
 }
 
+// TestRuleForShortGlobs: a rule glob has the meaning of every reference
+// glob (imageref.MatchGlob), so the familiar forms people write in
+// prune.keep select references for refresh rules too.
+func TestRuleForShortGlobs(t *testing.T) {
+	p := policy.Refresh{Mode: policy.RefreshNotify, Newer: policy.NewerMinor, Rules: []policy.RefreshRule{
+		{Match: "alpine:3.*", Mode: policy.RefreshPull, Newer: policy.NewerMajor, PullNewer: true},
+		{Match: "nginx", Mode: policy.RefreshOff},
+		{Match: "quay.io/org/*", Mode: policy.RefreshPull},
+	}}
+	for _, tc := range []struct {
+		ref   string
+		mode  policy.RefreshMode
+		newer policy.NewerLevel
+		pull  bool
+	}{
+		{"docker.io/library/alpine:3.19", policy.RefreshPull, policy.NewerMajor, true},
+		{"docker.io/library/alpine:edge", policy.RefreshNotify, policy.NewerMinor, false},
+		{"docker.io/library/nginx:1.25", policy.RefreshOff, policy.NewerMinor, false},
+		{"quay.io/org/img:1", policy.RefreshPull, policy.NewerMinor, false},
+		{"quay.io/other/nginx:1", policy.RefreshNotify, policy.NewerMinor, false},
+	} {
+		if got := ModeFor(tc.ref, p); got != tc.mode {
+			t.Errorf("ModeFor(%s) = %q, want %q", tc.ref, got, tc.mode)
+		}
+		if got := NewerFor(tc.ref, p); got != tc.newer {
+			t.Errorf("NewerFor(%s) = %q, want %q", tc.ref, got, tc.newer)
+		}
+		if got := PullNewerFor(tc.ref, p); got != tc.pull {
+			t.Errorf("PullNewerFor(%s) = %v, want %v", tc.ref, got, tc.pull)
+		}
+	}
+}
+
 func sha(c byte) string {
 	b := make([]byte, 64)
 	for i := range b {

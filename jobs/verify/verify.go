@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	storage "go.podman.io/storage"
 
+	"github.com/stowage/stowage/jobs/clock"
 	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/jobs/state"
 	"github.com/stowage/stowage/jobs/verify/integrity"
@@ -88,7 +89,7 @@ type Options struct {
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// Clock paces the integrity scan (wall clock when nil).
-	Clock integrity.Clock
+	Clock clock.Clock
 }
 
 // Run performs one verify run against st.

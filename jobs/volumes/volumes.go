@@ -351,12 +351,6 @@ func with(it Item, reason, detail string) Item {
 	return it
 }
 
-func notRun(r *Report, items []Item) {
-	for _, it := range items {
-		r.Kept = append(r.Kept, with(it, ReasonNotRun, "run stopped before this volume"))
-	}
-}
-
 // short abbreviates the 64-hex names of anonymous volumes for messages.
 func short(name string) string {
 	if len(name) == 64 {

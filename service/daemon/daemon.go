@@ -24,6 +24,7 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/stowage/stowage/jobs/clock"
 	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/jobs/state"
 	"github.com/stowage/stowage/policy"
@@ -84,7 +85,7 @@ type Options struct {
 	// NodeExporterDir overrides metrics.NodeExporterDir for textfile = "auto"
 	// (tests).
 	NodeExporterDir string
-	Clock           scheduler.Clock
+	Clock           clock.Clock
 	// Observers are optional; see Observer.
 	Observers []Observer
 	// State is the state database (pins over D-Bus, notification memory).
@@ -94,8 +95,6 @@ type Options struct {
 	BusAddress string
 	// KeepStartupMemory skips releaseStartupMemory after READY=1.
 	KeepStartupMemory bool
-	// InvalidateCaches is called after a successful reload (registries.conf).
-	InvalidateCaches func()
 	// testAfterQueue, set by tests only, runs in Trigger right after the
 	// scheduler queued the run.
 	testAfterQueue func(id string)
@@ -566,9 +565,6 @@ func (d *Daemon) Reload() api.ReloadResult {
 			o.PolicyLoaded(nil, err)
 		}
 		return api.ReloadResult{OK: false, Error: err.Error()}
-	}
-	if d.opts.InvalidateCaches != nil {
-		d.opts.InvalidateCaches()
 	}
 	since := d.syncBaselines(cfg)
 	d.mu.Lock()

@@ -369,31 +369,6 @@ func isAction(kind string) bool {
 	return false
 }
 
-// LogJobStarted logs the start of a run (MESSAGE_ID of KindJobStarted).
-func LogJobStarted(ctx context.Context, log *slog.Logger, job, runID string, dryRun bool) {
-	log.LogAttrs(ctx, slog.LevelInfo, fmt.Sprintf("%s job started", job),
-		slog.String(AttrKind, KindJobStarted), slog.String(AttrJob, job),
-		slog.String(AttrRunID, runID), slog.Bool("dry_run", dryRun))
-}
-
-// LogJobFinished logs a run that completed, with its one-line summary.
-func LogJobFinished(ctx context.Context, log *slog.Logger, job, runID, summary string, took time.Duration) {
-	msg := fmt.Sprintf("%s job finished", job)
-	if summary != "" {
-		msg += ": " + summary
-	}
-	log.LogAttrs(ctx, slog.LevelInfo, msg,
-		slog.String(AttrKind, KindJobFinished), slog.String(AttrJob, job),
-		slog.String(AttrRunID, runID), slog.Duration("duration", took))
-}
-
-// LogJobFailed logs a run that failed (worker error, timeout, bad report).
-func LogJobFailed(ctx context.Context, log *slog.Logger, job, runID string, err error) {
-	log.LogAttrs(ctx, slog.LevelError, fmt.Sprintf("%s job failed: %v", job, err),
-		slog.String(AttrKind, KindJobFailed), slog.String(AttrJob, job),
-		slog.String(AttrRunID, runID), slog.String(AttrError, errString(err)))
-}
-
 // LogPolicyInvalid logs a policy that failed to load; kept says whether the
 // previous policy stays in force (a reload) or none is loaded (start).
 func LogPolicyInvalid(ctx context.Context, log *slog.Logger, path string, err error, kept bool) {

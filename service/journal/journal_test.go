@@ -192,14 +192,15 @@ func TestJournalDatagrams(t *testing.T) {
 			t.Errorf("entry %d (%s):\n got %v\nwant %v", i, k, e, want)
 		}
 	}
-	// The daemon's helpers: job started/finished/failed, policy invalid.
+	// The daemon's run records (job started/finished/failed) and the
+	// policy-invalid helper.
 	for i, want := range []map[string]string{
-		{"MESSAGE": "prune job started", "MESSAGE_ID": ids[KindJobStarted], "PRIORITY": "6",
+		{"MESSAGE": "job started", "MESSAGE_ID": ids[KindJobStarted], "PRIORITY": "6",
 			"STOWAGE_JOB": "prune", "STOWAGE_RUN_ID": "r-7", "STOWAGE_DRY_RUN": "true"},
-		{"MESSAGE": "prune job finished: freed 3 images", "MESSAGE_ID": ids[KindJobFinished], "PRIORITY": "6",
-			"STOWAGE_RUN_ID": "r-7", "STOWAGE_DURATION": "1.5s"},
-		{"MESSAGE": "refresh job failed: worker exited 1", "MESSAGE_ID": ids[KindJobFailed], "PRIORITY": "3",
-			"STOWAGE_JOB": "refresh", "STOWAGE_ERROR": "worker exited 1"},
+		{"MESSAGE": "job finished", "MESSAGE_ID": ids[KindJobFinished], "PRIORITY": "6",
+			"STOWAGE_RUN_ID": "r-7", "STOWAGE_DURATION": "1.5s", "STOWAGE_SUMMARY": "freed 3 images"},
+		{"MESSAGE": "job failed", "MESSAGE_ID": ids[KindJobFailed], "PRIORITY": "3",
+			"STOWAGE_JOB": "refresh", "STOWAGE_RUN_ID": "r-8", "STOWAGE_ERROR": "worker exited 1"},
 		{"MESSAGE_ID": ids[KindPolicyInvalid], "PRIORITY": "3",
 			"STOWAGE_POLICY_PATH": "/etc/stowage/policy.toml", "STOWAGE_ERROR": "policy.toml:3:1: unknown key"},
 	} {
@@ -246,7 +247,7 @@ func TestJournalDatagrams(t *testing.T) {
 	if len(lines) != len(ids)+6 {
 		t.Fatalf("stderr has %d lines, want %d:\n%s", len(lines), len(ids)+6, stderr.String())
 	}
-	if want := "<6>prune job started kind=job_started job=prune run_id=r-7 dry_run=true"; lines[len(ids)] != want {
+	if want := "<6>job started job=prune run_id=r-7 kind=job_started dry_run=true"; lines[len(ids)] != want {
 		t.Errorf("stderr job line = %q, want %q", lines[len(ids)], want)
 	}
 	lines = append(lines[:len(ids)], lines[len(ids)+4:]...)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/stowage/stowage/jobs/clock"
 	"github.com/stowage/stowage/service/api"
 )
 
@@ -31,20 +32,6 @@ import (
 // stops while the machine sleeps; re-reading the wall clock this often
 // notices a slot missed during suspend.
 const maxSleep = time.Minute
-
-// Clock is the time source (fake in tests).
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
-// RealClock is the system clock.
-var RealClock Clock = realClock{}
 
 // Request is one run to start.
 type Request struct {
@@ -83,7 +70,7 @@ type Config struct {
 
 // Options are the scheduler's collaborators.
 type Options struct {
-	Clock  Clock
+	Clock  clock.Clock
 	Logger *slog.Logger
 	// Jitter returns a random delay in [0, max); default math/rand/v2.
 	Jitter func(max time.Duration) time.Duration
@@ -126,7 +113,7 @@ type Scheduler struct {
 // New returns a scheduler; call Run to start it.
 func New(cfg Config, run RunFunc, o Options) *Scheduler {
 	if o.Clock == nil {
-		o.Clock = RealClock
+		o.Clock = clock.Real
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -19,9 +19,7 @@ import (
 	"sort"
 	"strings"
 
-	"go.podman.io/image/v5/docker/reference"
-
-	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/policy/imageref"
 	"github.com/stowage/stowage/policy/regfile"
 )
 
@@ -161,25 +159,24 @@ func (r *Refs) add(ref, unit string) {
 		r.list = append(r.list, Ref{Ref: ref, Unit: unit})
 		return
 	}
-	if id := strings.TrimPrefix(ref, "sha256:"); inventory.IsIDPrefix(id) {
+	if id := strings.TrimPrefix(ref, "sha256:"); imageref.IsIDPrefix(id) {
 		r.ids[id] = unit
 		r.list = append(r.list, Ref{Ref: id, Unit: unit})
 		return
 	}
-	named, err := reference.ParseNormalizedNamed(ref)
+	full, err := imageref.Normalize(ref)
 	if err != nil {
 		// Unparsable: keep anything whose name ends with it, to be safe.
 		r.short[ref] = unit
 		r.list = append(r.list, Ref{Ref: ref, Unit: unit})
 		return
 	}
-	full := reference.TagNameOnly(named).String()
 	r.full[full] = unit
 	r.list = append(r.list, Ref{Ref: full, Unit: unit})
 	// "alpine" and "library/alpine" are short names podman resolves via
 	// unqualified-search-registries, not necessarily docker.io.
-	if first, _, ok := strings.Cut(ref, "/"); !ok || !strings.ContainsAny(first, ".:") && first != "localhost" {
-		short := reference.FamiliarString(reference.TagNameOnly(named))
+	if imageref.Unqualified(ref) {
+		short, _ := imageref.Familiar(full) // full parsed a moment ago
 		r.short[short] = unit
 		if !strings.Contains(short, "/") {
 			r.short["library/"+short] = unit

@@ -15,11 +15,13 @@ type fakeClock struct {
 
 func (c *fakeClock) Now() time.Time { return c.now }
 
-func (c *fakeClock) Sleep(_ context.Context, d time.Duration) error {
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 	c.now = c.now.Add(d)
 	c.slept += d
 	c.sleeps++
-	return nil
+	ch := make(chan time.Time, 1)
+	ch <- c.now
+	return ch
 }
 
 func TestThrottle(t *testing.T) {

@@ -43,9 +43,12 @@ func main() {
 		}
 		journal.LogEvent(ctx, log, "prune", "run-"+k, ev)
 	}
-	journal.LogJobStarted(ctx, log, "prune", "r-7", true)
-	journal.LogJobFinished(ctx, log, "prune", "r-7", "freed 3 images", 1500*time.Millisecond)
-	journal.LogJobFailed(ctx, log, "refresh", "r-8", errors.New("worker exited 1"))
+	// A run's records, as the daemon logs them (service/daemon/runs.go).
+	run := log.With(journal.AttrJob, "prune", journal.AttrRunID, "r-7")
+	run.Info("job started", journal.AttrKind, journal.KindJobStarted, "dry_run", true)
+	run.Info("job finished", "duration", (1500 * time.Millisecond).String(), "summary", "freed 3 images", journal.AttrKind, journal.KindJobFinished)
+	log.With(journal.AttrJob, "refresh", journal.AttrRunID, "r-8").Error("job failed",
+		journal.AttrKind, journal.KindJobFailed, journal.AttrError, errors.New("worker exited 1"))
 	journal.LogPolicyInvalid(ctx, log, "/etc/stowage/policy.toml", errors.New("policy.toml:3:1: unknown key"), true)
 	log.With(journal.AttrJob, "verify").WithGroup("worker").Error("worker\nfailed",
 		journal.AttrError, errors.New("exit status 1"), "pid", 42)
