@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.podman.io/image/v5/pkg/sysregistriesv2"
 
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/client"
@@ -323,7 +324,8 @@ func newReportCmd(g *globals) *cobra.Command {
 }
 
 func isJob(s string) bool {
-	return s == "refresh" || s == "verify" || s == "prune" || s == "volumes"
+	_, ok := jobspec.Lookup(s)
+	return ok
 }
 
 // printRun prints a finished run; a failed run exits 1.

@@ -54,7 +54,7 @@ auth.json, no registry reachable); the report is printed all the same.`,
 			}
 			// Notify mode only reads the store; pull mode writes layers, which
 			// a rootless user can only do inside the user namespace.
-			st, _, err := g.openStore(cmd.Context(), p, !dryRun && refresh.MayPull(p.Refresh))
+			st, _, err := g.openStore(cmd.Context(), p, !dryRun && p.Refresh.MayPull())
 			if err != nil {
 				return err
 			}

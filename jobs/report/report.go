@@ -5,16 +5,13 @@ package report
 
 import "time"
 
-// Job names.
+// Job names (the jobs themselves are listed in jobs/jobspec).
 const (
 	JobRefresh = "refresh"
 	JobVerify  = "verify"
 	JobPrune   = "prune"
 	JobVolumes = "volumes"
 )
-
-// Jobs lists every job, in a stable order.
-var Jobs = []string{JobRefresh, JobVerify, JobPrune, JobVolumes}
 
 // Severity orders events for notification filtering.
 type Severity string
