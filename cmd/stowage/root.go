@@ -56,7 +56,7 @@ func newRootCmd(handoff *storeopen.Handoff) *cobra.Command {
 	// `stowage run` has its own hook, which checks the format too.
 	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.checkLogFormat() }
 
-	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g), newHistoryCmd(g), newInfoCmd(g), newQuadletCmd(g))
+	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g, runners()), newHistoryCmd(g), newInfoCmd(g), newQuadletCmd(g))
 	root.AddCommand(newPinCmds(g)...)
 	root.AddCommand(newDaemonCmds(g)...)
 	root.AddCommand(newGenDocsCmd(root))

@@ -3,7 +3,12 @@
 // the daemon turns into journal entries, D-Bus signals and notifications.
 package report
 
-import "time"
+import (
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+)
 
 // Job names (the jobs themselves are listed in jobs/jobspec).
 const (
@@ -69,4 +74,14 @@ type Common struct {
 	// database and exports a documented, fixed set of them
 	// (service/metrics reportFigures).
 	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// HumanSize formats bytes as podman does: decimal units, 3 significant
+// digits, a space before the unit ("413 kB").
+func HumanSize(n int64) string {
+	s := units.HumanSizeWithPrecision(float64(n), 3)
+	if i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' }); i > 0 {
+		s = s[:i] + " " + s[i:]
+	}
+	return s
 }
