@@ -26,6 +26,10 @@ type Descriptor struct {
 	// user namespace to open the store (it writes to it, or reads files
 	// only the namespace's ids can). Nil: the job opens no store.
 	UserNamespace func(p *policy.Policy, dryRun bool) bool
+	// Events are the kinds of event the job reports (report.Event), each
+	// with its journal MESSAGE_ID and notification title; a kind two jobs
+	// report is the same value in both.
+	Events []report.EventKind
 	// FreesBytes says the report's "freed_bytes" figure counts bytes given
 	// back (stowage_job_freed_bytes_total).
 	FreesBytes bool
@@ -40,6 +44,7 @@ var (
 		Mutating: func(p *policy.Policy) bool { return p.Refresh.MayPull() },
 		// Notify mode only reads the store; pull mode writes layers.
 		UserNamespace: func(p *policy.Policy, dryRun bool) bool { return !dryRun && p.Refresh.MayPull() },
+		Events:        []report.EventKind{driftDetected, imagePulled, newerVersion},
 	}
 	// Verify re-verifies signatures and, optionally, layer integrity.
 	Verify = Descriptor{
@@ -51,6 +56,7 @@ var (
 		UserNamespace: func(p *policy.Policy, dryRun bool) bool {
 			return p.Verify.Integrity || !dryRun && verifyMutating(p)
 		},
+		Events: []report.EventKind{signatureRejected, signatureRecovered, imageUntagged, imageRemoved, layerCorrupted},
 	}
 	// Prune removes images and layers within the policy's limits.
 	Prune = Descriptor{
@@ -58,6 +64,7 @@ var (
 		Schedule:      func(s policy.Schedule) policy.CronSpec { return s.Prune },
 		Mutating:      func(p *policy.Policy) bool { return p.Prune.Enabled },
 		UserNamespace: func(_ *policy.Policy, dryRun bool) bool { return !dryRun },
+		Events:        []report.EventKind{imageRemoved, layerRemoved, quotaExceeded},
 		FreesBytes:    true,
 	}
 	// Volumes removes unused Podman volumes through podman's API.
@@ -65,8 +72,24 @@ var (
 		Name:       report.JobVolumes,
 		Schedule:   func(s policy.Schedule) policy.CronSpec { return s.Volumes },
 		Mutating:   func(p *policy.Policy) bool { return p.Volumes.Enabled },
+		Events:     []report.EventKind{volumeRemoved},
 		FreesBytes: true,
 	}
+)
+
+// The kinds of event the jobs report.
+var (
+	driftDetected      = report.EventKind{Kind: report.EventDriftDetected, MessageID: "cd725c7e20074dc196d54004842844e7", Title: "newer image available"}
+	signatureRejected  = report.EventKind{Kind: report.EventSignatureRejected, MessageID: "c260b8f8392c43e6b9dc4507da0d6b4a", Title: "signature rejected"}
+	signatureRecovered = report.EventKind{Kind: report.EventSignatureRecovered, MessageID: "10e7153b5d0e4ae397dce9b7af608abc", Title: "signature valid again"}
+	imageRemoved       = report.EventKind{Kind: report.EventImageRemoved, MessageID: "b1a4361849344034acb8603b43a4d909", Title: "image removed"}
+	imageUntagged      = report.EventKind{Kind: report.EventImageUntagged, MessageID: "92051d9bc03a4ea787d0d1ec7e5bd36a", Title: "image untagged"}
+	imagePulled        = report.EventKind{Kind: report.EventImagePulled, MessageID: "137dbb1397cd45b28af57018733eaacd", Title: "image pulled"}
+	layerRemoved       = report.EventKind{Kind: report.EventLayerRemoved, MessageID: "ba63348b29c04226ac3e13b747de605a", Title: "layer removed"}
+	layerCorrupted     = report.EventKind{Kind: report.EventLayerCorrupted, MessageID: "63b0d8a824164a06a8f57b39911f9881", Title: "corrupted layer"}
+	volumeRemoved      = report.EventKind{Kind: report.EventVolumeRemoved, MessageID: "235991c80c64439483c5cc23866563a4", Title: "volume removed"}
+	quotaExceeded      = report.EventKind{Kind: report.EventQuotaExceeded, MessageID: "624ae96b18e848bd9efc75caeccc105b", Title: "storage quota exceeded"}
+	newerVersion       = report.EventKind{Kind: report.EventNewerVersion, MessageID: "cc82b40e678845c89fd44858e8b79ea0", Title: "newer version available"}
 )
 
 func verifyMutating(p *policy.Policy) bool {
@@ -98,4 +121,30 @@ func Lookup(name string) (Descriptor, bool) {
 		return Descriptor{}, false
 	}
 	return registry[i], true
+}
+
+// EventKinds returns every kind of event the jobs report, each once, in
+// the registry's order.
+func EventKinds() []report.EventKind {
+	var out []report.EventKind
+	for _, d := range registry {
+		for _, k := range d.Events {
+			if !slices.ContainsFunc(out, func(o report.EventKind) bool { return o.Kind == k.Kind }) {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// LookupEvent returns the kind of event named kind.
+func LookupEvent(kind string) (report.EventKind, bool) {
+	for _, d := range registry {
+		for _, k := range d.Events {
+			if k.Kind == kind {
+				return k, true
+			}
+		}
+	}
+	return report.EventKind{}, false
 }

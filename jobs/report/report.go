@@ -28,7 +28,8 @@ const (
 	SeverityCritical Severity = "critical"
 )
 
-// Event kinds. Each has its own journald MESSAGE_ID in the service package.
+// Event kinds. Each job's descriptor (jobs/jobspec) lists the kinds it
+// reports with their journald MESSAGE_ID and notification title.
 const (
 	EventDriftDetected      = "drift_detected"
 	EventSignatureRejected  = "signature_rejected"
@@ -44,6 +45,17 @@ const (
 	// (Reference is the local reference, Newer the newer one).
 	EventNewerVersion = "newer_version"
 )
+
+// EventKind is what the daemon's adapters know of one kind of event.
+type EventKind struct {
+	Kind string
+	// MessageID is the kind's journald MESSAGE_ID: 32 lower-case hex digits,
+	// generated once with `systemd-id128 new` and explained by the message
+	// catalog. Never change one: users' journalctl filters refer to them.
+	MessageID string
+	// Title names the kind in a notification ("image removed").
+	Title string
+}
 
 // Event is one finding or action of a job run, reported once.
 type Event struct {
