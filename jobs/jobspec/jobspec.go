@@ -30,6 +30,9 @@ type Descriptor struct {
 	// with its journal MESSAGE_ID and notification title; a kind two jobs
 	// report is the same value in both.
 	Events []report.EventKind
+	// Gauges are the metric families the job exports from its last
+	// report's figures.
+	Gauges []Gauge
 	// FreesBytes says the report's "freed_bytes" figure counts bytes given
 	// back (stowage_job_freed_bytes_total).
 	FreesBytes bool
@@ -45,6 +48,7 @@ var (
 		// Notify mode only reads the store; pull mode writes layers.
 		UserNamespace: func(p *policy.Policy, dryRun bool) bool { return !dryRun && p.Refresh.MayPull() },
 		Events:        []report.EventKind{driftDetected, imagePulled, newerVersion},
+		Gauges:        refreshGauges,
 	}
 	// Verify re-verifies signatures and, optionally, layer integrity.
 	Verify = Descriptor{
@@ -57,6 +61,7 @@ var (
 			return p.Verify.Integrity || !dryRun && verifyMutating(p)
 		},
 		Events: []report.EventKind{signatureRejected, signatureRecovered, imageUntagged, imageRemoved, layerCorrupted},
+		Gauges: verifyGauges,
 	}
 	// Prune removes images and layers within the policy's limits.
 	Prune = Descriptor{
@@ -65,6 +70,7 @@ var (
 		Mutating:      func(p *policy.Policy) bool { return p.Prune.Enabled },
 		UserNamespace: func(_ *policy.Policy, dryRun bool) bool { return !dryRun },
 		Events:        []report.EventKind{imageRemoved, layerRemoved, quotaExceeded},
+		Gauges:        pruneGauges,
 		FreesBytes:    true,
 	}
 	// Volumes removes unused Podman volumes through podman's API.
@@ -73,6 +79,7 @@ var (
 		Schedule:   func(s policy.Schedule) policy.CronSpec { return s.Volumes },
 		Mutating:   func(p *policy.Policy) bool { return p.Volumes.Enabled },
 		Events:     []report.EventKind{volumeRemoved},
+		Gauges:     volumesGauges,
 		FreesBytes: true,
 	}
 )

@@ -3,6 +3,7 @@ package jobspec
 import (
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stowage/stowage/jobs/report"
@@ -27,11 +28,22 @@ func TestRegistry(t *testing.T) {
 		if got := d.Schedule(s).Spec; got != want[d.Name] {
 			t.Errorf("%s: schedule %q, want %q", d.Name, got, want[d.Name])
 		}
+		for _, g := range d.Gauges {
+			if !strings.HasPrefix(g.Name, "stowage_"+d.Name+"_") || g.Help == "" || len(g.Figures) == 0 || seen[g.Name] {
+				t.Errorf("%s: gauge %+v: want a unique stowage_%s_ name, help and figures", d.Name, g, d.Name)
+			}
+			seen[g.Name] = true
+			for _, f := range g.Figures {
+				if f.Key == "" || (f.Label == "") != (g.Label == "") {
+					t.Errorf("%s: gauge %s figure %+v: key and label value (iff the gauge has a label) required", d.Name, g.Name, f)
+				}
+			}
+		}
 		if l, ok := Lookup(d.Name); !ok || l.Name != d.Name {
 			t.Errorf("Lookup(%s) = %v, %t", d.Name, l.Name, ok)
 		}
 	}
-	if len(seen) != len(want) {
+	if !slices.Equal(Names(), []string{"refresh", "verify", "prune", "volumes"}) {
 		t.Errorf("jobs %v, want %v", Names(), want)
 	}
 	if _, ok := Lookup("nope"); ok {
