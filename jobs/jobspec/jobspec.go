@@ -33,6 +33,9 @@ type Descriptor struct {
 	// Gauges are the metric families the job exports from its last
 	// report's figures.
 	Gauges []Gauge
+	// MeasuresStore says the report's "usage_bytes" and "limit_bytes"
+	// figures are the store's usage and limit (the D-Bus status shows them).
+	MeasuresStore bool
 	// FreesBytes says the report's "freed_bytes" figure counts bytes given
 	// back (stowage_job_freed_bytes_total).
 	FreesBytes bool
@@ -71,6 +74,7 @@ var (
 		UserNamespace: func(_ *policy.Policy, dryRun bool) bool { return !dryRun },
 		Events:        []report.EventKind{imageRemoved, layerRemoved, quotaExceeded},
 		Gauges:        pruneGauges,
+		MeasuresStore: true,
 		FreesBytes:    true,
 	}
 	// Volumes removes unused Podman volumes through podman's API.
