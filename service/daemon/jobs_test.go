@@ -21,16 +21,16 @@ func TestScheduleConfigIteratesJobs(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		toml string
-		// mutating per job: refresh, verify, prune, volumes, toy
-		want []bool
+		want map[string]bool // mutating, per job
+
 	}{
 		{"default", "version = 1\n", nil},
 		{"all mutating", "version = 1\n[refresh]\nmode = \"pull\"\n[verify]\nmode = \"untag\"\n[prune]\nenabled = true\n[volumes]\nenabled = true\n",
-			[]bool{true, true, true, true, true}},
+			map[string]bool{"refresh": true, "verify": true, "prune": true, "volumes": true, "toy": true}},
 		{"refresh rule pulls", "version = 1\n[refresh]\nmode = \"notify\"\n[[refresh.rule]]\nmatch = \"docker.io/*\"\nmode = \"pull\"\n[prune]\nenabled = false\n[volumes]\nenabled = false\n[verify]\nmode = \"report\"\n",
-			[]bool{true, false, false, false, false}},
+			map[string]bool{"refresh": true, "verify": false, "prune": false, "volumes": false, "toy": false}},
 		{"nothing mutating", "version = 1\n[refresh]\nmode = \"notify\"\n[verify]\nmode = \"remove\"\n[prune]\nenabled = false\n[volumes]\nenabled = false\n[schedule]\nvolumes = \"@every 2h\"\n",
-			[]bool{false, true, false, false, false}},
+			map[string]bool{"refresh": false, "verify": true, "prune": false, "volumes": false, "toy": false}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			src := policy.Source{Name: "stowage.toml", Data: []byte(tt.toml)}
@@ -59,9 +59,9 @@ func TestScheduleConfigIteratesJobs(t *testing.T) {
 			if tt.want == nil {
 				return
 			}
-			for i, j := range cfg.Jobs {
-				if j.Mutating != tt.want[i] {
-					t.Errorf("%s mutating %t, want %t", j.Name, j.Mutating, tt.want[i])
+			for name, want := range tt.want {
+				if got := byName[name].Mutating; got != want {
+					t.Errorf("%s mutating %t, want %t", name, got, want)
 				}
 			}
 		})
