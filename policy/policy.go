@@ -121,3 +121,17 @@ type Metrics struct {
 	// every run: "" = none, "auto" or an absolute path ending in .prom.
 	Textfile Textfile `toml:"textfile"`
 }
+
+// MayPull reports whether a refresh run under this policy may pull (and so
+// write to the store): the default mode or a rule is pull.
+func (r Refresh) MayPull() bool {
+	if r.Mode == RefreshPull {
+		return true
+	}
+	for _, rule := range r.Rules {
+		if rule.Mode == RefreshPull {
+			return true
+		}
+	}
+	return false
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/client"
@@ -321,7 +322,8 @@ func newReportCmd(g *globals) *cobra.Command {
 }
 
 func isJob(s string) bool {
-	return s == "refresh" || s == "verify" || s == "prune" || s == "volumes"
+	_, ok := jobspec.Lookup(s)
+	return ok
 }
 
 // printRun prints a finished run; a failed run exits 1.

@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
-	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/jobs/storeopen"
 	"github.com/stowage/stowage/jobs/volumes"
 	"github.com/stowage/stowage/policy"
@@ -127,16 +126,6 @@ func (g *globals) account(ctx context.Context, p *policy.Policy, configs bool) (
 	return inventory.Account(snap), nil
 }
 
-// humanSize formats bytes as podman does: decimal units, 3 significant
-// digits, a space before the unit ("413 kB").
-func humanSize(n int64) string {
-	s := units.HumanSizeWithPrecision(float64(n), 3)
-	if i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' }); i > 0 {
-		s = s[:i] + " " + s[i:]
-	}
-	return s
-}
-
 // basisNote explains Accounting.SizeBasis under the table.
 func basisNote(basis string) string {
 	switch basis {
@@ -164,23 +153,23 @@ func writeDfTable(w io.Writer, out dfOutput) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE")
 	fmt.Fprintf(tw, "Images\t%d\t%d\t%s\t%s (%s)\n", a.Images.Count-a.Images.ReadOnlyCount, a.Images.InUseCount,
-		humanSize(a.Images.Bytes), humanSize(a.ReclaimableBytes), percent(a.ReclaimableBytes, a.Images.Bytes))
+		report.HumanSize(a.Images.Bytes), report.HumanSize(a.ReclaimableBytes), percent(a.ReclaimableBytes, a.Images.Bytes))
 	if a.Images.ReadOnlyCount > 0 {
-		fmt.Fprintf(tw, "Read-only images\t%d\t\t%s\t0 B (0%%)\n", a.Images.ReadOnlyCount, humanSize(a.Images.ReadOnlyBytes))
+		fmt.Fprintf(tw, "Read-only images\t%d\t\t%s\t0 B (0%%)\n", a.Images.ReadOnlyCount, report.HumanSize(a.Images.ReadOnlyBytes))
 	}
 	fmt.Fprintf(tw, "Orphan layers\t%d\t0\t%s\t%s (%s)\n", a.Layers.OrphanCount,
-		humanSize(a.Layers.OrphanBytes), humanSize(a.Layers.OrphanBytes), percent(a.Layers.OrphanBytes, a.Images.Bytes))
-	fmt.Fprintf(tw, "Containers\t%d\t%d\t%s\t\n", a.Containers.Count, a.Containers.Count, humanSize(a.Containers.Bytes))
+		report.HumanSize(a.Layers.OrphanBytes), report.HumanSize(a.Layers.OrphanBytes), percent(a.Layers.OrphanBytes, a.Images.Bytes))
+	fmt.Fprintf(tw, "Containers\t%d\t%d\t%s\t\n", a.Containers.Count, a.Containers.Count, report.HumanSize(a.Containers.Bytes))
 	if v := out.Volumes; v != nil {
 		fmt.Fprintf(tw, "Local Volumes\t%d\t%d\t%s\t%s (%s)\n", v.Count, v.Count-v.DanglingCount,
-			humanSize(v.Bytes), humanSize(v.ReclaimableBytes), percent(v.ReclaimableBytes, v.Bytes))
+			report.HumanSize(v.Bytes), report.HumanSize(v.ReclaimableBytes), percent(v.ReclaimableBytes, v.Bytes))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fs := a.Filesystem
 	fmt.Fprintf(w, "\nFilesystem %s: %s size, %s free (%s), %d layers, %d dangling and %d intermediate images\n",
-		fs.Path, humanSize(fs.SizeBytes), humanSize(fs.FreeBytes), percent(fs.FreeBytes, fs.SizeBytes),
+		fs.Path, report.HumanSize(fs.SizeBytes), report.HumanSize(fs.FreeBytes), percent(fs.FreeBytes, fs.SizeBytes),
 		a.Layers.Count, a.Images.DanglingCount, a.Images.IntermediateCount)
 	fmt.Fprintf(w, "Sizes: %s\n", basisNote(a.SizeBasis))
 	return bw.Flush()

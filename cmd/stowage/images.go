@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/jobs/report"
 )
 
 // newImagesCmd is `stowage images`: every image with its exact accounting.
@@ -103,7 +104,7 @@ func writeImagesTable(w io.Writer, imgs []inventory.ImageUsage, now time.Time) e
 				repo, tag = "<none>", "<none>"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", repo, tag, id, ago(now, img.Created),
-				humanSize(img.SizeBytes), humanSize(img.UniqueBytes), humanSize(img.SharedBytes), img.Containers)
+				report.HumanSize(img.SizeBytes), report.HumanSize(img.UniqueBytes), report.HumanSize(img.SharedBytes), img.Containers)
 		}
 	}
 	return tw.Flush()
@@ -118,7 +119,7 @@ func writeImagesTemplate(w io.Writer, format string, imgs []inventory.ImageUsage
 			b, err := json.Marshal(v)
 			return string(b), err
 		},
-		"size": humanSize,
+		"size": report.HumanSize,
 		"ago":  func(t time.Time) string { return ago(time.Now(), t) },
 	}).Parse(format)
 	if err != nil {

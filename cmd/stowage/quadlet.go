@@ -33,7 +33,7 @@ the references found are still printed.`,
 			if format != "text" && format != "json" {
 				return fmt.Errorf("--format: want text or json, got %q", format)
 			}
-			refs, scanErr := quadlet.Scan(quadletSearchPath(dirs, g.systemScope()))
+			refs, scanErr := quadlet.Scan(quadlet.SearchPath(dirs, g.systemScope()))
 			imgs := refs.Images()
 			w := cmd.OutOrStdout()
 			if format == "json" {

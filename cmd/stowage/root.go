@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stowage/stowage/jobs/jobenv"
 	"github.com/stowage/stowage/jobs/storeopen"
 )
 
@@ -31,6 +32,11 @@ type globals struct {
 // newRootCmd builds the command tree; handoff is storeopen.TakeHandoff's
 // result (nil outside the rootless user namespace child).
 func newRootCmd(handoff *storeopen.Handoff) *cobra.Command {
+	return newRootCmdJobs(handoff, runners())
+}
+
+// newRootCmdJobs is newRootCmd with jobs as `stowage run`'s jobs.
+func newRootCmdJobs(handoff *storeopen.Handoff, jobs []jobenv.Runner) *cobra.Command {
 	g := &globals{handoff: handoff}
 	root := &cobra.Command{
 		Use:           "stowage",
@@ -56,7 +62,7 @@ func newRootCmd(handoff *storeopen.Handoff) *cobra.Command {
 	// `stowage run` has its own hook, which checks the format too.
 	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.checkLogFormat() }
 
-	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g), newHistoryCmd(g), newInfoCmd(g), newQuadletCmd(g))
+	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g, jobs), newHistoryCmd(g), newInfoCmd(g), newQuadletCmd(g))
 	root.AddCommand(newPinCmds(g)...)
 	root.AddCommand(newDaemonCmds(g)...)
 	root.AddCommand(newGenDocsCmd(root))

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -36,7 +37,7 @@ func TestTriggerJobNames(t *testing.T) {
 	testenv.StartDaemon(t, bin, sock, nil, "--user", "--state-dir", filepath.Join(dir, "state"),
 		"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "--storage-driver", "vfs",
 		"--policy", pol, "daemon", "--socket", sock)
-	const jobs = "one of refresh, verify, prune, volumes"
+	jobs := "one of " + strings.Join(jobspec.Names(), ", ")
 
 	// The CLI.
 	for _, c := range []struct{ job, want string }{

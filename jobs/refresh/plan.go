@@ -159,17 +159,3 @@ func NormalizeReference(ref string) string {
 	}
 	return reference.TagNameOnly(named).String()
 }
-
-// MayPull reports whether a run with this policy may pull (and so write to
-// the store): the default mode or a rule is pull.
-func MayPull(p policy.Refresh) bool {
-	if p.Mode == policy.RefreshPull {
-		return true
-	}
-	for _, r := range p.Rules {
-		if r.Mode == policy.RefreshPull {
-			return true
-		}
-	}
-	return false
-}

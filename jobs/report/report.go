@@ -3,18 +3,20 @@
 // the daemon turns into journal entries, D-Bus signals and notifications.
 package report
 
-import "time"
+import (
+	"strings"
+	"time"
 
-// Job names.
+	units "github.com/docker/go-units"
+)
+
+// Job names (the jobs themselves are listed in jobs/jobspec).
 const (
 	JobRefresh = "refresh"
 	JobVerify  = "verify"
 	JobPrune   = "prune"
 	JobVolumes = "volumes"
 )
-
-// Jobs lists every job, in a stable order.
-var Jobs = []string{JobRefresh, JobVerify, JobPrune, JobVolumes}
 
 // Severity orders events for notification filtering.
 type Severity string
@@ -26,7 +28,8 @@ const (
 	SeverityCritical Severity = "critical"
 )
 
-// Event kinds. Each has its own journald MESSAGE_ID in the service package.
+// Event kinds. Each job's descriptor (jobs/jobspec) lists the kinds it
+// reports with their journald MESSAGE_ID and notification title.
 const (
 	EventDriftDetected      = "drift_detected"
 	EventSignatureRejected  = "signature_rejected"
@@ -42,6 +45,17 @@ const (
 	// (Reference is the local reference, Newer the newer one).
 	EventNewerVersion = "newer_version"
 )
+
+// EventKind is what the daemon's adapters know of one kind of event.
+type EventKind struct {
+	Kind string
+	// MessageID is the kind's journald MESSAGE_ID: 32 lower-case hex digits,
+	// generated once with `systemd-id128 new` and explained by the message
+	// catalog. Never change one: users' journalctl filters refer to them.
+	MessageID string
+	// Title names the kind in a notification ("image removed").
+	Title string
+}
 
 // Event is one finding or action of a job run, reported once.
 type Event struct {
@@ -72,4 +86,14 @@ type Common struct {
 	// database and exports a documented, fixed set of them
 	// (service/metrics reportFigures).
 	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// HumanSize formats bytes as podman does: decimal units, 3 significant
+// digits, a space before the unit ("413 kB").
+func HumanSize(n int64) string {
+	s := units.HumanSizeWithPrecision(float64(n), 3)
+	if i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' }); i > 0 {
+		s = s[:i] + " " + s[i:]
+	}
+	return s
 }

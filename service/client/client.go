@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/service/api"
 )
 
@@ -37,7 +37,7 @@ var ErrEmptyRun = errors.New("run id is empty")
 
 // emptyJob is ErrEmptyJob with the job names to choose from.
 func emptyJob() error {
-	return fmt.Errorf("%w; one of %s", ErrEmptyJob, strings.Join(report.Jobs, ", "))
+	return fmt.Errorf("%w; one of %s", ErrEmptyJob, strings.Join(jobspec.Names(), ", "))
 }
 
 // Client is a control API client; safe for concurrent use.

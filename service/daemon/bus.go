@@ -9,8 +9,8 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/jobs/pins"
-	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/dbusapi"
@@ -119,7 +119,7 @@ func (b *busObserver) RunFinished(ctx context.Context, r *api.Run) {
 			b.d.log.Warn("D-Bus signal", "error", err)
 		}
 	}
-	if r.Job == report.JobPrune {
+	if d, ok := jobspec.Lookup(r.Job); ok && d.MeasuresStore {
 		m := r.Common.Metrics
 		if used, ok := m["usage_bytes"]; ok {
 			b.srv.Update(func(s *dbusapi.Status) {

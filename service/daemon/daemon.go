@@ -25,7 +25,7 @@ import (
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/stowage/stowage/jobs/clock"
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/jobs/state"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
@@ -72,9 +72,12 @@ type Options struct {
 	// LoadPolicy reads the policy. The snapshot is what the daemon
 	// schedules by and what every worker it starts receives.
 	LoadPolicy func() (*policy.Snapshot, error)
-	Runs       *runs.Store
-	Spawner    *worker.Spawner
-	Logger     *slog.Logger
+	// Jobs are the jobs the daemon schedules and reports on; nil is every
+	// registered job (jobspec.All).
+	Jobs    []jobspec.Descriptor
+	Runs    *runs.Store
+	Spawner *worker.Spawner
+	Logger  *slog.Logger
 	// Listener is the control socket; nil takes the activated fd named
 	// "control", else listens on SocketPath (or api.SocketPath).
 	Listener   net.Listener
@@ -142,6 +145,9 @@ func New(o Options) (*Daemon, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Jobs == nil {
+		o.Jobs = jobspec.All()
+	}
 	if o.Runs == nil || o.Spawner == nil || o.LoadPolicy == nil {
 		return nil, errors.New("daemon: Runs, Spawner and LoadPolicy are required")
 	}
@@ -149,7 +155,7 @@ func New(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading policy: %w", err)
 	}
-	cfg, err := scheduleConfig(snap)
+	cfg, err := scheduleConfig(snap, o.Jobs)
 	if err != nil {
 		return nil, err
 	}
@@ -199,54 +205,28 @@ type runPolicy struct {
 	encoded []byte
 }
 
-// scheduleConfig turns the policy into the scheduler's configuration; each
-// run started under it carries the snapshot (Request.Payload), so a run's
-// Mutating flag and the policy its worker gets come from one load.
-func scheduleConfig(snap *policy.Snapshot) (scheduler.Config, error) {
+// scheduleConfig turns the policy into the scheduler's configuration, one
+// scheduler job per registered job; each run started under it carries the
+// snapshot (Request.Payload), so a run's Mutating flag and the policy its
+// worker gets come from one load.
+func scheduleConfig(snap *policy.Snapshot, jobs []jobspec.Descriptor) (scheduler.Config, error) {
 	enc, err := snap.Encode()
 	if err != nil {
 		return scheduler.Config{}, err
 	}
 	p := snap.Policy
 	s := p.Schedule
-	specs := map[string]policy.CronSpec{
-		report.JobRefresh: s.Refresh, report.JobVerify: s.Verify,
-		report.JobPrune: s.Prune, report.JobVolumes: s.Volumes,
-	}
 	cfg := scheduler.Config{
 		Jitter: s.Jitter.Duration, Timeout: s.RunTimeout.Duration,
 		Payload: &runPolicy{encoded: enc},
 	}
-	for _, name := range report.Jobs {
+	for _, j := range jobs {
+		spec := j.Schedule(s)
 		cfg.Jobs = append(cfg.Jobs, scheduler.Job{
-			Name: name, Spec: specs[name].Spec, Schedule: specs[name].Sched, Mutating: Mutating(p, name),
+			Name: j.Name, Spec: spec.Spec, Schedule: spec.Sched, Mutating: j.Mutating(p),
 		})
 	}
 	return cfg, nil
-}
-
-// Mutating reports whether a (non-dry) run of job may change storage or
-// volumes under policy p.
-func Mutating(p *policy.Policy, job string) bool {
-	switch job {
-	case report.JobRefresh:
-		if p.Refresh.Mode == policy.RefreshPull {
-			return true
-		}
-		for _, r := range p.Refresh.Rules {
-			if r.Mode == policy.RefreshPull {
-				return true
-			}
-		}
-		return false
-	case report.JobVerify:
-		return p.Verify.Mode == policy.VerifyUntag || p.Verify.Mode == policy.VerifyRemove
-	case report.JobPrune:
-		return p.Prune.Enabled
-	case report.JobVolumes:
-		return p.Volumes.Enabled
-	}
-	return true
 }
 
 // Run serves until ctx ends, SIGTERM/SIGINT arrive (the caller's ctx), or
@@ -544,7 +524,7 @@ func (d *Daemon) Reload() api.ReloadResult {
 	snap, err := d.opts.LoadPolicy()
 	var cfg scheduler.Config
 	if err == nil {
-		cfg, err = scheduleConfig(snap)
+		cfg, err = scheduleConfig(snap, d.opts.Jobs)
 	}
 	var files []string
 	d.mu.Lock()

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/service/client"
 )
 
@@ -52,7 +52,7 @@ func TestControlLoad(t *testing.T) {
 			c := client.New(h.sock)
 			defer c.Close()
 			for ctx.Err() == nil {
-				for _, job := range report.Jobs {
+				for _, job := range jobspec.Names() {
 					if _, err := c.Trigger(ctx, job, false); err != nil && !errors.Is(err, client.ErrBusy) && ctx.Err() == nil {
 						fail(err)
 					}
@@ -70,7 +70,7 @@ func TestControlLoad(t *testing.T) {
 					var err error
 					switch {
 					case k%50 == 49:
-						_, err = c.History(ctx, report.Jobs[i%4], 5)
+						_, err = c.History(ctx, jobspec.Names()[i%4], 5)
 					case k%20 == 19:
 						_, err = c.Metrics(ctx)
 					case k%2 == 1:

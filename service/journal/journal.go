@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -22,13 +23,15 @@ import (
 
 	sdjournal "github.com/coreos/go-systemd/v22/journal"
 
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/jobs/report"
 )
 
 // Identifier is the SYSLOG_IDENTIFIER of every entry.
 const Identifier = "stowage"
 
-// Daemon event kinds; job event kinds are the report.Event* constants.
+// Daemon event kinds; the jobs' kinds are listed in their descriptors
+// (jobspec.EventKinds).
 const (
 	KindJobStarted    = "job_started"
 	KindJobFinished   = "job_finished"
@@ -59,35 +62,31 @@ const (
 	AttrError     = "error"
 )
 
-// messageIDs maps each event kind to its journald MESSAGE_ID (32 lower-case
-// hex digits, generated once with `systemd-id128 new`). Never change one:
+// daemonMessageIDs are the daemon's own kinds' MESSAGE_IDs; the jobs'
+// kinds are in their descriptors (jobspec.EventKinds). Never change one:
 // catalogs and users' journalctl filters refer to them.
-var messageIDs = map[string]string{
-	KindJobStarted:                 "ba3dcf5d82c24bfc97f7b7506ab11755",
-	KindJobFinished:                "b5f0e17590fb4522901ca045e6351409",
-	KindJobFailed:                  "bccc0babf622449ebf6f70757cc9c10e",
-	KindPolicyInvalid:              "ad26ecb2bf3e4641adb805017cb91ffd",
-	report.EventDriftDetected:      "cd725c7e20074dc196d54004842844e7",
-	report.EventSignatureRejected:  "c260b8f8392c43e6b9dc4507da0d6b4a",
-	report.EventSignatureRecovered: "10e7153b5d0e4ae397dce9b7af608abc",
-	report.EventImageRemoved:       "b1a4361849344034acb8603b43a4d909",
-	report.EventImageUntagged:      "92051d9bc03a4ea787d0d1ec7e5bd36a",
-	report.EventImagePulled:        "137dbb1397cd45b28af57018733eaacd",
-	report.EventLayerRemoved:       "ba63348b29c04226ac3e13b747de605a",
-	report.EventLayerCorrupted:     "63b0d8a824164a06a8f57b39911f9881",
-	report.EventVolumeRemoved:      "235991c80c64439483c5cc23866563a4",
-	report.EventQuotaExceeded:      "624ae96b18e848bd9efc75caeccc105b",
-	report.EventNewerVersion:       "cc82b40e678845c89fd44858e8b79ea0",
+var daemonMessageIDs = map[string]string{
+	KindJobStarted:    "ba3dcf5d82c24bfc97f7b7506ab11755",
+	KindJobFinished:   "b5f0e17590fb4522901ca045e6351409",
+	KindJobFailed:     "bccc0babf622449ebf6f70757cc9c10e",
+	KindPolicyInvalid: "ad26ecb2bf3e4641adb805017cb91ffd",
 }
 
 // MessageID returns the MESSAGE_ID of an event kind, or "" for an unknown kind.
-func MessageID(kind string) string { return messageIDs[kind] }
+func MessageID(kind string) string {
+	if id, ok := daemonMessageIDs[kind]; ok {
+		return id
+	}
+	k, _ := jobspec.LookupEvent(kind)
+	return k.MessageID
+}
 
-// MessageIDs returns a copy of the kind → MESSAGE_ID table.
+// MessageIDs returns the kind → MESSAGE_ID table: the daemon's kinds and
+// every registered job's.
 func MessageIDs() map[string]string {
-	m := make(map[string]string, len(messageIDs))
-	for k, v := range messageIDs {
-		m[k] = v
+	m := maps.Clone(daemonMessageIDs)
+	for _, k := range jobspec.EventKinds() {
+		m[k.Kind] = k.MessageID
 	}
 	return m
 }

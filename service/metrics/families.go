@@ -6,9 +6,11 @@
 package metrics
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/jobspec"
 )
 
 // JobLabel names the job a series belongs to. Not "job": Prometheus sets
@@ -41,10 +43,14 @@ func (f Family) TypeName() string {
 }
 
 // Families is every metric family stowage exports (besides the Go and
-// process collectors on the live endpoints), in exposition order. The
-// README's metrics section, the alerting rules and the dashboard may only use
-// these (a test checks).
-var Families = []Family{
+// process collectors on the live endpoints), in exposition order: the
+// families every job has, then each registered job's gauges. The README's
+// metrics section, the alerting rules and the dashboard may only use these
+// (a test checks).
+var Families = append(slices.Clone(jobFamilies), gaugeFamilies(jobspec.All())...)
+
+// jobFamilies are the families of every job and the daemon's own.
+var jobFamilies = []Family{
 	{Name: "stowage_job_last_run_timestamp_seconds", Type: prometheus.GaugeValue, Labels: []string{JobLabel},
 		Help: "When the job's last run (any outcome; dry runs do not count) finished, in seconds since the epoch."},
 	{Name: "stowage_job_last_success_timestamp_seconds", Type: prometheus.GaugeValue, Labels: []string{JobLabel},
@@ -65,66 +71,21 @@ var Families = []Family{
 		Help: "1 while a run of the job is in progress."},
 	{Name: "stowage_policy_valid", Type: prometheus.GaugeValue,
 		Help: "0 when the last policy (re)load failed and the previous policy is in force, else 1."},
+}
 
-	{Name: "stowage_refresh_references", Type: prometheus.GaugeValue, Labels: []string{"status"},
-		Help: "References the last refresh run checked, by status: current, drifted, missing, blocked, error."},
-	{Name: "stowage_refresh_drift_pending_references", Type: prometheus.GaugeValue,
-		Help: "References whose registry digest differs from the local image after the last refresh run (drifted and not pulled)."},
-	{Name: "stowage_refresh_drift_oldest_first_seen_timestamp_seconds", Type: prometheus.GaugeValue,
-		Help: "When the oldest pending drift's remote digest was first seen, in seconds since the epoch (absent when no drift is pending)."},
-	{Name: "stowage_refresh_newer_pending_references", Type: prometheus.GaugeValue,
-		Help: "Version-like tags for which the last refresh run found a newer version in the same track (not pulled)."},
-	{Name: "stowage_refresh_newer_oldest_first_seen_timestamp_seconds", Type: prometheus.GaugeValue,
-		Help: "When the oldest pending newer version was first reported, in seconds since the epoch (absent when none is pending)."},
-	{Name: "stowage_refresh_pulled_images", Type: prometheus.GaugeValue,
-		Help: "Drifted references the last refresh run pulled."},
-	{Name: "stowage_refresh_requests", Type: prometheus.GaugeValue, Labels: []string{"method"},
-		Help: "Registry requests the last refresh run sent, by kind: HEAD (manifests), GET (manifests), tags_list (tag listing pages)."},
-
-	{Name: "stowage_verify_names", Type: prometheus.GaugeValue, Labels: []string{"status"},
-		Help: "Image names the last verify run judged, by status: accepted, rejected, unsigned, error."},
-	{Name: "stowage_verify_insecure_names", Type: prometheus.GaugeValue,
-		Help: "Accepted names whose policy rule is insecureAcceptAnything, at the last verify run."},
-	{Name: "stowage_verify_untagged_names", Type: prometheus.GaugeValue,
-		Help: "Names the last verify run removed (verify mode untag or remove)."},
-	{Name: "stowage_verify_removed_images", Type: prometheus.GaugeValue,
-		Help: "Images the last verify run removed (verify mode remove)."},
-	{Name: "stowage_verify_layers_checked", Type: prometheus.GaugeValue,
-		Help: "Layers the last verify run re-hashed (present when integrity is on)."},
-	{Name: "stowage_verify_corrupted_layers", Type: prometheus.GaugeValue,
-		Help: "Layers whose content no longer matches their digest, at the last verify run (present when integrity is on)."},
-
-	{Name: "stowage_prune_usage_bytes", Type: prometheus.GaugeValue,
-		Help: "Store usage on disk (allocated bytes of writable layers, image data and containers) after the last prune run."},
-	{Name: "stowage_prune_limit_bytes", Type: prometheus.GaugeValue,
-		Help: "Effective limit of the last prune run: the policy quota or the disk quota's soft limit, whichever is lower; 0 = none."},
-	{Name: "stowage_prune_need_bytes", Type: prometheus.GaugeValue,
-		Help: "Bytes the last prune run had to free to get below its low watermark or above min_free; 0 = no pressure."},
-	{Name: "stowage_prune_freed_bytes", Type: prometheus.GaugeValue,
-		Help: "Bytes the last prune run freed."},
-	{Name: "stowage_prune_shortfall_bytes", Type: prometheus.GaugeValue,
-		Help: "Bytes the last prune run needed to free but could not (everything left is in use, kept or too young); 0 = none."},
-	{Name: "stowage_prune_removed_images", Type: prometheus.GaugeValue,
-		Help: "Images the last prune run removed."},
-	{Name: "stowage_prune_removed_layers", Type: prometheus.GaugeValue,
-		Help: "Orphan layers the last prune run removed."},
-	{Name: "stowage_prune_kept_images", Type: prometheus.GaugeValue,
-		Help: "Images the last prune run kept."},
-	{Name: "stowage_prune_refused", Type: prometheus.GaugeValue,
-		Help: "1 when the last prune run removed nothing because the store's metadata was inconsistent."},
-	{Name: "stowage_prune_quota_used_bytes", Type: prometheus.GaugeValue,
-		Help: "The user's disk quota usage on the graphroot filesystem at the last prune run (present when a quota applies)."},
-	{Name: "stowage_prune_quota_soft_limit_bytes", Type: prometheus.GaugeValue,
-		Help: "The disk quota's soft limit (0 = none), present when a quota applies."},
-	{Name: "stowage_prune_quota_hard_limit_bytes", Type: prometheus.GaugeValue,
-		Help: "The disk quota's hard limit (0 = none), present when a quota applies."},
-
-	{Name: "stowage_volumes_removed", Type: prometheus.GaugeValue,
-		Help: "Volumes the last volumes run removed."},
-	{Name: "stowage_volumes_kept", Type: prometheus.GaugeValue,
-		Help: "Unused volumes the last volumes run kept."},
-	{Name: "stowage_volumes_freed_bytes", Type: prometheus.GaugeValue,
-		Help: "Bytes the last volumes run freed."},
+// gaugeFamilies are the jobs' gauges (jobspec.Descriptor.Gauges).
+func gaugeFamilies(jobs []jobspec.Descriptor) []Family {
+	var out []Family
+	for _, d := range jobs {
+		for _, g := range d.Gauges {
+			f := Family{Name: g.Name, Type: prometheus.GaugeValue, Help: g.Help}
+			if g.Label != "" {
+				f.Labels = []string{g.Label}
+			}
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // fromReport maps one figure of a job report's Metrics onto a family.
@@ -138,45 +99,16 @@ type fromReport struct {
 
 // reportFigures are the report figures exported, per job. Figures a report
 // lacks are not exported (e.g. the quota ones without a quota).
-var reportFigures = []fromReport{
-	{job: report.JobRefresh, key: "current", family: "stowage_refresh_references", label: "current"},
-	{job: report.JobRefresh, key: "drifted", family: "stowage_refresh_references", label: "drifted"},
-	{job: report.JobRefresh, key: "missing", family: "stowage_refresh_references", label: "missing"},
-	{job: report.JobRefresh, key: "blocked", family: "stowage_refresh_references", label: "blocked"},
-	{job: report.JobRefresh, key: "errors", family: "stowage_refresh_references", label: "error"},
-	{job: report.JobRefresh, key: "drift_pending", family: "stowage_refresh_drift_pending_references"},
-	{job: report.JobRefresh, key: "drift_oldest_first_seen", family: "stowage_refresh_drift_oldest_first_seen_timestamp_seconds", omitZero: true},
-	{job: report.JobRefresh, key: "pulled", family: "stowage_refresh_pulled_images"},
-	{job: report.JobRefresh, key: "head_requests", family: "stowage_refresh_requests", label: "HEAD"},
-	{job: report.JobRefresh, key: "get_requests", family: "stowage_refresh_requests", label: "GET"},
-	{job: report.JobRefresh, key: "tags_requests", family: "stowage_refresh_requests", label: "tags_list"},
-	{job: report.JobRefresh, key: "newer_pending", family: "stowage_refresh_newer_pending_references"},
-	{job: report.JobRefresh, key: "newer_oldest_first_seen", family: "stowage_refresh_newer_oldest_first_seen_timestamp_seconds", omitZero: true},
+var reportFigures = figuresOf(jobspec.All())
 
-	{job: report.JobVerify, key: "accepted", family: "stowage_verify_names", label: "accepted"},
-	{job: report.JobVerify, key: "rejected", family: "stowage_verify_names", label: "rejected"},
-	{job: report.JobVerify, key: "unsigned", family: "stowage_verify_names", label: "unsigned"},
-	{job: report.JobVerify, key: "errors", family: "stowage_verify_names", label: "error"},
-	{job: report.JobVerify, key: "insecure", family: "stowage_verify_insecure_names"},
-	{job: report.JobVerify, key: "untagged", family: "stowage_verify_untagged_names"},
-	{job: report.JobVerify, key: "removed", family: "stowage_verify_removed_images"},
-	{job: report.JobVerify, key: "layers_checked", family: "stowage_verify_layers_checked"},
-	{job: report.JobVerify, key: "corrupted_layers", family: "stowage_verify_corrupted_layers"},
-
-	{job: report.JobPrune, key: "usage_bytes", family: "stowage_prune_usage_bytes"},
-	{job: report.JobPrune, key: "limit_bytes", family: "stowage_prune_limit_bytes"},
-	{job: report.JobPrune, key: "pressure_need_bytes", family: "stowage_prune_need_bytes"},
-	{job: report.JobPrune, key: "freed_bytes", family: "stowage_prune_freed_bytes"},
-	{job: report.JobPrune, key: "shortfall_bytes", family: "stowage_prune_shortfall_bytes"},
-	{job: report.JobPrune, key: "removed_images", family: "stowage_prune_removed_images"},
-	{job: report.JobPrune, key: "removed_layers", family: "stowage_prune_removed_layers"},
-	{job: report.JobPrune, key: "kept_images", family: "stowage_prune_kept_images"},
-	{job: report.JobPrune, key: "refused", family: "stowage_prune_refused"},
-	{job: report.JobPrune, key: "quota_used_bytes", family: "stowage_prune_quota_used_bytes"},
-	{job: report.JobPrune, key: "quota_soft_limit_bytes", family: "stowage_prune_quota_soft_limit_bytes"},
-	{job: report.JobPrune, key: "quota_hard_limit_bytes", family: "stowage_prune_quota_hard_limit_bytes"},
-
-	{job: report.JobVolumes, key: "removed", family: "stowage_volumes_removed"},
-	{job: report.JobVolumes, key: "kept", family: "stowage_volumes_kept"},
-	{job: report.JobVolumes, key: "freed_bytes", family: "stowage_volumes_freed_bytes"},
+func figuresOf(jobs []jobspec.Descriptor) []fromReport {
+	var out []fromReport
+	for _, d := range jobs {
+		for _, g := range d.Gauges {
+			for _, f := range g.Figures {
+				out = append(out, fromReport{job: d.Name, key: f.Key, family: g.Name, label: f.Label, omitZero: f.OmitZero})
+			}
+		}
+	}
+	return out
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/runs"
 )
@@ -152,7 +152,7 @@ func Build(in Input) []prometheus.Metric {
 		}
 		out = append(out, prometheus.MustNewConstHistogram(descs["stowage_job_duration_seconds"],
 			st.DurationCount, st.DurationSum, buckets, job))
-		if job == report.JobPrune || job == report.JobVolumes {
+		if d, ok := jobspec.Lookup(job); ok && d.FreesBytes {
 			out = append(out, prometheus.MustNewConstMetric(descs["stowage_job_freed_bytes_total"], prometheus.CounterValue,
 				st.FreedBytes, job))
 		}
@@ -175,10 +175,10 @@ func Build(in Input) []prometheus.Metric {
 	return out
 }
 
-// jobsOf lists report.Jobs, then any other name given, sorted.
+// jobsOf lists every registered job, then any other name given, sorted.
 func jobsOf(names ...[]string) []string {
 	seen := map[string]bool{}
-	out := append([]string(nil), report.Jobs...)
+	out := jobspec.Names()
 	for _, j := range out {
 		seen[j] = true
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/jobs/state"
 	"github.com/stowage/stowage/policy"
@@ -316,30 +317,10 @@ func firstNonEmpty(ss ...string) string {
 	return ""
 }
 
+// kindTitle names an event kind: its title in the job's descriptor.
 func kindTitle(kind string) string {
-	switch kind {
-	case report.EventDriftDetected:
-		return "newer image available"
-	case report.EventSignatureRejected:
-		return "signature rejected"
-	case report.EventSignatureRecovered:
-		return "signature valid again"
-	case report.EventImageRemoved:
-		return "image removed"
-	case report.EventImageUntagged:
-		return "image untagged"
-	case report.EventImagePulled:
-		return "image pulled"
-	case report.EventLayerRemoved:
-		return "layer removed"
-	case report.EventLayerCorrupted:
-		return "corrupted layer"
-	case report.EventVolumeRemoved:
-		return "volume removed"
-	case report.EventQuotaExceeded:
-		return "storage quota exceeded"
-	case report.EventNewerVersion:
-		return "newer version available"
+	if k, ok := jobspec.LookupEvent(kind); ok {
+		return k.Title
 	}
 	return strings.ReplaceAll(kind, "_", " ")
 }

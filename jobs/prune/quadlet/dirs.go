@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"go.podman.io/storage/pkg/unshare"
 )
 
 // Layout names the roots podman's quadlet generator searches. Tests point
@@ -146,4 +148,22 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// SearchPath returns the directories to read Quadlet units from: dirs
+// (given by the user) with their subdirectories, as podman treats
+// QUADLET_UNIT_DIRS, or else the search path of podman's system or user
+// quadlet generator.
+func SearchPath(dirs []string, system bool) []string {
+	if len(dirs) > 0 {
+		return ExpandDirs(dirs)
+	}
+	if system {
+		return SystemDirs()
+	}
+	uid := unshare.GetRootlessUID()
+	if uid < 0 {
+		uid = os.Getuid()
+	}
+	return UserDirs(uid)
 }
