@@ -235,13 +235,7 @@ func commit(db *state.DB, obs []observation, now time.Time, dryRun bool) (map[st
 		}
 		return nil
 	}
-	var err error
-	if dryRun {
-		err = db.View(HistoryBucket, func(b *bolt.Bucket) error { return merge(b, false) })
-	} else {
-		err = db.Update(HistoryBucket, func(b *bolt.Bucket) error { return merge(b, true) })
-	}
-	if err != nil {
+	if err := historyTx(db, dryRun, merge); err != nil {
 		return nil, fmt.Errorf("refresh history: %w", err)
 	}
 	return isNew, nil
@@ -268,4 +262,13 @@ func Observe(db *state.DB, obs []Observed, now time.Time) (map[string]bool, erro
 		in[i] = observation{ref: o.Reference, digest: o.Digest, drift: o.Drift, listKey: o.ListKey, inst: o.Instance}
 	}
 	return commit(db, in, now, false)
+}
+
+// historyTx runs merge on the history bucket in one write transaction, or
+// read-only (write false) for a dry run, which must leave no trace.
+func historyTx(db *state.DB, dryRun bool, merge func(b *bolt.Bucket, write bool) error) error {
+	if dryRun {
+		return db.View(HistoryBucket, func(b *bolt.Bucket) error { return merge(b, false) })
+	}
+	return db.Update(HistoryBucket, func(b *bolt.Bucket) error { return merge(b, true) })
 }

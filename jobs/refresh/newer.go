@@ -312,13 +312,7 @@ func commitNewer(db *state.DB, results []NewerResult, now time.Time, dryRun bool
 		}
 		return nil
 	}
-	var err error
-	if dryRun {
-		err = db.View(HistoryBucket, func(b *bolt.Bucket) error { return merge(b, false) })
-	} else {
-		err = db.Update(HistoryBucket, func(b *bolt.Bucket) error { return merge(b, true) })
-	}
-	if err != nil {
+	if err := historyTx(db, dryRun, merge); err != nil {
 		return fmt.Errorf("refresh history (newer versions): %w", err)
 	}
 	return nil
