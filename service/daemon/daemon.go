@@ -113,6 +113,11 @@ type Daemon struct {
 	started time.Time
 
 	reloadMu sync.Mutex // serializes reloads
+	// lifeMu and closed keep a reload that outlives Run (its policy load
+	// hung, and shutdown never waits for it) from touching the state
+	// database, the metrics or systemd once Run has returned.
+	lifeMu sync.RWMutex
+	closed bool
 	// metricsMu serializes metric updates and textfile writes.
 	metricsMu sync.Mutex
 
@@ -339,6 +344,10 @@ loop:
 	cancel()
 	stopSched()
 	<-schedDone
+	// A reload still loading its policy finishes without effect.
+	d.lifeMu.Lock()
+	d.closed = true
+	d.lifeMu.Unlock()
 	return runErr
 }
 
@@ -518,10 +527,15 @@ func (d *Daemon) Reload() api.ReloadResult {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	d.notify("RELOADING=1\nMONOTONIC_USEC=" + sddaemon.SdNotifyMonotonicUsec())
+	snap, err := d.opts.LoadPolicy()
+	d.lifeMu.RLock()
+	defer d.lifeMu.RUnlock()
+	if d.closed {
+		return api.ReloadResult{OK: false, Error: "the daemon stopped while the policy was loading"}
+	}
 	// The status line is built when the reload is over: it describes the
 	// state after it.
 	defer func() { d.notify("READY=1\nSTATUS=" + d.statusLine()) }()
-	snap, err := d.opts.LoadPolicy()
 	var cfg scheduler.Config
 	if err == nil {
 		cfg, err = scheduleConfig(snap, d.opts.Jobs)
