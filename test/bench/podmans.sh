@@ -36,6 +36,7 @@
 # Knobs: PODMANS_BENCH_SIZES="1000 10000"  PODMANS_BENCH_REPS=5
 #        PODMANS_BENCH_REMOVE=200  PODMANS_BENCH_SUITES="bookworm trixie sid"
 #        PODMANS_BENCH_REMOVE_MAX=1000 (largest size on which removal is timed)
+#        PODMANS_BENCH_REMOVE_REPS=3 (removal rounds, each on fresh copies)
 #        PODMANS_BENCH_TRUTH_MAX=1000 (largest size on which every podman
 #        runs `image prune -a` to measure what is really reclaimable)
 # Image counts are read from images.json, not `podman images`: podman 4.3.1
@@ -50,6 +51,7 @@ REMOVE=${PODMANS_BENCH_REMOVE:-200}
 SUITES=${PODMANS_BENCH_SUITES:-bookworm trixie sid}
 TRUTH_MAX=${PODMANS_BENCH_TRUTH_MAX:-1000}
 REMOVE_MAX=${PODMANS_BENCH_REMOVE_MAX:-1000}
+REMOVE_REPS=${PODMANS_BENCH_REMOVE_REPS:-3}
 UNIQUE=150   # images with a layer of their own (dfgen -unique)
 GEN_MAX=1000 # images dfgen makes; dfgrow the rest
 CONTAINERS=10
@@ -221,39 +223,45 @@ for n in $SIZES; do
 		read -r st_total st_rec < <(stw "$c" df --volumes no --format json | jq -r '"\(.total_bytes) \(.reclaimable_bytes)"')
 		rec_before=$(recorded "$c") disk_before=$(disk "$c")
 
-		# Removal: the same dangling images, on identical copies.
+		# Removal: the same dangling images, each run on a fresh copy of
+		# this podman's store; the tools alternate, REMOVE_REPS rounds.
 		removal=()
 		if [ "$n" -le "$REMOVE_MAX" ]; then
-			cp -a --reflink=auto "$c" "$c.prune"
-			cp -a --reflink=auto "$c" "$c.stowage"
 			cp "$master/dangling" "$c/ids"
-			rmi_ms=$(podman_timed "$r" "$c" rmi '$(cat /mnt/ids)')
-			left_rmi=$(count "$c")
-			prune_ms=$(podman_timed "$r" "$c.prune" image prune -f)
-			left_prune=$(count "$c.prune")
-			now=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ) # past the 2-minute floor for nameless images
-			a=$EPOCHREALTIME
-			stw "$c.stowage" run prune --format json --quadlet-dir "$work/quadlet" --now "$now" >"$work/prune.json"
-			b=$EPOCHREALTIME
-			st_rm_ms=$(ms "$a" "$b")
-			st_removed=$(jq -r '.removed[] | select(.layer | not) | .id' "$work/prune.json" | sort)
-			same=$([ "$st_removed" = "$(cat "$master/dangling")" ] && echo "the same $ndangling" || echo "NOT the same: $(wc -l <<<"$st_removed") images")
+			rmi=() prn=() srm=() left=()
+			for _ in $(seq "$REMOVE_REPS"); do
+				for k in rmi prune stowage; do cp -a --reflink=auto "$c" "$c.$k"; done
+				rmi+=("$(podman_timed "$r" "$c.rmi" rmi '$(cat /mnt/ids)')")
+				prn+=("$(podman_timed "$r" "$c.prune" image prune -f)")
+				now=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ) # past the 2-minute floor for nameless images
+				a=$EPOCHREALTIME
+				stw "$c.stowage" run prune --format json --quadlet-dir "$work/quadlet" --now "$now" >"$work/prune.json"
+				b=$EPOCHREALTIME
+				srm+=("$(ms "$a" "$b")")
+				st_removed=$(jq -r '.removed[] | select(.layer | not) | .id' "$work/prune.json" | sort)
+				if [ "$st_removed" != "$(cat "$master/dangling")" ]; then
+					echo "podmans.sh: stowage run prune removed other images than the $ndangling dangling ones" >&2
+					exit 1
+				fi
+				left+=("$(count "$c.rmi")/$(count "$c.prune")/$(count "$c.stowage")")
+				rm -rf "$c.rmi" "$c.prune" "$c.stowage"
+			done
+			rmi_ms=$(printf '%s\n' "${rmi[@]}" | median) prune_ms=$(printf '%s\n' "${prn[@]}" | median) st_rm_ms=$(printf '%s\n' "${srm[@]}" | median)
 			removal=(
-				"remove the $ndangling dangling images: podman rmi ID... ${rmi_ms} ms ($(count "$c") left), podman image prune -f ${prune_ms} ms ($left_prune left), stowage run prune ${st_rm_ms} ms (removed $same, $(count "$c.stowage") left)"
+				"remove the $ndangling dangling images (median of $REMOVE_REPS, fresh copies): podman rmi ID... ${rmi_ms} ms (runs: ${rmi[*]}), podman image prune -f ${prune_ms} ms (runs: ${prn[*]}), stowage run prune ${st_rm_ms} ms (runs: ${srm[*]}); the same $ndangling removed by all; images left rmi/prune/stowage: ${left[*]}"
 				"ratio podman $v / stowage: rmi $(ratio "$rmi_ms" "$st_rm_ms")x, image prune $(ratio "$prune_ms" "$st_rm_ms")x"
 			)
 		fi
 
-		# What is really reclaimable: what `podman image prune -a` frees
-		# from the store as it was before any removal (after the dangling
-		# prune above, if it ran).
+		# What is really reclaimable: what `podman image prune -a` frees.
 		truth=()
 		if [ "$n" -le "$TRUTH_MAX" ]; then
-			[ -d "$c.prune" ] || cp -a --reflink=auto "$c" "$c.prune"
-			inroot "$r" "$c.prune" "p image prune -a -f >/dev/null"
-			freed_rec=$((rec_before - $(recorded "$c.prune")))
-			freed_disk=$((disk_before - $(disk "$c.prune")))
-			truth=("podman image prune -a freed $freed_rec recorded bytes ($(mb "$freed_rec")), $freed_disk bytes on disk ($(mb "$freed_disk")) ($n -> $(count "$c.prune") images); reclaimable minus freed: podman $((pm_rec - freed_rec)) (recorded) / $((pm_rec - freed_disk)) (disk), stowage $((st_rec - freed_rec)) / $((st_rec - freed_disk)) bytes")
+			cp -a --reflink=auto "$c" "$c.all"
+			inroot "$r" "$c.all" "p image prune -a -f >/dev/null"
+			freed_rec=$((rec_before - $(recorded "$c.all")))
+			freed_disk=$((disk_before - $(disk "$c.all")))
+			truth=("podman image prune -a freed $freed_rec recorded bytes ($(mb "$freed_rec")), $freed_disk bytes on disk ($(mb "$freed_disk")) ($n -> $(count "$c.all") images); reclaimable minus freed: podman $((pm_rec - freed_rec)) (recorded) / $((pm_rec - freed_disk)) (disk), stowage $((st_rec - freed_rec)) / $((st_rec - freed_disk)) bytes")
+			rm -rf "$c.all"
 		fi
 		{
 			echo
@@ -265,7 +273,7 @@ for n in $SIZES; do
 			echo "$CONTAINERS containers: podman images size $pm_size ($(mb "$pm_size")), reclaimable $pm_rec ($(mb "$pm_rec")); stowage total $st_total, reclaimable $st_rec ($(mb "$st_rec")); store records $rec_before"
 			for l in "${truth[@]}" "${removal[@]}"; do echo "$l"; done
 		} | tee -a "$body" >&2
-		rm -rf "$c" "$c.prune" "$c.stowage"
+		rm -rf "$c"
 	done
 	rm -rf "$master"
 	verdict=$(awk -v t="$worst_st" 'BEGIN {print (t < 1000) ? "PASS" : "FAIL"}')
