@@ -234,6 +234,52 @@ func TestDiskCache(t *testing.T) {
 			t.Errorf("layer %.12s: %d bytes, the cached figure was not used", l.ID, l.DiskBytes)
 		}
 	}
+	// Image data: unchanged records reuse the cached figure (marked as
+	// above); data written through the store (as podman writes a
+	// signature or a manifest) is seen at once.
+	appImg, err := st.Image("localhost/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var whole map[string]json.RawMessage
+	if err := json.Unmarshal(data, &whole); err != nil {
+		t.Fatal(err)
+	}
+	var images map[string]map[string]any
+	if err := json.Unmarshal(whole["images"], &images); err != nil {
+		t.Fatal(err)
+	}
+	images[appImg.ID]["usage"].(map[string]any)["bytes"] = 987654321
+	whole["images"], _ = json.Marshal(images)
+	data, _ = json.Marshal(whole)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	imageBytes := func() int64 {
+		t.Helper()
+		snap, _ := collect(t, st)
+		for _, img := range snap.Images {
+			if img.ID == appImg.ID {
+				return img.DiskBytes
+			}
+		}
+		t.Fatalf("image %.12s not in the snapshot", appImg.ID)
+		return 0
+	}
+	if got := imageBytes(); got < 987654321 {
+		t.Errorf("image %.12s: %d bytes, the cached figure was not used for unchanged records", appImg.ID, got)
+	}
+	if err := st.SetImageBigData(appImg.ID, "stwg-extra", []byte(blob(72, 300_000)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := imageBytes(); got >= 987654321 || got < 300_000 {
+		t.Errorf("image %.12s: %d bytes after 300,000 bytes of new data, want it measured again", appImg.ID, got)
+	}
+
 	// Gone layers leave the cache.
 	p.Run(t, "rmi", "localhost/app:1")
 	collect(t, st)

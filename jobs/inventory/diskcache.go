@@ -15,19 +15,42 @@ import (
 // image measurements between runs. Image layers are immutable, so a layer is
 // walked once (keyed by ID and creation time, which a re-created layer with
 // the same ID does not share); an image's data directory is re-measured when
-// its mtime changes (big data is written by rename). Container layers change
+// its mtime changes (big data is written by rename), and not even looked at
+// while images.json is the file it was at the last run: containers/storage
+// rewrites that file with every change to an image's data, so on a store
+// nobody changed a warm run stats one file instead of one per image.
+// Container layers change
 // while containers run: they are measured every time. The run root is
 // writable by the worker (also inside the rootless user namespace) and is a
 // tmpfs: a reboot, which may renumber devices, clears the cache. Entries of
 // layers and images that are gone are dropped at each write.
 const DiskCacheName = "stowage-disk-usage.json"
 
-const diskCacheVersion = 1
+const diskCacheVersion = 2
 
 type diskCache struct {
 	Version int                    `json:"version"`
 	Layers  map[string]cachedLayer `json:"layers"`
 	Images  map[string]cachedImage `json:"images"`
+	// ImagesFile is the writable store's images.json when Images was
+	// measured.
+	ImagesFile fileStamp `json:"images_file"`
+}
+
+// fileStamp tells one version of a file from another.
+type fileStamp struct {
+	Ino   uint64 `json:"ino"`
+	Size  int64  `json:"size"`
+	MTime int64  `json:"mtime"`
+}
+
+// stampOf is path's stamp; the zero stamp when it cannot be read.
+func stampOf(path string) fileStamp {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return fileStamp{}
+	}
+	return fileStamp{Ino: st.Ino, Size: st.Size, MTime: st.Mtim.Nano()}
 }
 
 type cachedLayer struct {
@@ -145,7 +168,13 @@ func measureDisk(ctx context.Context, s *Snapshot, lo layout, cachePath string, 
 			}
 		}
 	}
-	imageShare := recordShare(filepath.Join(lo.homes[0], lo.driver+"-images", "images.json"), countWritable(len(s.Images), func(i int) bool { return s.Images[i].ReadOnly }))
+	imagesJSON := filepath.Join(lo.homes[0], lo.driver+"-images", "images.json")
+	imageShare := recordShare(imagesJSON, countWritable(len(s.Images), func(i int) bool { return s.Images[i].ReadOnly }))
+	// Stamped before any image directory is looked at: a change made while
+	// this run measures leaves a newer images.json, and the next run looks
+	// at every directory again.
+	next.ImagesFile = stampOf(imagesJSON)
+	sameRecords := next.ImagesFile != (fileStamp{}) && next.ImagesFile == cache.ImagesFile
 
 	for i := range s.Images {
 		if i%64 == 0 {
@@ -154,22 +183,24 @@ func measureDisk(ctx context.Context, s *Snapshot, lo layout, cachePath string, 
 			}
 		}
 		img := &s.Images[i]
-		paths := lo.imagePaths(img.ID, img.ReadOnly)
-		if len(paths) == 0 {
-			continue
-		}
-		var st unix.Stat_t
-		if unix.Lstat(paths[0], &st) != nil {
-			continue
-		}
-		mtime := st.Mtim.Nano()
 		u, ok := cache.Images[img.ID]
-		if !ok || u.MTime != mtime {
-			tu, err := measureTree(paths...)
-			if err != nil {
+		if !ok || img.ReadOnly || !sameRecords {
+			paths := lo.imagePaths(img.ID, img.ReadOnly)
+			if len(paths) == 0 {
 				continue
 			}
-			u, changed = cachedImage{MTime: mtime, Usage: tu}, true
+			var st unix.Stat_t
+			if unix.Lstat(paths[0], &st) != nil {
+				continue
+			}
+			mtime := st.Mtim.Nano()
+			if !ok || u.MTime != mtime {
+				tu, err := measureTree(paths...)
+				if err != nil {
+					continue
+				}
+				u, changed = cachedImage{MTime: mtime, Usage: tu}, true
+			}
 		}
 		next.Images[img.ID] = u
 		img.DiskBytes, img.Measured = u.Usage.Bytes, true
@@ -189,7 +220,7 @@ func measureDisk(ctx context.Context, s *Snapshot, lo layout, cachePath string, 
 			}
 		}
 	}
-	if cachePath != "" && (changed || len(next.Layers) != len(cache.Layers) || len(next.Images) != len(cache.Images)) {
+	if cachePath != "" && (changed || next.ImagesFile != cache.ImagesFile || len(next.Layers) != len(cache.Layers) || len(next.Images) != len(cache.Images)) {
 		next.save(cachePath)
 	}
 	return ctx.Err()
