@@ -947,7 +947,9 @@ chunked_reclaim() {
 if [ "${podman_v%%.*}" -ge 5 ]; then
 	check "chunked: two images pushed as zstd:chunked and pulled partially with use_hard_links" chunked_fixture
 	check "chunked: stowage df counts the file the two layers hard-link (once, as shared)" chunked_linked
+	printf '    | %s\n' "$out" # the figures, on a pass too
 	check "chunked: stowage df reclaimable = bytes podman image prune -a gives back (1%/64 KiB)" chunked_reclaim
+	printf '    | %s\n' "$out"
 else
 	echo "chunked: podman $podman_v has no zstd:chunked partial pulls; the check runs on podman 5"
 fi
