@@ -10,6 +10,7 @@ set -euo pipefail
 N=${REFRESH_BENCH_N:-500}
 BIN=${STOWAGE_BIN:?set STOWAGE_BIN to the stowage binary}
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib/registry.bash"
 OUT="$HERE/results/refresh.txt"
 for tool in docker-registry podman skopeo curl sha256sum gzip tar; do
   command -v "$tool" >/dev/null || { echo "refresh bench: $tool missing (make deps)" >&2; exit 1; }
@@ -30,20 +31,12 @@ elapsed() { echo "$2 - $1" | bc -l; }
 # --- N distinct images: one shared layer, one config per tag ------------------
 # Written straight into the registry's filesystem storage (distribution 2.x
 # layout) before it starts: thousands of HTTP uploads would take minutes.
-mkdir -p "$W/gen/rootfs" "$W/gen/cfg" "$W/gen/man"
-echo "stowage bench" >"$W/gen/rootfs/hello"
-tar -C "$W/gen/rootfs" --mtime=@1700000000 --owner=0 --group=0 -cf "$W/gen/layer.tar" hello
-DIFF_ID=sha256:$(sha256sum <"$W/gen/layer.tar" | cut -d' ' -f1)
-gzip -n -c "$W/gen/layer.tar" >"$W/gen/layer.tgz"
-LAYER_HEX=$(sha256sum <"$W/gen/layer.tgz" | cut -d' ' -f1)
-LAYER_SIZE=$(stat -c %s "$W/gen/layer.tgz")
-V2=$W/data/docker/registry/v2
+bench_layer
 REPO=$V2/repositories/bench/app
 # Only shell builtins per tag, and one mkdir/sha256sum per pass: forks are
 # what make this slow on a loaded machine.
 t0=$(now)
-mkdir -p "$V2/blobs/sha256/${LAYER_HEX:0:2}/$LAYER_HEX" "$REPO/_layers/sha256/$LAYER_HEX"
-cp "$W/gen/layer.tgz" "$V2/blobs/sha256/${LAYER_HEX:0:2}/$LAYER_HEX/data"
+mkdir -p "$REPO/_layers/sha256/$LAYER_HEX"
 printf 'sha256:%s' "$LAYER_HEX" >"$REPO/_layers/sha256/$LAYER_HEX/link"
 for ((i = 1; i <= N; i++)); do
   printf '{"architecture":"amd64","os":"linux","config":{"Labels":{"bench":"%s"}},"rootfs":{"type":"layers","diff_ids":["%s"]}}' \
@@ -83,34 +76,11 @@ t1=$(now)
 echo "generated $N tags in $(elapsed "$t0" "$t1")s"
 
 # --- registry on a free loopback port ---------------------------------------
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null ||
-       shuf -i 20000-60000 -n 1)
-ADDR=127.0.0.1:$PORT
-cat >"$W/registry.yml" <<YML
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $W/data
-  delete:
-    enabled: true
-http:
-  addr: $ADDR
-YML
-docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do curl -fs "http://$ADDR/v2/" >/dev/null && break; sleep 0.1; done
-curl -fs "http://$ADDR/v2/" >/dev/null || { echo "registry did not start" >&2; cat "$W/registry.log" >&2; exit 1; }
+bench_registry "  delete:
+    enabled: true"
 
 # --- pull them into a private store ------------------------------------------
-printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$ADDR" >"$W/registries.conf"
-printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' "$W/root" "$W/run" >"$W/storage.conf"
-printf '[engine]\ntmp_dir = "%s"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "%s"\n' "$W/tmp" "$W/events.log" >"$W/containers.conf"
-export CONTAINERS_REGISTRIES_CONF=$W/registries.conf CONTAINERS_STORAGE_CONF=$W/storage.conf CONTAINERS_CONF=$W/containers.conf
-STORE=(--root "$W/root" --runroot "$W/run" --storage-driver vfs)
+bench_store
 t0=$(now)
 podman "${STORE[@]}" pull -q --all-tags "$ADDR/bench/app" >/dev/null
 t1=$(now)

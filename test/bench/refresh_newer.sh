@@ -17,6 +17,7 @@ T=${NEWER_BENCH_TAGS:-10}
 N=$((R * T))
 BIN=${STOWAGE_BIN:?set STOWAGE_BIN to the stowage binary}
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib/registry.bash"
 REPO_ROOT=$(cd "$HERE/../.." && pwd)
 OUT="$HERE/results/refresh_newer.txt"
 for tool in docker-registry podman curl sha256sum gzip tar jq go bc; do
@@ -39,16 +40,7 @@ elapsed() { echo "$2 - $1" | bc -l; }
 # --- R repositories × T tags, written in the registry's storage layout ------
 # One shared layer; one config per tag so every tag has its own digest.
 # Tags per repository: 1.0 … 1.(T-2) and latest.
-mkdir -p "$W/gen/rootfs" "$W/gen/cfg" "$W/gen/man"
-echo "stowage bench" >"$W/gen/rootfs/hello"
-tar -C "$W/gen/rootfs" --mtime=@1700000000 --owner=0 --group=0 -cf "$W/gen/layer.tar" hello
-DIFF_ID=sha256:$(sha256sum <"$W/gen/layer.tar" | cut -d' ' -f1)
-gzip -n -c "$W/gen/layer.tar" >"$W/gen/layer.tgz"
-LAYER_HEX=$(sha256sum <"$W/gen/layer.tgz" | cut -d' ' -f1)
-LAYER_SIZE=$(stat -c %s "$W/gen/layer.tgz")
-V2=$W/data/docker/registry/v2
-mkdir -p "$V2/blobs/sha256/${LAYER_HEX:0:2}/$LAYER_HEX"
-cp "$W/gen/layer.tgz" "$V2/blobs/sha256/${LAYER_HEX:0:2}/$LAYER_HEX/data"
+bench_layer
 tagname() { if [ "$1" -eq $((T - 1)) ]; then echo latest; else echo "1.$1"; fi; }
 REPOS=()
 t0=$(now)
@@ -93,32 +85,10 @@ done
 echo "generated $N tags in $R repositories in $(elapsed "$t0" "$(now)")s"
 
 # --- registry, access log on ---------------------------------------------------
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null ||
-  shuf -i 20000-60000 -n 1)
-ADDR=127.0.0.1:$PORT
-cat >"$W/registry.yml" <<YML
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $W/data
-http:
-  addr: $ADDR
-YML
-docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do curl -fs "http://$ADDR/v2/" >/dev/null && break; sleep 0.1; done
-curl -fs "http://$ADDR/v2/" >/dev/null || { echo "registry did not start" >&2; cat "$W/registry.log" >&2; exit 1; }
+bench_registry
 
 # --- pull every tag into a private store -------------------------------------
-printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$ADDR" >"$W/registries.conf"
-printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' "$W/root" "$W/run" >"$W/storage.conf"
-printf '[engine]\ntmp_dir = "%s"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "%s"\n' "$W/tmp" "$W/events.log" >"$W/containers.conf"
-export CONTAINERS_REGISTRIES_CONF=$W/registries.conf CONTAINERS_STORAGE_CONF=$W/storage.conf CONTAINERS_CONF=$W/containers.conf
-STORE=(--root "$W/root" --runroot "$W/run" --storage-driver vfs)
+bench_store
 t0=$(now)
 for repo in "${REPOS[@]}"; do podman "${STORE[@]}" pull -q --all-tags "$ADDR/$repo" >/dev/null; done
 echo "pulled $N tags in $(elapsed "$t0" "$(now)")s"
