@@ -261,7 +261,8 @@ feed:
 
 type inodeKey struct{ dev, ino uint64 }
 
-func hasLoneLinks(usage []*treeUsage) bool {
+// linkHolders counts, per hard-linked inode, the layers that hold it.
+func linkHolders(usage []*treeUsage) map[inodeKey]int {
 	holders := map[inodeKey]int{}
 	for _, u := range usage {
 		if u == nil {
@@ -271,7 +272,11 @@ func hasLoneLinks(usage []*treeUsage) bool {
 			holders[inodeKey{u.Dev, li.Ino}]++
 		}
 	}
-	for _, n := range holders {
+	return holders
+}
+
+func hasLoneLinks(usage []*treeUsage) bool {
+	for _, n := range linkHolders(usage) {
 		if n < 2 {
 			return true
 		}
@@ -286,15 +291,7 @@ func hasLoneLinks(usage []*treeUsage) bool {
 func resolveShared(s *Snapshot, usage []*treeUsage) {
 	s.Shared = nil
 	index := map[inodeKey]int{}
-	holders := map[inodeKey]int{}
-	for _, u := range usage {
-		if u == nil {
-			continue
-		}
-		for _, li := range u.Linked {
-			holders[inodeKey{u.Dev, li.Ino}]++
-		}
-	}
+	holders := linkHolders(usage)
 	for i := range s.Layers {
 		l := &s.Layers[i]
 		l.Shared = nil
