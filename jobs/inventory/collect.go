@@ -21,6 +21,13 @@ import (
 // at a time. ReadConfigs fills them for every image.
 func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time) (*Snapshot, error) {
 	s := &Snapshot{Taken: now, GraphRoot: st.GraphRoot(), RunRoot: st.RunRoot(), Driver: st.GraphDriverName()}
+	lo := layout{driver: s.Driver, homes: append([]string{s.GraphRoot}, additionalStores(s.Driver, st.GraphOptions())...)}
+	// Stamped before any record is read: a change made while this runs
+	// leaves a newer file, and CachedSnapshot collects again.
+	var records []recordStamp
+	if lo.measurable() {
+		records = stampRecords(lo, s.RunRoot)
+	}
 	// The three stores have their own locks and the layer store loads on
 	// first use: list them side by side (the library is goroutine-safe).
 	var (
@@ -60,7 +67,6 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 		})
 	}
 
-	lo := layout{driver: s.Driver, homes: append([]string{s.GraphRoot}, additionalStores(s.Driver, st.GraphOptions())...)}
 	s.Layers = make([]Layer, 0, len(layers))
 	for _, l := range layers {
 		size := l.UncompressedSize
@@ -105,6 +111,7 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 			MappedTopLayers: img.MappedTopLayers,
 			Created:         img.Created,
 			ReadOnly:        img.ReadOnly,
+			ConfigDigest:    img.BigDataDigests["sha256:"+img.ID].String(),
 		}
 		for _, d := range img.Digests {
 			out.Digests = append(out.Digests, d.String())
@@ -120,12 +127,18 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 		}
 		s.Images = append(s.Images, out)
 	}
-	readNeededConfigs(ctx, st, s)
+	// One cache for configs and disk figures, read once and written once.
+	cachePath := ""
+	if lo.measurable() {
+		cachePath = filepath.Join(s.RunRoot, DiskCacheName)
+	}
+	cache := loadDiskCache(cachePath)
+	readNeededConfigs(ctx, st, s, cache)
 	if err := ctx.Err(); err != nil {
 		return nil, err // some configs were left unread
 	}
 	// What the files take on disk: the figures accounting and pruning use.
-	if err := measureDisk(ctx, s, lo, filepath.Join(s.RunRoot, DiskCacheName), containerLayers); err != nil {
+	if err := measureDisk(ctx, s, lo, cache, cachePath, containerLayers); err != nil {
 		return nil, err
 	}
 	// A measurable driver's layer that could not be walked falls back to
@@ -148,6 +161,9 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 		return nil, err
 	}
 	s.FS = fs
+	if lo.measurable() {
+		saveSnapshotCache(filepath.Join(s.RunRoot, SnapshotCacheName), lo, s.RunRoot, records, s)
+	}
 	return s, nil
 }
 
@@ -161,14 +177,15 @@ func ReadConfigs(ctx context.Context, st storage.Store, s *Snapshot) error {
 	for i := range idx {
 		idx[i] = i
 	}
-	readConfigs(ctx, st, s, idx)
+	readConfigs(ctx, st, s, idx, nil)
 	return ctx.Err()
 }
 
 // readNeededConfigs reads the configs libimage's parent/child rule needs: an
 // unnamed image with no child layer is dangling unless an image sharing its
 // top layer has a longer history, so read it and those peers.
-func readNeededConfigs(ctx context.Context, st storage.Store, s *Snapshot) {
+// Configs found in cache are taken from it; those read are added to it.
+func readNeededConfigs(ctx context.Context, st storage.Store, s *Snapshot, cache *diskCache) {
 	parentOf := make(map[string]string, len(s.Layers))
 	for _, l := range s.Layers {
 		parentOf[l.ID] = l.Parent
@@ -196,7 +213,7 @@ func readNeededConfigs(ctx context.Context, st storage.Store, s *Snapshot) {
 			}
 		}
 	}
-	readConfigs(ctx, st, s, idx)
+	readConfigs(ctx, st, s, idx, cache)
 }
 
 // configReaders bounds the goroutines reading image configs: each read
@@ -205,8 +222,24 @@ func readNeededConfigs(ctx context.Context, st storage.Store, s *Snapshot) {
 const configReaders = 4
 
 // readConfigs reads the configs of the images at idx, concurrently; it
-// stops handing out work when ctx is done.
-func readConfigs(ctx context.Context, st storage.Store, s *Snapshot, idx []int) {
+// stops handing out work when ctx is done. With a cache, an image whose
+// config digest has an entry takes its fields from there (a config is
+// content-addressed: the same digest, the same bytes), and the configs read
+// are added to it.
+func readConfigs(ctx context.Context, st storage.Store, s *Snapshot, idx []int, cache *diskCache) {
+	if cache != nil {
+		var todo []int
+		for _, i := range idx {
+			img := &s.Images[i]
+			if c, ok := cache.Configs[img.ID]; ok && img.ConfigDigest != "" && c.Digest == img.ConfigDigest {
+				img.OS, img.Architecture, img.Variant, img.HistoryLen = c.OS, c.Architecture, c.Variant, c.HistoryLen
+				continue
+			}
+			todo = append(todo, i)
+		}
+		idx = todo
+	}
+	read := make([]bool, len(idx))
 	workers := min(configReaders, len(idx)/8+1)
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -214,21 +247,31 @@ func readConfigs(ctx context.Context, st storage.Store, s *Snapshot, idx []int) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
-				readConfig(st, &s.Images[i]) // distinct elements: no race
+			for j := range next {
+				read[j] = readConfig(st, &s.Images[idx[j]]) // distinct elements: no race
 			}
 		}()
 	}
 feed:
-	for _, i := range idx {
+	for j := range idx {
 		select {
-		case next <- i:
+		case next <- j:
 		case <-ctx.Done():
 			break feed
 		}
 	}
 	close(next)
 	wg.Wait()
+	if cache == nil {
+		return
+	}
+	for j, i := range idx {
+		if img := &s.Images[i]; read[j] && img.ConfigDigest != "" {
+			cache.Configs[img.ID] = cachedConfig{Digest: img.ConfigDigest, OS: img.OS,
+				Architecture: img.Architecture, Variant: img.Variant, HistoryLen: img.HistoryLen}
+			cache.configsAdded = true
+		}
+	}
 }
 
 // isIncomplete reports storage's "incomplete" flag on a layer.
@@ -249,16 +292,18 @@ type imageConfig struct {
 // readConfig fills the platform and history length from the image config,
 // stored as big data under the config digest (= "sha256:" + image ID). A
 // missing or unreadable config leaves them empty: they are informative.
-func readConfig(st storage.Store, out *Image) {
+// It reports whether the config was read.
+func readConfig(st storage.Store, out *Image) bool {
 	data, err := st.ImageBigData(out.ID, "sha256:"+out.ID)
 	if err != nil {
-		return
+		return false
 	}
 	var c imageConfig
 	if json.Unmarshal(data, &c) != nil {
-		return
+		return false
 	}
 	out.OS, out.Architecture, out.Variant, out.HistoryLen = c.OS, c.Architecture, c.Variant, len(c.History)
+	return true
 }
 
 // Statfs describes the filesystem holding path.

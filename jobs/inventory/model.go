@@ -62,6 +62,10 @@ type Image struct {
 	// HistoryLen is the number of history entries of the image config; with
 	// the layer chain it tells parent from child images like libimage does.
 	HistoryLen int `json:"history_len,omitempty"`
+	// ConfigDigest is the digest the store records for the image's config
+	// (big data "sha256:"+ID): the key its cached config fields are kept
+	// under, so a cached entry never outlives the bytes it was read from.
+	ConfigDigest string `json:"config_digest,omitempty"`
 }
 
 // Layer is one layer record of the store.
