@@ -9,10 +9,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/podmanapi"
 	"github.com/stowage/stowage/jobs/prune"
 	"github.com/stowage/stowage/jobs/refresh"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
 	"github.com/stowage/stowage/jobs/verify"
 	"github.com/stowage/stowage/jobs/volumes"
 )

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 
-	"github.com/stowage/stowage/jobs/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
 	"github.com/stowage/stowage/policy"
 )
 

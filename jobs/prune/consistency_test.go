@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/jobs/shared/inventory"
 )
 
 func TestConsistency(t *testing.T) {

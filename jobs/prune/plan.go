@@ -8,7 +8,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/jobs/shared/inventory"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/policy/imageref"
 )

@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/pflag"
 	"go.podman.io/image/v5/types"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 )
 
 // Runner is `stowage run refresh`: check every tagged registry reference

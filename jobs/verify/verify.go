@@ -16,9 +16,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	storage "go.podman.io/storage"
 
-	"github.com/stowage/stowage/jobs/clock"
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/clock"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/jobs/verify/integrity"
 	"github.com/stowage/stowage/policy"
 )

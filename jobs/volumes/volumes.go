@@ -10,8 +10,8 @@ import (
 
 	"github.com/docker/go-units"
 
-	"github.com/stowage/stowage/jobs/podmanapi"
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
 )
 

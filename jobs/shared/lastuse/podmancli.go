@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/stowage/stowage/jobs/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
 )
 
 // DefaultCLITimeout bounds one `podman events` run when PodmanCLI has no

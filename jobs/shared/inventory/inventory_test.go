@@ -17,7 +17,7 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 	"go.podman.io/storage/types"
 
-	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/jobs/shared/inventory"
 	"github.com/stowage/stowage/test/testenv"
 )
 

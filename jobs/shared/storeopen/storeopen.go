@@ -26,7 +26,7 @@ import (
 	"go.podman.io/storage/pkg/unshare"
 	"go.podman.io/storage/types"
 
-	"github.com/stowage/stowage/jobs/prune/quota"
+	"github.com/stowage/stowage/jobs/shared/quota"
 )
 
 // Options are the user's overrides, with podman's flag names and meaning.

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/inventory"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/inventory"
+	"github.com/stowage/stowage/jobs/shared/state"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -130,7 +130,7 @@ func TestConcurrentWritersAndKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The database exists before the writers start: jobs/state's read-only
+	// The database exists before the writers start: jobs/shared/state's read-only
 	// open of a file another process is still initializing fails (reported).
 	if err := Touch(db, nil, t0); err != nil {
 		t.Fatal(err)

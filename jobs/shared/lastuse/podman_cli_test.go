@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/lastuse"
+	"github.com/stowage/stowage/jobs/shared/lastuse"
 	"github.com/stowage/stowage/test/testenv"
 )
 

@@ -2,7 +2,7 @@
 // gets and the Runner each job package exposes. `stowage run JOB` (the
 // worker the daemon starts, or a person) builds one Env and hands it to the
 // job's registered Runner; the light half, what the daemon knows about a
-// job without linking it, is jobs/jobspec.
+// job without linking it, is jobs/shared/jobspec.
 package jobenv
 
 import (
@@ -15,10 +15,10 @@ import (
 	storage "go.podman.io/storage"
 	"go.podman.io/storage/types"
 
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/podmanapi"
-	"github.com/stowage/stowage/jobs/prune/quota"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/quota"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
 )
 

@@ -17,9 +17,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/stowage/stowage/jobs/inventory"
-	"github.com/stowage/stowage/jobs/podmanapi"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/inventory"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/state"
 )
 
 // Bucket is the state database bucket holding the record.

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/jobs/shared/inventory"
 	"github.com/stowage/stowage/test/testenv"
 )
 

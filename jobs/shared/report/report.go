@@ -10,7 +10,7 @@ import (
 	units "github.com/docker/go-units"
 )
 
-// Job names (the jobs themselves are listed in jobs/jobspec).
+// Job names (the jobs themselves are listed in jobs/shared/jobspec).
 const (
 	JobRefresh = "refresh"
 	JobVerify  = "verify"
@@ -28,7 +28,7 @@ const (
 	SeverityCritical Severity = "critical"
 )
 
-// Event kinds. Each job's descriptor (jobs/jobspec) lists the kinds it
+// Event kinds. Each job's descriptor (jobs/shared/jobspec) lists the kinds it
 // reports with their journald MESSAGE_ID and notification title.
 const (
 	EventDriftDetected      = "drift_detected"

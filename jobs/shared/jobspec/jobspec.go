@@ -2,13 +2,13 @@
 // adapters (D-Bus, journal, metrics, notifications) and the command line
 // know about each job without linking the job itself (which links
 // containers/storage). The registry lists every job once; a job's run side
-// (jobs/jobenv.Runner) is registered beside it in cmd/stowage.
+// (jobs/shared/jobenv.Runner) is registered beside it in cmd/stowage.
 package jobspec
 
 import (
 	"slices"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
 )
 

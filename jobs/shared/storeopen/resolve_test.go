@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/prune/quota"
+	"github.com/stowage/stowage/jobs/shared/quota"
 	"github.com/stowage/stowage/test/testenv"
 )
 
