@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/stowage/stowage/jobs/prune/quadlet"
+	"github.com/stowage/stowage/jobs/shared/clock"
 	"github.com/stowage/stowage/jobs/shared/jobenv"
 	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/lastuse"
@@ -42,13 +43,13 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 	_ = f.MarkHidden("now")
 	return func(ctx context.Context, env *jobenv.Env) (*jobenv.Output, error) {
 		p := env.Policy
-		clock := env.Now
+		clk := env.Clock
 		if now != "" {
 			t, err := time.Parse(time.RFC3339, now)
 			if err != nil {
 				return nil, fmt.Errorf("--now: %w", err)
 			}
-			clock = func() time.Time { return t }
+			clk = clock.At(t)
 		}
 		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: jobspec.Prune.UserNamespace(p, env.DryRun), Quota: true})
 		if err != nil {
@@ -60,7 +61,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			return nil, err
 		}
 		job := &Job{
-			Store: st.Store, State: db, Policy: p.Prune, Now: clock, Log: env.Log,
+			Store: st.Store, State: db, Policy: p.Prune, Clock: clk, Log: env.Log,
 			QuadletDirs: quadlet.SearchPath(quadletDirs, env.System),
 			Progress:    env.Progress,
 		}

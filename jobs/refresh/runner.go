@@ -68,7 +68,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			// podman's convention, not containers/image's.
 			sys.AuthFilePath = os.Getenv("REGISTRY_AUTH_FILE")
 		}
-		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun})
+		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun, Clock: env.Clock})
 		if err != nil {
 			return nil, err
 		}

@@ -71,6 +71,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			Driver:        st.Options.GraphDriverName,
 			State:         db,
 			Log:           env.Log,
+			Clock:         env.Clock,
 		})
 		if err != nil {
 			return nil, err

@@ -38,7 +38,7 @@ func command(*pflag.FlagSet) jobenv.RunFunc {
 			return nil, fmt.Errorf("run volumes: %w", err)
 		}
 		defer conn.Close()
-		r, err := Run(ctx, conn, p.Volumes, Options{DryRun: env.DryRun, Logger: env.Log})
+		r, err := Run(ctx, conn, p.Volumes, Options{DryRun: env.DryRun, Logger: env.Log, Clock: env.Clock})
 		r.PodmanSocket, r.PodmanStarted = conn.Socket(), conn.Started
 		out := &jobenv.Output{Report: r, Text: func(w io.Writer) error { return writeTable(w, r) }}
 		if err != nil {

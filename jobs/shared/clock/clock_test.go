@@ -36,3 +36,15 @@ func TestSleepDeadline(t *testing.T) {
 		t.Fatalf("Sleep = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+// TestAt: a stopped clock tells its time however long it waits.
+func TestAt(t *testing.T) {
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	c := At(at)
+	if err := Sleep(context.Background(), c, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Now(); !got.Equal(at) {
+		t.Fatalf("Now = %v, want %v", got, at)
+	}
+}

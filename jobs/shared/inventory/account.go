@@ -3,6 +3,8 @@ package inventory
 import (
 	"sort"
 	"time"
+
+	"github.com/stowage/stowage/jobs/shared/layergraph"
 )
 
 // Accounting is the exact disk accounting of a snapshot (`stowage df`).
@@ -23,11 +25,11 @@ type Accounting struct {
 	TotalBytes int64 `json:"total_bytes"`
 	// ReclaimableBytes is what removing every image no container uses
 	// would give back to the filesystem (read-only images excluded).
-	ReclaimableBytes int64           `json:"reclaimable_bytes"`
-	Images           ImageTotals     `json:"images"`
-	Layers           LayerTotals     `json:"layers"`
-	Containers       ContainerTotals `json:"containers"`
-	Filesystem       Filesystem      `json:"filesystem"`
+	ReclaimableBytes int64                 `json:"reclaimable_bytes"`
+	Images           ImageTotals           `json:"images"`
+	Layers           LayerTotals           `json:"layers"`
+	Containers       ContainerTotals       `json:"containers"`
+	Filesystem       layergraph.Filesystem `json:"filesystem"`
 	// PerImage lists every image (`stowage images`), newest first.
 	PerImage []ImageUsage `json:"-"`
 }
@@ -102,9 +104,9 @@ type ImageUsage struct {
 }
 
 // Account computes the exact accounting of a snapshot. It is pure.
-func Account(s *Snapshot) *Accounting {
+func Account(s *layergraph.Snapshot) *Accounting {
 	a := &Accounting{Taken: s.Taken, GraphRoot: s.GraphRoot, Driver: s.Driver, Filesystem: s.FS}
-	g := NewGraph(s)
+	g := layergraph.NewGraph(s)
 	containerLayers := make(map[string]struct{}, len(s.Containers))
 	for _, c := range s.Containers {
 		containerLayers[c.LayerID] = struct{}{}
@@ -170,12 +172,12 @@ func Account(s *Snapshot) *Accounting {
 		a.Layers.Orphans = []string{}
 	}
 
-	sim := NewSimulation(s)
+	sim := layergraph.NewSimulation(s)
 	// For images in use, unique bytes are measured as if their containers
 	// were gone: a model without containers.
-	var free *Simulation
+	var free *layergraph.Simulation
 	if len(s.Containers) > 0 {
-		free = NewSimulation(withoutContainers(s))
+		free = layergraph.NewSimulation(withoutContainers(s))
 	}
 	var unused []string
 	a.PerImage = make([]ImageUsage, 0, len(s.Images))
@@ -183,7 +185,7 @@ func Account(s *Snapshot) *Accounting {
 		img := &s.Images[i]
 		u := ImageUsage{
 			ID: img.ID, Names: nonNil(img.Names), Digest: img.Digest, Digests: nonNil(img.Digests),
-			SizeBytes: imageSize(img, g, s.Shared), Containers: used[img.ID], ReadOnly: img.ReadOnly,
+			SizeBytes: g.ImageBytes(img), Containers: used[img.ID], ReadOnly: img.ReadOnly,
 			Created: img.Created, OS: img.OS, Architecture: img.Architecture, Variant: img.Variant,
 		}
 		u.Intermediate, u.Dangling = g.Intermediate(img), g.Dangling(img)
@@ -230,49 +232,15 @@ func Account(s *Snapshot) *Accounting {
 	return a
 }
 
-// imageSize is store.ImageSize over the snapshot, on disk: every layer
-// reachable from the top and mapped top layers, once, each hard-linked inode
-// once, plus the image data.
-func imageSize(img *Image, g *Graph, shared []SharedInode) int64 {
-	size := img.DataBytes()
-	seen := make(map[string]struct{}, 8)
-	var inodes map[int]struct{}
-	starts := append([]string{img.TopLayer}, img.MappedTopLayers...)
-	for _, id := range starts {
-		for id != "" {
-			if _, ok := seen[id]; ok {
-				break
-			}
-			seen[id] = struct{}{}
-			l, ok := g.Layer(id)
-			if !ok {
-				break
-			}
-			size += l.Bytes()
-			for _, k := range l.Shared {
-				if inodes == nil {
-					inodes = map[int]struct{}{}
-				}
-				if _, dup := inodes[k]; !dup {
-					inodes[k] = struct{}{}
-					size += shared[k].Bytes
-				}
-			}
-			id = l.Parent
-		}
-	}
-	return size
-}
-
 // withoutContainers is s with no containers and no container layers.
-func withoutContainers(s *Snapshot) *Snapshot {
+func withoutContainers(s *layergraph.Snapshot) *layergraph.Snapshot {
 	cl := make(map[string]struct{}, len(s.Containers))
 	for _, c := range s.Containers {
 		cl[c.LayerID] = struct{}{}
 	}
 	out := *s
 	out.Containers = nil
-	out.Layers = make([]Layer, 0, len(s.Layers))
+	out.Layers = make([]layergraph.Layer, 0, len(s.Layers))
 	for _, l := range s.Layers {
 		if _, ok := cl[l.ID]; !ok {
 			out.Layers = append(out.Layers, l)
@@ -291,7 +259,7 @@ func nonNil(s []string) []string {
 // StoreBytes is Accounting.TotalBytes without the rest of the accounting:
 // what the writable store holds on disk (layers with each hard-linked inode
 // once, image data, container directories; read-only stores excluded).
-func StoreBytes(s *Snapshot) int64 {
+func StoreBytes(s *layergraph.Snapshot) int64 {
 	var n int64
 	counted := make([]bool, len(s.Shared))
 	for i := range s.Layers {

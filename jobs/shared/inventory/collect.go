@@ -1,3 +1,10 @@
+// Package inventory takes a snapshot of a containers/storage store (images,
+// layers, containers, what each takes on disk, the filesystem; Collect) and
+// computes df's and images' exact accounting from it (Account): per-image
+// unique and shared bytes, reclaimable bytes, orphan layers. The snapshot
+// model and every question about the layer graph (reachability,
+// dangling/intermediate, deletion simulation) live in layergraph, which
+// prune uses too. Account is pure: it reads only a snapshot.
 package inventory
 
 import (
@@ -10,6 +17,8 @@ import (
 
 	storage "go.podman.io/storage"
 	"golang.org/x/sys/unix"
+
+	"github.com/stowage/stowage/jobs/shared/layergraph"
 )
 
 // Collect takes a snapshot of st: images (with big data sizes), layers,
@@ -19,8 +28,8 @@ import (
 // length) only where telling dangling from intermediate images needs them:
 // each read takes the store's lock and opens a file, so they are read a few
 // at a time. ReadConfigs fills them for every image.
-func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time) (*Snapshot, error) {
-	s := &Snapshot{Taken: now, GraphRoot: st.GraphRoot(), RunRoot: st.RunRoot(), Driver: st.GraphDriverName()}
+func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time) (*layergraph.Snapshot, error) {
+	s := &layergraph.Snapshot{Taken: now, GraphRoot: st.GraphRoot(), RunRoot: st.RunRoot(), Driver: st.GraphDriverName()}
 	// The three stores have their own locks and the layer store loads on
 	// first use: list them side by side (the library is goroutine-safe).
 	var (
@@ -52,16 +61,16 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 	}
 
 	containerLayers := make(map[string]struct{}, len(containers))
-	s.Containers = make([]Container, 0, len(containers))
+	s.Containers = make([]layergraph.Container, 0, len(containers))
 	for _, c := range containers {
 		containerLayers[c.LayerID] = struct{}{}
-		s.Containers = append(s.Containers, Container{
+		s.Containers = append(s.Containers, layergraph.Container{
 			ID: c.ID, Names: c.Names, ImageID: c.ImageID, LayerID: c.LayerID, Created: c.Created,
 		})
 	}
 
 	lo := layout{driver: s.Driver, homes: append([]string{s.GraphRoot}, additionalStores(s.Driver, st.GraphOptions())...)}
-	s.Layers = make([]Layer, 0, len(layers))
+	s.Layers = make([]layergraph.Layer, 0, len(layers))
 	for _, l := range layers {
 		size := l.UncompressedSize
 		// As store.ImageSize: the recorded size is only valid with a digest.
@@ -78,7 +87,7 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 				size = -1
 			}
 		}
-		s.Layers = append(s.Layers, Layer{
+		s.Layers = append(s.Layers, layergraph.Layer{
 			ID:                 l.ID,
 			Parent:             l.Parent,
 			UncompressedSize:   size,
@@ -89,7 +98,7 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 		})
 	}
 
-	s.Images = make([]Image, 0, len(images))
+	s.Images = make([]layergraph.Image, 0, len(images))
 	for i := range images {
 		img := &images[i]
 		if i%256 == 0 {
@@ -97,7 +106,7 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 				return nil, err
 			}
 		}
-		out := Image{
+		out := layergraph.Image{
 			ID:              img.ID,
 			Names:           img.Names,
 			Digest:          img.Digest.String(),
@@ -153,7 +162,7 @@ func Collect(ctx context.Context, st storage.Store, fsPath string, now time.Time
 
 // ReadConfigs fills OS, Architecture, Variant and HistoryLen of every image
 // of s from its config (images whose config cannot be read keep them empty).
-func ReadConfigs(ctx context.Context, st storage.Store, s *Snapshot) error {
+func ReadConfigs(ctx context.Context, st storage.Store, s *layergraph.Snapshot) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -165,38 +174,10 @@ func ReadConfigs(ctx context.Context, st storage.Store, s *Snapshot) error {
 	return ctx.Err()
 }
 
-// readNeededConfigs reads the configs libimage's parent/child rule needs: an
-// unnamed image with no child layer is dangling unless an image sharing its
-// top layer has a longer history, so read it and those peers.
-func readNeededConfigs(ctx context.Context, st storage.Store, s *Snapshot) {
-	parentOf := make(map[string]string, len(s.Layers))
-	for _, l := range s.Layers {
-		parentOf[l.ID] = l.Parent
-	}
-	byTop := make(map[string][]int, len(s.Images))
-	hasChildLayer := make(map[string]bool, len(s.Images))
-	for i := range s.Images {
-		top := s.Images[i].TopLayer
-		byTop[top] = append(byTop[top], i)
-		if p := parentOf[top]; top != "" && p != "" {
-			hasChildLayer[p] = true
-		}
-	}
-	read := make(map[int]bool)
-	var idx []int
-	for i := range s.Images {
-		img := &s.Images[i]
-		if len(img.Names) > 0 || (img.TopLayer != "" && hasChildLayer[img.TopLayer]) || len(byTop[img.TopLayer]) < 2 {
-			continue
-		}
-		for _, j := range byTop[img.TopLayer] {
-			if !read[j] {
-				read[j] = true
-				idx = append(idx, j)
-			}
-		}
-	}
-	readConfigs(ctx, st, s, idx)
+// readNeededConfigs reads the configs the dangling/intermediate rule needs
+// (layergraph.HistoryNeeded).
+func readNeededConfigs(ctx context.Context, st storage.Store, s *layergraph.Snapshot) {
+	readConfigs(ctx, st, s, layergraph.HistoryNeeded(s))
 }
 
 // configReaders bounds the goroutines reading image configs: each read
@@ -206,7 +187,7 @@ const configReaders = 4
 
 // readConfigs reads the configs of the images at idx, concurrently; it
 // stops handing out work when ctx is done.
-func readConfigs(ctx context.Context, st storage.Store, s *Snapshot, idx []int) {
+func readConfigs(ctx context.Context, st storage.Store, s *layergraph.Snapshot, idx []int) {
 	workers := min(configReaders, len(idx)/8+1)
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -249,7 +230,7 @@ type imageConfig struct {
 // readConfig fills the platform and history length from the image config,
 // stored as big data under the config digest (= "sha256:" + image ID). A
 // missing or unreadable config leaves them empty: they are informative.
-func readConfig(st storage.Store, out *Image) {
+func readConfig(st storage.Store, out *layergraph.Image) {
 	data, err := st.ImageBigData(out.ID, "sha256:"+out.ID)
 	if err != nil {
 		return
@@ -262,17 +243,17 @@ func readConfig(st storage.Store, out *Image) {
 }
 
 // Statfs describes the filesystem holding path.
-func Statfs(path string) (Filesystem, error) {
+func Statfs(path string) (layergraph.Filesystem, error) {
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err != nil {
-		return Filesystem{}, fmt.Errorf("statfs %s: %w", path, err)
+		return layergraph.Filesystem{}, fmt.Errorf("statfs %s: %w", path, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return Filesystem{}, fmt.Errorf("stat %s: %w", path, err)
+		return layergraph.Filesystem{}, fmt.Errorf("stat %s: %w", path, err)
 	}
 	bs := int64(sfs.Bsize) //nolint:unconvert // Bsize's type differs per arch
-	return Filesystem{
+	return layergraph.Filesystem{
 		Path:      path,
 		SizeBytes: int64(sfs.Blocks) * bs,
 		FreeBytes: int64(sfs.Bavail) * bs,

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stowage/stowage/jobs/shared/inventory"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -140,7 +141,7 @@ func TestDiskHardLinks(t *testing.T) {
 		t.Errorf("total %d, store directory %d", acc.TotalBytes, dir)
 	}
 	// Removing a alone leaves the file (b links it); the model agrees.
-	sim := inventory.NewSimulation(snap)
+	sim := layergraph.NewSimulation(snap)
 	costA := sim.Cost(a)
 	before := allocated(t, p.Root)
 	p.Run(t, "rmi", "localhost/a:1")

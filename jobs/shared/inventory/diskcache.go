@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stowage/stowage/jobs/shared/layergraph"
 )
 
 // DiskCacheName is the file, in the store's run root, that keeps layer and
@@ -106,7 +108,7 @@ const measurers = 4
 // through hard links. containerLayer tells a container's writable layer.
 // Measurement failures leave an item unmeasured (its recorded size stands
 // in); they never fail the snapshot.
-func measureDisk(ctx context.Context, s *Snapshot, lo layout, cachePath string, containerLayer map[string]struct{}) error {
+func measureDisk(ctx context.Context, s *layergraph.Snapshot, lo layout, cachePath string, containerLayer map[string]struct{}) error {
 	if !lo.measurable() {
 		return nil
 	}
@@ -227,7 +229,7 @@ func measureDisk(ctx context.Context, s *Snapshot, lo layout, cachePath string, 
 }
 
 // measureLayers walks the layers at idx, a few at a time, into usage.
-func measureLayers(ctx context.Context, s *Snapshot, lo layout, idx []int, usage []*treeUsage) error {
+func measureLayers(ctx context.Context, s *layergraph.Snapshot, lo layout, idx []int, usage []*treeUsage) error {
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range min(measurers, len(idx)) {
@@ -288,7 +290,7 @@ func hasLoneLinks(usage []*treeUsage) bool {
 // between layers becomes one Shared entry (freed when its last layer goes);
 // one found in a single layer has links outside the store's layers (a file
 // linked elsewhere by hand, say): it stays in Shared, pinned, never freed.
-func resolveShared(s *Snapshot, usage []*treeUsage) {
+func resolveShared(s *layergraph.Snapshot, usage []*treeUsage) {
 	s.Shared = nil
 	index := map[inodeKey]int{}
 	holders := linkHolders(usage)
@@ -307,7 +309,7 @@ func resolveShared(s *Snapshot, usage []*treeUsage) {
 			if !ok {
 				j = len(s.Shared)
 				index[k] = j
-				s.Shared = append(s.Shared, SharedInode{Bytes: li.Bytes, Pinned: holders[k] < 2})
+				s.Shared = append(s.Shared, layergraph.SharedInode{Bytes: li.Bytes, Pinned: holders[k] < 2})
 			}
 			l.Shared = append(l.Shared, j)
 		}

@@ -18,6 +18,7 @@ import (
 	"go.podman.io/storage/types"
 
 	"github.com/stowage/stowage/jobs/shared/inventory"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -50,7 +51,7 @@ func openStore(t *testing.T, p *testenv.Podman) storage.Store {
 	return st
 }
 
-func collect(t *testing.T, st storage.Store) (*inventory.Snapshot, *inventory.Accounting) {
+func collect(t *testing.T, st storage.Store) (*layergraph.Snapshot, *inventory.Accounting) {
 	t.Helper()
 	s, err := inventory.Collect(context.Background(), st, "", time.Now())
 	if err != nil {
@@ -229,7 +230,7 @@ func TestDF(t *testing.T) {
 	}
 }
 
-func bigData(s *inventory.Snapshot, id string) int64 {
+func bigData(s *layergraph.Snapshot, id string) int64 {
 	for _, i := range s.Images {
 		if i.ID == id {
 			return i.DataBytes()
@@ -238,7 +239,7 @@ func bigData(s *inventory.Snapshot, id string) int64 {
 	return 0
 }
 
-func layerBytes(s *inventory.Snapshot, ids []string) int64 {
+func layerBytes(s *layergraph.Snapshot, ids []string) int64 {
 	var n int64
 	for _, id := range ids {
 		for _, l := range s.Layers {
@@ -274,14 +275,14 @@ func TestSim(t *testing.T) {
 	// Order: the shared base first (frees only its record), then the
 	// rest oldest first, the in-use image included (must be refused).
 	order := []string{sc.base}
-	imgs := append([]inventory.Image(nil), snap.Images...)
+	imgs := append([]layergraph.Image(nil), snap.Images...)
 	sort.Slice(imgs, func(i, j int) bool { return imgs[i].Created.Before(imgs[j].Created) })
 	for _, i := range imgs {
 		if i.ID != sc.base {
 			order = append(order, i.ID)
 		}
 	}
-	sim := inventory.NewSimulation(snap)
+	sim := layergraph.NewSimulation(snap)
 	for step, id := range order {
 		t.Run(fmt.Sprintf("%02d-%.12s", step, id), func(t *testing.T) {
 			cost := sim.Cost(id)
@@ -317,7 +318,7 @@ func TestSim(t *testing.T) {
 			}
 			// The store now holds exactly the layers the model still has.
 			s2, _ := collect(t, st)
-			sim2 := inventory.NewSimulation(s2)
+			sim2 := layergraph.NewSimulation(s2)
 			// Costs agree up to the records' shares of layers.json and
 			// images.json, which change as the files shrink; a layer more
 			// or less would differ by its directory's block at least.
@@ -333,7 +334,7 @@ func TestSim(t *testing.T) {
 	}
 }
 
-func countPresent(sim *inventory.Simulation, s *inventory.Snapshot) int {
+func countPresent(sim *layergraph.Simulation, s *layergraph.Snapshot) int {
 	n := 0
 	for _, i := range s.Images {
 		if sim.Has(i.ID) {
@@ -398,7 +399,7 @@ func TestRO(t *testing.T) {
 	}
 	// Reclaimable: own (layer + record) and child (its empty layer + no
 	// big data); never the read-only layer under child.
-	var ownImg inventory.Image
+	var ownImg layergraph.Image
 	for _, i := range snap.Images {
 		if i.ID == own {
 			ownImg = i
@@ -408,7 +409,7 @@ func TestRO(t *testing.T) {
 	if acc.ReclaimableBytes != want || ownImg.BigDataBytes == 0 {
 		t.Errorf("reclaimable %d, want %d", acc.ReclaimableBytes, want)
 	}
-	sim := inventory.NewSimulation(snap)
+	sim := layergraph.NewSimulation(snap)
 	for _, id := range []string{by[own].ID, roID} {
 		if sim.InUse(id) {
 			t.Errorf("%s in use", id)

@@ -15,6 +15,7 @@ import (
 	storage "go.podman.io/storage"
 	"go.podman.io/storage/types"
 
+	"github.com/stowage/stowage/jobs/shared/clock"
 	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/podmanapi"
 	"github.com/stowage/stowage/jobs/shared/quota"
@@ -34,8 +35,8 @@ type Env struct {
 	// System: the command addresses the system-wide store and files.
 	System bool
 	Log    *slog.Logger
-	// Now is the clock (time.Now).
-	Now func() time.Time
+	// Clock is the run's clock (clock.Real).
+	Clock clock.Clock
 	// Progress receives progress lines: stderr when the report is printed
 	// as text and stderr is a terminal, else nil.
 	Progress io.Writer

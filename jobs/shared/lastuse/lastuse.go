@@ -17,7 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/stowage/stowage/jobs/shared/inventory"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
 	"github.com/stowage/stowage/jobs/shared/podmanapi"
 	"github.com/stowage/stowage/jobs/shared/state"
 )
@@ -168,7 +168,7 @@ var ErrEvents = errors.New("lastuse: reading podman events")
 // events since the last scan. A failing event source is reported (wrapped
 // in ErrEvents) after the container uses are stored, and the cursor stays
 // where it was so the next scan retries the same window.
-func Scan(ctx context.Context, db *state.DB, snap *inventory.Snapshot, src EventSource, now time.Time) error {
+func Scan(ctx context.Context, db *state.DB, snap *layergraph.Snapshot, src EventSource, now time.Time) error {
 	uses := make([]Use, 0, len(snap.Containers))
 	for _, c := range snap.Containers {
 		if c.ImageID != "" {
@@ -202,7 +202,7 @@ func Scan(ctx context.Context, db *state.DB, snap *inventory.Snapshot, src Event
 
 // normalizeUses maps event image names to IDs where the snapshot knows them
 // (events name the image as the user typed it: a reference or an ID).
-func normalizeUses(evs []Use, snap *inventory.Snapshot) []Use {
+func normalizeUses(evs []Use, snap *layergraph.Snapshot) []Use {
 	byName := make(map[string]string, len(snap.Images))
 	for _, img := range snap.Images {
 		for _, n := range img.Names {
@@ -225,7 +225,7 @@ func normalizeUses(evs []Use, snap *inventory.Snapshot) []Use {
 	return out
 }
 
-func matchIDPrefix(snap *inventory.Snapshot, s string) string {
+func matchIDPrefix(snap *layergraph.Snapshot, s string) string {
 	if len(s) < 12 {
 		return ""
 	}

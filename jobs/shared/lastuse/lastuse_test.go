@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/shared/inventory"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
 	"github.com/stowage/stowage/jobs/shared/state"
 )
 
@@ -85,9 +85,9 @@ func TestScanContainersAndEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap := &inventory.Snapshot{
-		Images:     []inventory.Image{{ID: "aaaaaaaaaaaaaaaa", Names: []string{"localhost/a:1"}}, {ID: "bbbbbbbbbbbbbbbb"}, {ID: "cccccccccccccccc"}},
-		Containers: []inventory.Container{{ID: "c1", ImageID: "cccccccccccccccc"}},
+	snap := &layergraph.Snapshot{
+		Images:     []layergraph.Image{{ID: "aaaaaaaaaaaaaaaa", Names: []string{"localhost/a:1"}}, {ID: "bbbbbbbbbbbbbbbb"}, {ID: "cccccccccccccccc"}},
+		Containers: []layergraph.Container{{ID: "c1", ImageID: "cccccccccccccccc"}},
 	}
 	ev := &events{uses: []Use{{Name: "localhost/a:1", At: t0.Add(-time.Minute)}, {Name: "bbbbbbbbbbbb", At: t0.Add(-2 * time.Minute)}}}
 	if err := Scan(context.Background(), db, snap, ev, t0); err != nil {

@@ -1,4 +1,4 @@
-package inventory
+package layergraph
 
 import (
 	"fmt"
@@ -179,43 +179,6 @@ func TestFreedByIsOrderIndependent(t *testing.T) {
 	}
 }
 
-func TestAccountOrphansAndFlags(t *testing.T) {
-	s := snap(
-		[]string{"l1::100", "l2:l1:20", "o1::7", "o2:o1:8", "c1:l2:0"},
-		[]string{"base:l1:1", "app:l2:2", "gone:l2:3"},
-		[]string{"ctr:app:c1"},
-	)
-	s.Images[0].Names = []string{"localhost/base:1"}
-	s.Images[1].Names = []string{"localhost/app:1"}
-	// "gone" shares app's top layer with a shorter history: not a child.
-	a := Account(s)
-	if a.Layers.OrphanCount != 2 || a.Layers.OrphanBytes != 15 {
-		t.Errorf("orphans %v (%d bytes), want o1 o2 (15)", a.Layers.Orphans, a.Layers.OrphanBytes)
-	}
-	if a.TotalBytes != 100+20+7+8+1+2+3 {
-		t.Errorf("total %d", a.TotalBytes)
-	}
-	// base: record only (in use below app); gone: record only (shares l2).
-	if a.ReclaimableBytes != 1+3 {
-		t.Errorf("reclaimable %d, want 4", a.ReclaimableBytes)
-	}
-	by := map[string]ImageUsage{}
-	for _, u := range a.PerImage {
-		by[u.ID] = u
-	}
-	if !by["gone"].Dangling || by["gone"].Intermediate || by["base"].Dangling {
-		t.Errorf("flags: %+v", by)
-	}
-	if by["app"].SizeBytes != 122 || by["app"].Containers != 1 || by["app"].UniqueBytes != 2 {
-		// Unique for an image in use: as if its container were gone; l2
-		// is still gone's top layer, so only the record.
-		t.Errorf("app: %+v", by["app"])
-	}
-	if a.Images.InUseCount != 1 || a.Images.DanglingCount != 1 {
-		t.Errorf("images: %+v", a.Images)
-	}
-}
-
 // synthetic builds a store of n images over shared bases: 100 base chains
 // of 10 layers; each image adds 2 layers on a random base layer.
 func synthetic(n int) *Snapshot {
@@ -261,14 +224,6 @@ func BenchmarkGreedy(b *testing.B) {
 	}
 }
 
-func BenchmarkAccount(b *testing.B) {
-	s := synthetic(10_000)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		Account(s)
-	}
-}
-
 // TestSimulationSharedInodes: an inode hard-linked between layers is freed
 // by the removal that takes its last present layer, once; a pinned one
 // (links outside the store) or one a read-only layer holds never.
@@ -287,21 +242,9 @@ func TestSimulationSharedInodes(t *testing.T) {
 			s.Layers[i].Shared = []int{2}
 		}
 	}
-	acc := Account(s)
-	// The read-only layer "ro" holds the 300-byte inode too, but so does
-	// the writable "d": it is the writable store's.
-	if acc.Layers.HardLinkedBytes != 1000+7000+300 {
-		t.Errorf("hard-linked bytes %d", acc.Layers.HardLinkedBytes)
-	}
-	if got := StoreBytes(s); got != acc.TotalBytes || acc.Images.ReadOnlyBytes != 5 {
-		t.Errorf("StoreBytes %d, total %d, read-only %d", got, acc.TotalBytes, acc.Images.ReadOnlyBytes)
-	}
-	by := map[string]ImageUsage{}
-	for _, u := range acc.PerImage {
-		by[u.ID] = u
-	}
-	if by["A"].SizeBytes != 1+10+100+1000+7000 || by["A"].UniqueBytes != 11 {
-		t.Errorf("A: %+v", by["A"])
+	g := NewGraph(s)
+	if got := g.ImageBytes(&s.Images[0]); got != 1+10+100+1000+7000 {
+		t.Errorf("A's size %d, want its data, layers and both inodes of a", got)
 	}
 	sim := NewSimulation(s)
 	if got := sim.Cost("A"); got != 11 {

@@ -1,8 +1,9 @@
-package inventory
+package layergraph
 
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestGraphReachable(t *testing.T) {
@@ -30,9 +31,6 @@ func TestGraphReachable(t *testing.T) {
 	}
 	if want := []string{"orphan", "orphankid", "lone"}; !slices.Equal(orphans, want) {
 		t.Fatalf("orphans %v, want %v", orphans, want)
-	}
-	if a := Account(s); !slices.Equal(a.Layers.Orphans, orphans) {
-		t.Fatalf("Account orphans %v, graph %v", a.Layers.Orphans, orphans)
 	}
 }
 
@@ -93,11 +91,75 @@ func TestGraphDanglingIntermediate(t *testing.T) {
 			t.Errorf("%s: %q, want %q", id, got, want)
 		}
 	}
-	// df and images classify with the same graph.
-	for _, u := range Account(s).PerImage {
-		img := &images[slices.IndexFunc(images, func(i Image) bool { return i.ID == u.ID })]
-		if u.Dangling != g.Dangling(img) || u.Intermediate != g.Intermediate(img) {
-			t.Errorf("Account %s: dangling %v intermediate %v, graph %v %v", u.ID, u.Dangling, u.Intermediate, g.Dangling(img), g.Intermediate(img))
+}
+
+// TestGraphChainsAndOrphans: what an image's chains hold, what images alone
+// reach, and which orphans may go in which order, on one store.
+func TestGraphChainsAndOrphans(t *testing.T) {
+	old, young := time.Unix(1000, 0), time.Unix(5000, 0)
+	s := &Snapshot{
+		Layers: []Layer{
+			{ID: "base", Created: old}, {ID: "mid", Parent: "base", Created: old}, {ID: "top", Parent: "mid", Created: old},
+			{ID: "mapped", Parent: "base", Created: old},
+			{ID: "ctrbase", Created: old}, {ID: "ctr", Parent: "ctrbase", Created: old},
+			// o1 ← o2 ← o3, o1 ← o4: an orphan tree, removable leaves first.
+			{ID: "o1", Created: old}, {ID: "o2", Parent: "o1", Created: old}, {ID: "o3", Parent: "o2", Created: old}, {ID: "o4", Parent: "o1", Created: old},
+			// p1 ← p2 (young): the young leaf keeps its parent.
+			{ID: "p1", Created: old}, {ID: "p2", Parent: "p1", Created: young},
+		},
+		Images: []Image{
+			{ID: "img", TopLayer: "top", MappedTopLayers: []string{"mapped"}},
+			{ID: "broken", TopLayer: "missing"},
+		},
+		Containers: []Container{{ID: "c", LayerID: "ctr"}},
+	}
+	g := NewGraph(s)
+	for _, tc := range []struct {
+		img  int
+		want []string
+	}{
+		{0, []string{"top", "mid", "base", "mapped"}},
+		{1, []string{"missing"}},
+	} {
+		if got := g.Chain(&s.Images[tc.img]); !slices.Equal(got, tc.want) {
+			t.Errorf("Chain(%s) = %v, want %v", s.Images[tc.img].ID, got, tc.want)
 		}
+	}
+	for id, want := range map[string][2]bool{ // {Reachable, ImageReachable}
+		"base": {true, true}, "mapped": {true, true}, "missing": {true, true},
+		"ctr": {true, false}, "ctrbase": {true, false},
+		"o1": {false, false}, "p2": {false, false},
+	} {
+		if got := [2]bool{g.Reachable(id), g.ImageReachable(id)}; got != want {
+			t.Errorf("%s: reachable, by an image = %v, want %v", id, got, want)
+		}
+	}
+	var got []string
+	for _, l := range g.Orphans(func(l *Layer) bool { return l.Created.Equal(old) }) {
+		got = append(got, l.ID)
+	}
+	if want := []string{"o3", "o2", "o4", "o1"}; !slices.Equal(got, want) {
+		t.Errorf("Orphans = %v, want %v (leaves first; p1 stays under young p2)", got, want)
+	}
+	if n := len(g.Orphans(func(*Layer) bool { return false })); n != 0 {
+		t.Errorf("no eligible layer: %d orphans", n)
+	}
+}
+
+// TestHistoryNeeded: only the nameless images whose class the history
+// decides (no image on their top layer, a peer sharing it), with their
+// peers, need their configs read.
+func TestHistoryNeeded(t *testing.T) {
+	s := &Snapshot{
+		Layers: []Layer{{ID: "s1"}, {ID: "l1"}, {ID: "l2", Parent: "l1"}, {ID: "u1"}},
+		Images: []Image{
+			{ID: "a", TopLayer: "s1"}, {ID: "b", Names: []string{"localhost/b:1"}, TopLayer: "s1"}, // shared top: both
+			{ID: "parent", TopLayer: "l1"}, {ID: "parentpeer", TopLayer: "l1"}, {ID: "child", TopLayer: "l2"}, // l1 has a child image: no
+			{ID: "alone", TopLayer: "u1"},                                              // no peer: no
+			{ID: "named1", Names: []string{"x"}}, {ID: "named2", Names: []string{"y"}}, // names only: no
+		},
+	}
+	if got, want := HistoryNeeded(s), []int{0, 1}; !slices.Equal(got, want) {
+		t.Errorf("HistoryNeeded = %v, want %v", got, want)
 	}
 }

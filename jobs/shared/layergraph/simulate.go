@@ -1,4 +1,4 @@
-package inventory
+package layergraph
 
 // This file replays go.podman.io/storage's store.DeleteImage in memory.
 // DeleteImage(id) refuses an image a container uses; otherwise it removes

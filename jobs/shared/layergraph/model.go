@@ -1,9 +1,12 @@
-// Package inventory takes a snapshot of a containers/storage store (images,
-// layers, containers, the filesystem) and computes exact accounting from it:
-// per-image unique and shared bytes, reclaimable bytes (an in-memory replay
-// of store.DeleteImage's walk), and orphan layers. The accounting functions
-// are pure: they read only a Snapshot.
-package inventory
+// Package layergraph is the one model of a store's layer graph and the
+// questions df, images and prune ask of it, with one rule each: a snapshot
+// of the store's images, layers, containers and hard-linked inodes
+// (model.go), which layers images and containers reach, which nameless
+// images are dangling and which intermediate, which layers an image's
+// chains hold (Graph), in which order orphan layers can go (OrphanOrder),
+// and an in-memory replay of store.DeleteImage (Simulation). It is pure: it
+// reads only a Snapshot, does no I/O and links no storage library.
+package layergraph
 
 import "time"
 
