@@ -69,9 +69,6 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			// Read before entering the user namespace (OpenStore).
 			job.Quota = func(string) (quota.Usage, error) { return st.Quota.Result() }
 		}
-		if socket == "" {
-			socket = p.Volumes.PodmanSocket
-		}
 		events, closeEvents := eventSource(ctx, env, socket)
 		defer closeEvents()
 		job.Events = events
@@ -92,8 +89,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 
 // eventSource is where prune reads podman's container create/start events
 // (the only trace of a `podman run --rm`): the API of a podman socket that
-// answers (socket, else podman's default one when it serves the same
-// store), else the host's podman command, which reads podman's event log
+// answers (socket, else the one jobenv.PodmanRequest finds), else the host's podman command, which reads podman's event log
 // whatever its backend; nil when there is no podman at all. release frees
 // the API client.
 func eventSource(ctx context.Context, env *jobenv.Env, socket string) (src lastuse.EventSource, release func()) {
@@ -102,7 +98,8 @@ func eventSource(ctx context.Context, env *jobenv.Env, socket string) (src lastu
 		return lastuse.PodmanEvents{Client: conn.Client}, func() { _ = conn.Close() }
 	}
 	log := env.Log
-	if socket != "" {
+	if socket != "" || env.Policy.Volumes.PodmanSocket != "" {
+		// A socket that was asked for and does not answer is worth a warning.
 		log.Warn("podman API socket does not answer; reading events with the podman command", "error", err)
 	} else {
 		log.Debug("no podman API socket; reading events with the podman command", "error", err)

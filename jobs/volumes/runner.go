@@ -31,9 +31,7 @@ starts using meanwhile is refused by podman and kept.`,
 func command(*pflag.FlagSet) jobenv.RunFunc {
 	return func(ctx context.Context, env *jobenv.Env) (*jobenv.Output, error) {
 		p := env.Policy
-		conn, err := env.Podman(ctx, jobenv.PodmanRequest{
-			Socket: p.Volumes.PodmanSocket, MayStart: true, Timeout: p.Schedule.RunTimeout.Duration,
-		})
+		conn, err := env.Podman(ctx, jobenv.PodmanRequest{MayStart: true, Timeout: p.Schedule.RunTimeout.Duration})
 		if err != nil {
 			return nil, fmt.Errorf("run volumes: %w", err)
 		}

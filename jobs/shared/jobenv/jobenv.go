@@ -74,8 +74,9 @@ type Store struct {
 
 // PodmanRequest says which podman API to connect to.
 type PodmanRequest struct {
-	// Socket is the API socket to use; "" looks for podman's default one
-	// serving the same store.
+	// Socket is the API socket to use; "" means [volumes] podman_socket,
+	// else podman's default one (podmanapi.DefaultSockets) when it serves
+	// the same store.
 	Socket string
 	// MayStart starts a private `podman system service` when none answers.
 	MayStart bool
