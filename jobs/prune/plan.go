@@ -225,7 +225,9 @@ func Build(in *Input) *Plan {
 	})
 	if p.Dangling {
 		for _, f := range order {
-			if f.kept == "" && len(f.img.Names) == 0 {
+			// The graph's rule, df's too (an intermediate image is
+			// kept by protect already).
+			if f.kept == "" && g.Dangling(f.img) {
 				add(f, ReasonDangling)
 			}
 		}
