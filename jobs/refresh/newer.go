@@ -15,8 +15,8 @@ import (
 	"go.podman.io/image/v5/types"
 	storage "go.podman.io/storage"
 
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
 )
 

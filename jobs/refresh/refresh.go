@@ -21,8 +21,9 @@ import (
 	"go.podman.io/image/v5/types"
 	storage "go.podman.io/storage"
 
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/clock"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
 )
 
@@ -33,8 +34,9 @@ type Options struct {
 	// paths; nil means the system defaults.
 	Sys    *types.SystemContext
 	DryRun bool
-	// Now is the clock for history times; nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time for the report and history; nil means
+	// clock.Real.
+	Clock clock.Clock
 	// tagsPage is the n of tag-list pages (tests); 0 means tagsPageSize.
 	tagsPage int
 }
@@ -109,9 +111,9 @@ func (r *Report) Err() error {
 // Run checks every tagged registry reference in the store.
 func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.DB, o Options) (*Report, error) {
 	t0 := time.Now() // for debug timings; now() may be a test clock
-	now := o.Now
-	if now == nil {
-		now = time.Now
+	now := clock.Real.Now
+	if o.Clock != nil {
+		now = o.Clock.Now
 	}
 	sys := o.Sys
 	if sys == nil {

@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/pflag"
 	"go.podman.io/image/v5/types"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 )
 
 // Runner is `stowage run refresh`: check every tagged registry reference
@@ -68,7 +68,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			// podman's convention, not containers/image's.
 			sys.AuthFilePath = os.Getenv("REGISTRY_AUTH_FILE")
 		}
-		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun})
+		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun, Clock: env.Clock})
 		if err != nil {
 			return nil, err
 		}

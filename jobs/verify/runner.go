@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 	"github.com/stowage/stowage/jobs/verify/integrity"
 )
 
@@ -71,6 +71,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			Driver:        st.Options.GraphDriverName,
 			State:         db,
 			Log:           env.Log,
+			Clock:         env.Clock,
 		})
 		if err != nil {
 			return nil, err
