@@ -19,6 +19,7 @@ import (
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/client"
 	"github.com/stowage/stowage/service/daemon"
+	"github.com/stowage/stowage/service/hoststate"
 	"github.com/stowage/stowage/service/journal"
 	"github.com/stowage/stowage/service/runs"
 	"github.com/stowage/stowage/service/worker"
@@ -72,6 +73,15 @@ func runDaemon(ctx context.Context, g *globals, idleExit time.Duration, socket s
 	if err != nil {
 		return err
 	}
+	// Metered connection and battery, from the system bus in both modes. A
+	// host without a system bus defers nothing; it is said once, here.
+	var host daemon.HostState
+	if w, err := hoststate.Open("", log); err != nil {
+		log.Warn("not watching for a metered connection or battery", "error", err)
+	} else {
+		defer w.Close()
+		host = w
+	}
 	d, err := daemon.New(daemon.Options{
 		System:   system,
 		Version:  version,
@@ -84,6 +94,7 @@ func runDaemon(ctx context.Context, g *globals, idleExit time.Duration, socket s
 		Logger:     log,
 		SocketPath: socket,
 		State:      db,
+		HostState:  host,
 	})
 	if err != nil {
 		return err
