@@ -185,6 +185,8 @@ func New(o Options) (*Daemon, error) {
 	case err != nil:
 		return nil, fmt.Errorf("reading last runs: %w", err)
 	}
+	// Before the reports go: what the last runs left out is still owed.
+	owed := owedFrom(last)
 	for _, r := range last {
 		r.Report = nil
 	}
@@ -193,7 +195,7 @@ func New(o Options) (*Daemon, error) {
 		snap: snap, policyLoad: time.Now(), active: map[string]*api.Run{}, last: last,
 		periods:   periodsOf(cfg),
 		observers: append([]Observer(nil), o.Observers...),
-		owed:      deferral.Owed{}, deferKick: make(chan struct{}, 1),
+		owed:      owed, deferKick: make(chan struct{}, 1),
 	}
 	d.since = d.syncBaselines(cfg)
 	d.sched = scheduler.New(cfg, d.execute, scheduler.Options{

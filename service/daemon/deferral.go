@@ -2,10 +2,13 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
+	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/deferral"
 	"github.com/stowage/stowage/service/hoststate"
 	"github.com/stowage/stowage/service/journal"
@@ -48,6 +51,25 @@ func (d *Daemon) decide(p *policy.Policy, job string, dryRun bool) deferral.Deci
 	return dec
 }
 
+// earlierRun stands for the reason of a deferral made before this daemon
+// started (the reports keep the figures, not the decision).
+const earlierRun = "deferred by an earlier run"
+
+// owedFrom rebuilds, from each job's last recorded run, the work it left
+// out: a daemon started later (by its timer, after an idle exit) still
+// catches it up once the condition has cleared.
+func owedFrom(last map[string]*api.Run) deferral.Owed {
+	o := deferral.Owed{}
+	for job, r := range last {
+		var c report.Common
+		if r.DryRun || len(r.Report) == 0 || json.Unmarshal(r.Report, &c) != nil {
+			continue
+		}
+		o.Record(job, deferral.Left(deferral.Decision{Pulls: earlierRun, Integrity: earlierRun}, c.Metrics))
+	}
+	return o
+}
+
 // recordDeferred notes what a finished run left out (or that it left
 // nothing out, settling what its job owed) and has the watcher check at
 // once whether the condition cleared meanwhile.
@@ -63,9 +85,9 @@ func (d *Daemon) recordDeferred(job string, left deferral.Decision) {
 	}
 }
 
-// watchHost runs, until ctx ends, the catch-up of deferred work: when the
-// host's conditions change (or a run just left work out), each job whose
-// owed work would no longer be deferred is triggered. The returned channel
+// watchHost runs, until ctx ends, the catch-up of deferred work: at start,
+// when the host's conditions change and when a run just left work out,
+// each job whose owed work would no longer be deferred is triggered. The returned channel
 // is closed when it has stopped.
 func (d *Daemon) watchHost(ctx context.Context) <-chan struct{} {
 	done := make(chan struct{})
@@ -77,7 +99,11 @@ func (d *Daemon) watchHost(ctx context.Context) <-chan struct{} {
 	}
 	go func() {
 		defer close(done)
+		// Work owed from before this start may be due already.
 		var retry <-chan time.Time
+		if d.catchUpDeferred() {
+			retry = time.After(busyRetry)
+		}
 		for {
 			select {
 			case <-ctx.Done():

@@ -1,14 +1,18 @@
 package daemon
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/stowage/stowage/jobs/state"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/hoststate"
+	"github.com/stowage/stowage/service/runs"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -82,5 +86,59 @@ func TestDeferredWorkCaughtUpAfterBusyRun(t *testing.T) {
 	}
 	if hist, _ = h.c.History(t.Context(), "refresh", 10); len(hist) != 2 || slices.ContainsFunc(hist, func(r *api.Run) bool { return r.Outcome != api.OutcomeSucceeded }) {
 		t.Fatalf("history: %+v", hist)
+	}
+}
+
+// TestDeferredWorkOwedAcrossRestart: a daemon that exited idle while the
+// last refresh had left its pulls out (its recorded report says so) starts
+// again; while still metered it owes them and runs nothing, and once
+// started unmetered it catches them up at once.
+func TestDeferredWorkOwedAcrossRestart(t *testing.T) {
+	db, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := runs.New(db, 0)
+	at := time.Now().Add(-time.Minute)
+	prev := &api.Run{
+		ID: runs.NewID("refresh", at), Job: "refresh", Trigger: api.TriggerSchedule, Queued: at, Started: at, Finished: at.Add(time.Second),
+		Outcome: api.OutcomeSucceeded, Summary: "deferred",
+		Report: json.RawMessage(`{"job":"refresh","summary":"deferred","events":[],"metrics":{"pulls_deferred":1}}`),
+	}
+	if err := store.Put(prev); err != nil {
+		t.Fatal(err)
+	}
+	bus := testenv.StartDBus(t, "system")
+	nm := testenv.StartNetworkManager(t, bus.Address, 3) // guess-yes
+	w, err := hoststate.Open(bus.Address, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// No scheduled slot since the last run: any run is the deferral's.
+	pol := "version = 1\n[schedule]\nrefresh = \"0 0 1 1 *\"\njitter = \"0\"\n[refresh]\nmode = \"pull\"\n"
+	mod := func(o *Options) { o.State, o.Runs, o.HostState = db, store, w }
+	sp := shWorker(strings.Replace(deferScript, "%q", "'"+dir+"'", 1))
+
+	h := start(t, sp, pol, mod)
+	time.Sleep(500 * time.Millisecond)
+	if l, err := h.c.Latest(t.Context(), "refresh"); err != nil || l.ID != prev.ID {
+		t.Fatalf("a run started while still metered: %+v %v", l, err)
+	}
+	h.stop(t)
+
+	nm.Set(uint32(4)) // guess-no
+	waitFor(t, "unmetered", func() bool { return !w.State().Metered })
+	h = start(t, sp, pol, mod)
+	waitFor(t, "the catch-up at start", func() bool {
+		l, err := h.c.Latest(t.Context(), "refresh")
+		return err == nil && l.ID != prev.ID && l.Outcome.Done()
+	})
+	if l, _ := h.c.Latest(t.Context(), "refresh"); l.Summary != "pulled" || l.Outcome != api.OutcomeSucceeded {
+		t.Fatalf("catch-up run: %+v", l)
 	}
 }
