@@ -102,6 +102,9 @@ type Options struct {
 	// the policy defers then ([schedule] defer_on_metered,
 	// defer_on_battery), and the daemon catches it up when that clears.
 	HostState HostState
+	// DeferredSettle is how long changed host conditions must hold before
+	// deferred work is caught up (0: at once).
+	DeferredSettle time.Duration
 	// KeepStartupMemory skips releaseStartupMemory after READY=1.
 	KeepStartupMemory bool
 	// testAfterQueue, set by tests only, runs in Trigger right after the

@@ -104,11 +104,19 @@ func (d *Daemon) watchHost(ctx context.Context) <-chan struct{} {
 		if d.catchUpDeferred() {
 			retry = time.After(busyRetry)
 		}
+		var settle <-chan time.Time
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-changed:
+				// A service restarting or a link coming up reads as
+				// "not costly" for a moment: act on a change once the
+				// conditions have held for the settle time.
+				settle = time.After(d.opts.DeferredSettle)
+				continue
+			case <-settle:
+				settle = nil
 			case <-d.deferKick:
 			case <-retry:
 			}

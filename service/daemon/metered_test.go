@@ -28,8 +28,9 @@ type refreshReport struct {
 // bus given by DBUS_SYSTEM_BUS_ADDRESS, runs a pull-mode refresh against a
 // real registry while NetworkManager reports a metered connection: the run
 // reports the drift and pulls nothing, and says why. When NetworkManager
-// reports the connection unmetered (PropertiesChanged), the daemon starts a
-// catch-up run on its own, which pulls the new image. NetworkManager is
+// reports the connection unmetered (PropertiesChanged) for longer than the
+// settle time, the daemon starts a catch-up run on its own, which pulls the
+// new image. NetworkManager is
 // played by a stand-in peer on a private system bus (testenv.HostPeer):
 // this machine has no metered connection to report.
 func TestMeteredDefersPullsUntilCleared(t *testing.T) {
@@ -65,7 +66,7 @@ func TestMeteredDefersPullsUntilCleared(t *testing.T) {
 	bin := testenv.Stowage(t)
 	sock := filepath.Join(dir, "ctl.sock")
 	env := append(append([]string{}, host.Env...), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Address, "DBUS_SESSION_BUS_ADDRESS=")
-	args := append(host.Flags(), "--user", "--state-dir", filepath.Join(dir, "state"), "--policy", pol, "daemon", "--socket", sock)
+	args := append(host.Flags(), "--user", "--state-dir", filepath.Join(dir, "state"), "--policy", pol, "daemon", "--socket", sock, "--deferred-settle", "2s")
 	testenv.StartDaemon(t, bin, sock, env, args...)
 
 	out, err := testenv.RunErr(nil, bin, "--user", "trigger", "refresh", "--wait", "--format", "json", "--socket", sock)
@@ -97,7 +98,17 @@ func TestMeteredDefersPullsUntilCleared(t *testing.T) {
 		t.Fatalf("a run started while still metered: %+v", l)
 	}
 
-	nm.Set(uint32(2)) // NM_METERED_NO
+	// Unmetered for a moment only (a link coming up, NetworkManager
+	// restarting): within the settle time, so no catch-up.
+	nm.Set(uint32(2))
+	time.Sleep(500 * time.Millisecond)
+	nm.Set(uint32(1))
+	time.Sleep(3 * time.Second)
+	if l := latest(t, bin, sock); l.ID != first.ID {
+		t.Fatalf("a run started on a moment's unmetered connection: %+v", l)
+	}
+
+	nm.Set(uint32(2)) // NM_METERED_NO, for good
 	var catchUp api.Run
 	waitFor(t, "the catch-up run after the connection became unmetered", func() bool {
 		catchUp = latest(t, bin, sock)

@@ -199,6 +199,18 @@ func (w *Watcher) read() State {
 // errAbsent: the service is not on the bus (not installed, not running).
 var errAbsent = errors.New("service not on the bus")
 
+// absentErrors are the bus errors that mean the service is not there (or
+// not yet, or no longer). Seen with NetworkManager 1.42: while it stops, a
+// read sent on its last signal gets NoReply ("disconnected from message bus
+// without replying"); while it starts, it owns its name a moment before it
+// exports its object (UnknownObject).
+var absentErrors = map[string]bool{
+	"org.freedesktop.DBus.Error.ServiceUnknown": true,
+	"org.freedesktop.DBus.Error.NameHasNoOwner": true,
+	"org.freedesktop.DBus.Error.UnknownObject":  true,
+	"org.freedesktop.DBus.Error.NoReply":        true,
+}
+
 // readOne reads and decodes one property. An absent service reads as
 // false; a failed read or an unexpected value too, logged once until the
 // service answers properly again.
@@ -231,9 +243,11 @@ func (w *Watcher) get(name string, path dbus.ObjectPath, iface, prop string) (db
 	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
 	var v dbus.Variant
-	err := w.conn.Object(name, path).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, iface, prop).Store(&v)
+	// No auto-start: a read must never start a service the administrator
+	// left stopped (NetworkManager and UPower are D-Bus activatable).
+	err := w.conn.Object(name, path).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", dbus.FlagNoAutoStart, iface, prop).Store(&v)
 	var de dbus.Error
-	if errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.ServiceUnknown" || de.Name == "org.freedesktop.DBus.Error.NameHasNoOwner") {
+	if errors.As(err, &de) && absentErrors[de.Name] {
 		return v, errAbsent
 	}
 	if err != nil {
