@@ -200,14 +200,18 @@ func (w *Watcher) read() State {
 var errAbsent = errors.New("service not on the bus")
 
 // absentErrors are the bus errors that mean the service is not there (or
-// not yet, or no longer). Seen with NetworkManager 1.42: while it stops, a
-// read sent on its last signal gets NoReply ("disconnected from message bus
-// without replying"); while it starts, it owns its name a moment before it
-// exports its object (UnknownObject).
+// not yet, or no longer). Seen with NetworkManager 1.42 on Debian 12: while
+// it stops, a read sent on its last signal gets NoReply ("disconnected from
+// message bus without replying"); while it starts, it owns its name a
+// moment before it exports its object, and GDBus (GLib 2.74) answers
+// UnknownMethod "Object does not exist at path" (other implementations,
+// godbus among them, UnknownObject). A missing property (InvalidArgs) is
+// not among them: that is a service we do not understand, and logged.
 var absentErrors = map[string]bool{
 	"org.freedesktop.DBus.Error.ServiceUnknown": true,
 	"org.freedesktop.DBus.Error.NameHasNoOwner": true,
 	"org.freedesktop.DBus.Error.UnknownObject":  true,
+	"org.freedesktop.DBus.Error.UnknownMethod":  true,
 	"org.freedesktop.DBus.Error.NoReply":        true,
 }
 
