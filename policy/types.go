@@ -285,4 +285,3 @@ func (w *DeferWork) UnmarshalText(b []byte) error {
 	}
 	return fmt.Errorf("invalid deferrable work %q (want \"pulls\" or \"integrity\")", string(b))
 }
-
