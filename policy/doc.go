@@ -142,6 +142,8 @@ func typeName(t reflect.Type) string {
 		return "report | untag | remove | off"
 	case reflect.TypeOf(Urgency("")):
 		return "low | normal | critical"
+	case reflect.TypeOf([]DeferWork{}):
+		return "list of \"pulls\" | \"integrity\""
 	case reflect.TypeOf(Textfile("")):
 		return "\"\" | \"auto\" | path"
 	}
@@ -208,6 +210,10 @@ func keyDescriptions() map[string]string {
 		"schedule.volumes":     "Schedule of the volumes job.",
 		"schedule.jitter":      "Random delay added before each scheduled and each catch-up run, drawn anew for every run from [0, jitter), so that many hosts do not hit a registry at once. \"0\" disables it.",
 		"schedule.run_timeout": "Longest time one job run may take; the daemon stops a worker still running after it. \"0\" means no limit.",
+		"schedule.defer_on_metered": "Work the daemon's runs leave out while NetworkManager reports a metered connection (its Metered property is yes or guess-yes): \"pulls\" (refresh still checks every tag and reports drift, but pulls nothing, neither drifted tags nor pull_newer versions) and \"integrity\" (verify still checks signatures, but does not re-hash layers even with verify.integrity). " +
+			"The run says what it left out and why in its summary and report (\"pulls deferred: metered connection\"). When the condition clears (the daemon follows NetworkManager's and UPower's PropertiesChanged signals on the system bus), a job whose last run left work out is run again (trigger manual) once the new conditions have held for a minute (stowage daemon --deferred-settle: a link coming up or NetworkManager restarting reads as unmetered for a moment) and does it; a daemon that exited idle meanwhile does so at its next start (stowage.timer starts it every 15 minutes), since the last run's report says what it left out. " +
+			"It applies to every run the daemon starts (scheduled, catch-up, triggered); `stowage run JOB` by hand is never deferred. The daemon never starts NetworkManager or UPower to ask them (no D-Bus auto-start): without NetworkManager on the system bus the connection counts as not metered; a bus that cannot be reached is logged once and defers nothing. [] defers nothing; each value may appear once.",
+		"schedule.defer_on_battery": "Work the daemon's runs leave out while UPower reports that the machine runs on battery (OnBattery): \"pulls\" and/or \"integrity\", as schedule.defer_on_metered. Without UPower on the system bus the machine counts as on mains power. The default defers pulls only: an integrity scan is off by default (verify.integrity) and, once enabled, is what the administrator asked for.",
 
 		"refresh.mode":            "What to do with a tag whose registry digest changed: notify (report only), pull (pull the new image), off (skip the job).",
 		"refresh.concurrency":     "Maximum registry requests in flight in one run.",

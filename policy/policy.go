@@ -36,6 +36,12 @@ type Schedule struct {
 	Jitter  Duration `toml:"jitter"`
 	// RunTimeout bounds one job run; the daemon kills a worker past it.
 	RunTimeout Duration `toml:"run_timeout"`
+	// DeferOnMetered and DeferOnBattery list the work the daemon's runs
+	// leave out while NetworkManager reports a metered connection, or
+	// UPower that the machine runs on battery. The rest of each run still
+	// happens; the work left out runs once the condition clears.
+	DeferOnMetered []DeferWork `toml:"defer_on_metered"`
+	DeferOnBattery []DeferWork `toml:"defer_on_battery"`
 }
 
 // Refresh configures the registry digest refresh job.

@@ -38,6 +38,8 @@ type NewerResult struct {
 	// PulledImageID is the image pulled for Newer (rule pull_newer).
 	PulledImageID string `json:"pulled_image_id,omitempty"`
 	Error         string `json:"error,omitempty"`
+	// Note says why a newer version to pull was not pulled (deferred).
+	Note string `json:"note,omitempty"`
 }
 
 // LocalVersion is one local tag taking part in the newer-version check.
@@ -393,9 +395,9 @@ func PullNewerFor(ref string, p policy.Refresh) bool {
 // old tag and image are left alone. A newer reference already held locally
 // is not pulled again. It returns how many were pulled.
 func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, c *client, plat *platforms,
-	targets []Target, images []LocalImage, p policy.Refresh, dryRun bool, rep *Report) int {
+	targets []Target, images []LocalImage, p policy.Refresh, dryRun bool, deferWhy string, rep *Report) (pulled, deferred int) {
 	if dryRun {
-		return 0
+		return 0, 0
 	}
 	byRef := make(map[string]Target, len(targets))
 	for _, t := range targets {
@@ -421,6 +423,12 @@ func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *
 		}
 		tagged, ok := named.(reference.NamedTagged)
 		if !ok {
+			continue
+		}
+		if deferWhy != "" {
+			r.Note = "pull deferred: " + deferWhy
+			deferred++
+			log.Info("pull deferred", "image", r.ImageID, "reference", r.Reference, "newer", r.NewerRef, "reason", deferWhy)
 			continue
 		}
 		if pl == nil {
@@ -455,5 +463,5 @@ func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *
 			Digest:    dgst,
 		})
 	}
-	return n
+	return n, deferred
 }

@@ -37,6 +37,10 @@ type Options struct {
 	// Clock tells the time for the report and history; nil means
 	// clock.Real.
 	Clock clock.Clock
+	// DeferPulls, when not empty, is why this run pulls nothing ("metered
+	// connection", decided by the daemon): it checks and reports as usual,
+	// and notes and counts each pull it leaves out.
+	DeferPulls string
 	// tagsPage is the n of tag-list pages (tests); 0 means tagsPageSize.
 	tagsPage int
 }
@@ -77,6 +81,8 @@ type Report struct {
 	Newer []NewerResult `json:"newer,omitempty"`
 	// TagsRequests counts tag-list pages (one listing per repository).
 	TagsRequests int `json:"tags_requests"`
+	// PullsDeferred is why the run pulled nothing (Options.DeferPulls).
+	PullsDeferred string `json:"pulls_deferred,omitempty"`
 }
 
 // ErrNothingChecked is a run in which every reference failed: at least one
@@ -203,8 +209,8 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		rep.Events = append(rep.Events, newerEvents(rep.Newer)...)
 		log.Debug("newer versions checked", "repositories", len(ls), "elapsed", time.Since(t0))
 	}
-	pulled := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, rep)
-	pulledNewer := pullNewer(ctx, log, store, sys, c, plat, targets, images, o.Policy, o.DryRun, rep)
+	pulled, deferred := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, o.DeferPulls, rep)
+	pulledNewer, deferredNewer := pullNewer(ctx, log, store, sys, c, plat, targets, images, o.Policy, o.DryRun, o.DeferPulls, rep)
 	oldest, err := oldestPendingDrift(db, results)
 	if err != nil {
 		return nil, err
@@ -219,6 +225,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 	}
 	rep.Metrics, rep.Summary = summarize(results, rep, pulled)
 	summarizeNewer(rep, pulledNewer)
+	summarizeDeferred(rep, o.DeferPulls, deferred+deferredNewer)
 	if !oldest.IsZero() {
 		rep.Metrics["drift_oldest_first_seen"] = float64(oldest.Unix())
 	}
@@ -227,16 +234,23 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 }
 
 // pullDrifted pulls the drifted references whose mode is pull; it returns
-// how many were pulled.
-func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, c *client, targets []Target, results []Result, dryRun bool, rep *Report) int {
+// how many were pulled, and how many were left out because pulls are
+// deferred (deferWhy not empty).
+func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, c *client, targets []Target, results []Result, dryRun bool, deferWhy string, rep *Report) (pulled, deferred int) {
 	if dryRun {
-		return 0
+		return 0, 0
 	}
 	var p *puller
 	n := 0
 	for i := range results {
 		r := &results[i]
 		if r.Status != StatusDrifted || targets[i].Mode != policy.RefreshPull {
+			continue
+		}
+		if deferWhy != "" {
+			r.Note = "pull deferred: " + deferWhy
+			deferred++
+			log.Info("pull deferred", "image", r.ImageID, "reference", r.Reference, "reason", deferWhy)
 			continue
 		}
 		if p == nil {
@@ -271,7 +285,17 @@ func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys
 			Digest:    dgst,
 		})
 	}
-	return n
+	return n, deferred
+}
+
+// summarizeDeferred says in the report, its summary and its figures that
+// (and why) pulls were left out.
+func summarizeDeferred(rep *Report, why string, n int) {
+	rep.PullsDeferred = why
+	rep.Metrics[report.MetricPullsDeferred] = float64(n)
+	if why != "" && n > 0 {
+		rep.Summary += fmt.Sprintf("; pulls deferred: %s (%d not pulled)", why, n)
+	}
 }
 
 func summarize(results []Result, rep *Report, pulled int) (map[string]float64, string) {

@@ -44,10 +44,11 @@ auth.json, no registry reachable); the report is printed all the same.`,
 }
 
 func command(f *pflag.FlagSet) jobenv.RunFunc {
-	var authFile, certDir, sigPolicy string
+	var authFile, certDir, sigPolicy, deferPulls string
 	f.StringVar(&authFile, "authfile", "", "auth file (default: $REGISTRY_AUTH_FILE, then the containers auth.json lookup)")
 	f.StringVar(&certDir, "cert-dir", "", "certificates directory for all registries (as podman --cert-dir; default: certs.d lookup)")
 	f.StringVar(&sigPolicy, "signature-policy", "", "signature policy file for pulls (default: the system policy.json)")
+	f.StringVar(&deferPulls, "defer-pulls", "", "pull nothing, giving this reason in the report (the daemon sets it on a metered connection or battery: [schedule] defer_on_metered, defer_on_battery)")
 	return func(ctx context.Context, env *jobenv.Env) (*jobenv.Output, error) {
 		p := env.Policy
 		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: jobspec.Refresh.UserNamespace(p, env.DryRun)})
@@ -68,7 +69,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			// podman's convention, not containers/image's.
 			sys.AuthFilePath = os.Getenv("REGISTRY_AUTH_FILE")
 		}
-		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun, Clock: env.Clock})
+		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun, Clock: env.Clock, DeferPulls: deferPulls})
 		if err != nil {
 			return nil, err
 		}
@@ -106,6 +107,9 @@ func printText(w io.Writer, rep *Report) error {
 	fmt.Fprintln(tw, "REFERENCE\tLEVEL\tNEWER\tNEW\tDETAIL")
 	for _, r := range rep.Newer {
 		detail := r.Error
+		if detail == "" {
+			detail = r.Note
+		}
 		if r.PulledImageID != "" {
 			detail = "pulled " + short(r.PulledImageID)
 		}

@@ -71,6 +71,9 @@ type Report struct {
 	// (each naming its file); the names they cover were not judged and
 	// nothing was removed on their account. The CLI exits non-zero.
 	TrustConfigErrors []string `json:"trust_config_errors,omitempty"`
+	// IntegrityDeferred is why the integrity scan was left out
+	// (Options.DeferIntegrity), empty when it ran or was not asked for.
+	IntegrityDeferred string `json:"integrity_deferred,omitempty"`
 }
 
 // Options configure one run.
@@ -78,6 +81,10 @@ type Options struct {
 	Mode       policy.VerifyMode
 	PolicyJSON string // "" = containers default lookup
 	Integrity  bool
+	// DeferIntegrity, when not empty, is why this run leaves the integrity
+	// scan out although Integrity asks for it ("on battery", decided by
+	// the daemon); signatures are verified as usual.
+	DeferIntegrity string
 	// IntegrityRate caps the integrity scan's reads in bytes/s (0 = none).
 	IntegrityRate int64
 	DryRun        bool
@@ -108,10 +115,16 @@ func Run(ctx context.Context, st storage.Store, o Options) (*Report, error) {
 		PolicyJSON: o.PolicyJSON,
 		Results:    []Result{},
 	}
+	if o.Integrity && o.DeferIntegrity != "" {
+		o.Integrity = false
+		rep.IntegrityDeferred = o.DeferIntegrity
+		o.Log.Info("integrity scan deferred", "reason", o.DeferIntegrity)
+	}
 	if o.Mode == policy.VerifyOff && !o.Integrity {
 		rep.Finished = o.Clock.Now()
 		rep.Summary = "verify is off ([verify] mode = \"off\")"
 		rep.Metrics = map[string]float64{}
+		noteDeferred(rep)
 		return rep, nil
 	}
 	images, err := st.Images()
@@ -133,7 +146,19 @@ func Run(ctx context.Context, st storage.Store, o Options) (*Report, error) {
 	rep.Finished = o.Clock.Now()
 	rep.Metrics = metrics(rep)
 	rep.Summary = summary(rep)
+	noteDeferred(rep)
 	return rep, nil
+}
+
+// noteDeferred says in the summary and the figures that the integrity scan
+// was left out, and why.
+func noteDeferred(rep *Report) {
+	if rep.IntegrityDeferred == "" {
+		rep.Metrics[report.MetricIntegrityDeferred] = 0
+		return
+	}
+	rep.Metrics[report.MetricIntegrityDeferred] = 1
+	rep.Summary += "; integrity scan deferred: " + rep.IntegrityDeferred
 }
 
 func runSignatures(ctx context.Context, st storage.Store, images []storage.Image, o Options, rep *Report) error {

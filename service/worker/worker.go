@@ -52,6 +52,9 @@ type Spawner struct {
 	// (PolicyFD) and the worker is told so with --policy-fd, so it never
 	// reads a policy file itself.
 	Policy []byte
+	// JobArgs are the job's own flags for this run (after the job name),
+	// e.g. --defer-pulls REASON.
+	JobArgs []string
 }
 
 // PolicyFD is the descriptor number the policy snapshot has in the worker.
@@ -81,7 +84,7 @@ func (s *Spawner) Args(job string, dryRun bool) []string {
 	if s.Policy != nil {
 		args = append(args, "--policy-fd", strconv.Itoa(PolicyFD))
 	}
-	return args
+	return append(args, s.JobArgs...)
 }
 
 // Run runs job to completion. When ctx ends, the worker's process group gets
