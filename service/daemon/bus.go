@@ -177,6 +177,22 @@ func (b busBackend) RunJob(_ context.Context, job string, dryRun bool) (string, 
 	return r.ID, nil
 }
 
+// Pull starts a refresh run that pulls ref (Daemon.Pull).
+func (b busBackend) Pull(_ context.Context, ref string) (string, error) {
+	r, err := b.d.Pull(ref)
+	switch {
+	case errors.Is(err, ErrInvalidRef):
+		return "", fmt.Errorf("%w: %w", dbusapi.ErrInvalidArgs, err)
+	case errors.Is(err, scheduler.ErrUnknownJob):
+		return "", fmt.Errorf("%w: %w", dbusapi.ErrUnknownJob, err)
+	case errors.Is(err, scheduler.ErrBusy):
+		return "", fmt.Errorf("%w: %w", dbusapi.ErrBusy, err)
+	case err != nil:
+		return "", err
+	}
+	return r.ID, nil
+}
+
 // GetReport returns the run record as JSON, the worker's report under
 // "report".
 func (b busBackend) GetReport(_ context.Context, id string) (string, error) {

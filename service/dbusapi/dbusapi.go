@@ -70,6 +70,10 @@ type Backend interface {
 	// RunJob starts a run of job now and returns its run id without
 	// waiting for it to finish.
 	RunJob(ctx context.Context, job string, dryRun bool) (runID string, err error)
+	// Pull starts a run that pulls one image reference now (refresh in
+	// pull mode for that reference) and returns its run id without
+	// waiting for it to finish.
+	Pull(ctx context.Context, ref string) (runID string, err error)
 	// GetReport returns a run's report as JSON.
 	GetReport(ctx context.Context, runID string) (json string, err error)
 	// Reload re-reads the policy; an invalid policy returns an error and

@@ -50,6 +50,22 @@ func (m *methods) RunJob(sender dbus.Sender, job string, dryRun bool) (string, *
 	return id, nil
 }
 
+// PullImage(s ref) → s run_id: pulls one reference now (the "Pull update"
+// action of a notification). Mutating.
+func (m *methods) PullImage(sender dbus.Sender, ref string) (string, *dbus.Error) {
+	defer m.s.called()()
+	ctx, cancel := m.ctx()
+	defer cancel()
+	if derr := m.s.authorize(ctx, sender, "PullImage"); derr != nil {
+		return "", derr
+	}
+	id, err := m.s.backend.Pull(ctx, ref)
+	if err != nil {
+		return "", toDBusError(err)
+	}
+	return id, nil
+}
+
 // GetReport(s run_id) → s json.
 func (m *methods) GetReport(runID string) (string, *dbus.Error) {
 	defer m.s.called()()

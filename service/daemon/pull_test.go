@@ -1,0 +1,64 @@
+package daemon
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/stowage/stowage/service/api"
+	"github.com/stowage/stowage/service/dbusapi"
+	"github.com/stowage/stowage/test/testenv"
+)
+
+// TestPullImage: PullImage over D-Bus starts a refresh worker with
+// --pull=REF (the reference normalized), and refuses what is not a
+// reference before any worker starts.
+func TestPullImage(t *testing.T) {
+	bus := testenv.StartDBus(t, "session")
+	// The worker reports its own argument list as its summary.
+	script := `printf '{"job":"%s","summary":"args %s","events":[],"metrics":{}}\n' "$2" "$*"`
+	h := start(t, shWorker(script), basePolicy, func(o *Options) { o.NoBus, o.BusAddress = false, bus.Address })
+	ctx := t.Context()
+	conn, err := dbus.Connect(bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	obj := conn.Object(dbusapi.BusName, dbusapi.ObjectPath)
+
+	var id string
+	if err := obj.CallWithContext(ctx, dbusapi.Interface+".PullImage", 0, "alpine:3").Store(&id); err != nil {
+		t.Fatalf("PullImage: %v", err)
+	}
+	r, err := h.c.Wait(ctx, id)
+	if err != nil || r.Outcome != api.OutcomeSucceeded || r.Job != "refresh" || r.DryRun {
+		t.Fatalf("pull run: %+v %v", r, err)
+	}
+	if args := strings.Fields(r.Summary); !slices.Contains(args, "refresh") || !slices.Contains(args, "--pull=docker.io/library/alpine:3") {
+		t.Fatalf("worker arguments %q, want run refresh ... --pull=docker.io/library/alpine:3", r.Summary)
+	}
+
+	// A plain refresh afterwards has no --pull.
+	r, err = h.c.Trigger(ctx, "refresh", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err = h.c.Wait(ctx, r.ID); err != nil || strings.Contains(r.Summary, "--pull") {
+		t.Fatalf("plain refresh: %+v %v", r, err)
+	}
+
+	for _, bad := range []string{"", "--all", "NOT A REF!"} {
+		err := obj.CallWithContext(ctx, dbusapi.Interface+".PullImage", 0, bad).Err
+		var derr dbus.Error
+		if !errors.As(err, &derr) || derr.Name != dbusapi.ErrorInvalidArgs {
+			t.Errorf("PullImage(%q): %v, want %s", bad, err, dbusapi.ErrorInvalidArgs)
+		}
+	}
+	hist, err := h.c.History(ctx, "refresh", 10)
+	if err != nil || len(hist) != 2 {
+		t.Fatalf("refresh history after refused pulls: %d runs, %v", len(hist), err)
+	}
+}
