@@ -273,6 +273,15 @@ func getRun(ctx context.Context, conn *dbus.Conn, runID string) (*api.Run, error
 	if r.ID != runID {
 		return nil, fmt.Errorf("agent: GetReport %s returned run %q", runID, r.ID)
 	}
+	// Common is not on the wire: parse it from the worker's report, as
+	// the daemon did (a run without a report has no findings).
+	if len(r.Report) > 0 {
+		var c report.Common
+		if err := json.Unmarshal(r.Report, &c); err != nil {
+			return nil, fmt.Errorf("agent: GetReport %s: decoding the report: %w", runID, err)
+		}
+		r.Common = &c
+	}
 	return &r, nil
 }
 
