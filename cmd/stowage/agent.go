@@ -115,6 +115,13 @@ func runAgent(ctx context.Context, g *globals) error {
 			}
 		}
 	}()
+	// Last: owning the name tells systemd (Type=dbus) the agent is up.
+	if err := agent.ClaimSession(session); errors.Is(err, agent.ErrAlreadyRunning) {
+		log.Info("not starting: " + err.Error())
+		return nil
+	} else if err != nil {
+		return err
+	}
 	log.Info("agent started", "state", db.Path())
 	if err := a.Run(ctx, n); err != nil {
 		return err

@@ -47,6 +47,27 @@ type Actor interface {
 	Report(ctx context.Context, runID string) (string, error)
 }
 
+// BusName is the agent's name on the session bus: owning it makes one
+// agent per session (the user unit and the autostart entry may both start
+// one) and tells systemd the agent is up (Type=dbus).
+const BusName = "io.github.stowage.Agent1"
+
+// ErrAlreadyRunning is returned by ClaimSession when another agent owns
+// BusName.
+var ErrAlreadyRunning = errors.New("agent: another stowage agent runs in this session")
+
+// ClaimSession requests BusName on the session bus without queueing.
+func ClaimSession(session *dbus.Conn) error {
+	reply, err := session.RequestName(BusName, dbus.NameFlagDoNotQueue)
+	if err != nil {
+		return fmt.Errorf("agent: requesting %s: %w", BusName, err)
+	}
+	if reply != dbus.RequestNameReplyPrimaryOwner && reply != dbus.RequestNameReplyAlreadyOwner {
+		return ErrAlreadyRunning
+	}
+	return nil
+}
+
 // RunNotifier shows one notification per run: *notify.Notifier.
 type RunNotifier interface {
 	NotifyRun(ctx context.Context, job, runID string, events []report.Event) (*notify.Sent, error)
