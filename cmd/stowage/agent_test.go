@@ -33,10 +33,12 @@ func (b *runsBackend) ListJobs(context.Context) ([]dbusapi.Job, error) { return 
 func (b *runsBackend) RunJob(context.Context, string, bool) (string, error) {
 	return "", fmt.Errorf("not here")
 }
-func (b *runsBackend) Pull(context.Context, string) (string, error) { return "", fmt.Errorf("not here") }
-func (b *runsBackend) Reload(context.Context) error                 { return nil }
-func (b *runsBackend) Pin(context.Context, string) error            { return nil }
-func (b *runsBackend) Unpin(context.Context, string) error          { return nil }
+func (b *runsBackend) Pull(context.Context, string) (string, error) {
+	return "", fmt.Errorf("not here")
+}
+func (b *runsBackend) Reload(context.Context) error        { return nil }
+func (b *runsBackend) Pin(context.Context, string) error   { return nil }
+func (b *runsBackend) Unpin(context.Context, string) error { return nil }
 func (b *runsBackend) GetReport(_ context.Context, id string) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
