@@ -215,6 +215,13 @@ type runningAgent struct {
 // session bus keeping its memory in stateDir.
 func startAgent(t *testing.T, sysBus, sessionBus *testenv.DBus, stateDir string) *runningAgent {
 	t.Helper()
+	return startAgentAt(t, func() string { return sysBus.Address }, sessionBus, stateDir)
+}
+
+// startAgentAt is startAgent with the system bus address read at each
+// connection attempt.
+func startAgentAt(t *testing.T, sysAddr func() string, sessionBus *testenv.DBus, stateDir string) *runningAgent {
+	t.Helper()
 	session, err := dbusapi.ConnectAddress(sessionBus.Address)
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +236,7 @@ func startAgent(t *testing.T, sysBus, sessionBus *testenv.DBus, stateDir string)
 	}
 	ra := &runningAgent{handled: make(chan handled, 16), done: make(chan error, 1)}
 	ra.a, err = New(Options{
-		ConnectSystem: func() (*dbus.Conn, error) { return dbusapi.ConnectAddress(sysBus.Address) },
+		ConnectSystem: func() (*dbus.Conn, error) { return dbusapi.ConnectAddress(sysAddr()) },
 		Logger:        testLogger(t, "agent"),
 		RetryMin:      20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		Handled: func(job, runID string, sent *notify.Sent, err error) {
@@ -386,6 +393,55 @@ func TestRelay(t *testing.T) {
 		t.Fatalf("after an agent restart a seen finding was notified: %+v", h.sent)
 	}
 	noNotification(t, ns)
+}
+
+// TestSystemBusRestart: when the system bus itself goes away the agent
+// keeps running, reconnects once a bus is back, and relays its daemon's
+// runs again.
+func TestSystemBusRestart(t *testing.T) {
+	testenv.RequireRoot(t)
+	sessionBus := testenv.StartDBus(t, "session")
+	ns := startNotifyServer(t, sessionBus)
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.json")
+	bus1 := testenv.StartSystemDBus(t, shippedBusPolicy)
+	var mu sync.Mutex
+	addr := bus1.Address
+	ag := startAgentAt(t, func() string { mu.Lock(); defer mu.Unlock(); return addr }, sessionBus, filepath.Join(dir, "agent-state"))
+
+	// Kill the first bus daemon (it tells its own pid).
+	var pid uint32
+	c, err := dbusapi.ConnectAddress(bus1.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, "org.freedesktop.DBus").Store(&pid); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := syscall.Kill(int(pid), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent noticing the bus is gone", func() bool { _, err := ag.a.conn(); return err != nil })
+	time.Sleep(100 * time.Millisecond) // a few failed reconnects
+	select {
+	case err := <-ag.done:
+		t.Fatalf("agent returned when the system bus went away: %v", err)
+	default:
+	}
+
+	bus2 := testenv.StartSystemDBus(t, shippedBusPolicy)
+	mu.Lock()
+	addr = bus2.Address
+	mu.Unlock()
+	waitFor(t, "the agent reconnecting", func() bool { _, err := ag.a.conn(); return err == nil })
+	sd := startSystemDaemon(t, bus2, filepath.Join(dir, "d"), events)
+	writeEvents(t, events, "localhost/app:1")
+	r := sd.run(t, "refresh")
+	if h := ag.next(t, r.ID); h.sent == nil {
+		t.Fatal("nothing relayed after the reconnect")
+	}
+	nextNotification(t, ns)
 }
 
 // TestActor: the Actor's calls reach the system daemon: Prune starts a real
