@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/spf13/cobra"
@@ -18,6 +19,7 @@ import (
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/agent"
 	"github.com/stowage/stowage/service/api"
+	"github.com/stowage/stowage/service/daemon"
 	"github.com/stowage/stowage/service/dbusapi"
 	"github.com/stowage/stowage/service/journal"
 	"github.com/stowage/stowage/service/notify"
@@ -122,6 +124,20 @@ func runAgent(ctx context.Context, g *globals) error {
 	} else if err != nil {
 		return err
 	}
+	// Long-lived in every session: drop what only start-up touched, once
+	// the agent is connected and waiting.
+	go func() {
+		select {
+		case <-time.After(3 * time.Second):
+		case <-ctx.Done():
+			return
+		}
+		if kib, err := daemon.ReleaseStartupMemory(); err != nil {
+			log.Debug("start-up memory not released", "error", err)
+		} else {
+			log.Debug("start-up memory released", "kib", kib)
+		}
+	}()
 	log.Info("agent started", "state", db.Path())
 	if err := a.Run(ctx, n); err != nil {
 		return err
