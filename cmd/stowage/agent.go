@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/jobs/state"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/agent"
@@ -88,10 +90,12 @@ func runAgent(ctx context.Context, g *globals) error {
 	}
 	// TODO(lead): pass a as the Notifier's Actor (notify.Options.Actor)
 	// once service/notify has it (issue 16, actions branch).
-	n, err := notify.New(notify.Options{Conn: session, State: db, Policy: agentNotifyPolicy(g, log), Logger: log})
+	pol := agentNotifyPolicy(g, log)
+	n, err := notify.New(notify.Options{Conn: session, State: db, Policy: pol, Logger: log})
 	if err != nil {
 		return err
 	}
+	tn := &topicNotifier{n: n, pol: pol}
 
 	// The session is over when its bus goes: stop with it.
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -110,7 +114,7 @@ func runAgent(ctx context.Context, g *globals) error {
 		for {
 			select {
 			case <-hup:
-				n.SetPolicy(agentNotifyPolicy(g, log))
+				tn.SetPolicy(agentNotifyPolicy(g, log))
 				log.Info("policy re-read")
 			case <-ctx.Done():
 				return
@@ -139,7 +143,7 @@ func runAgent(ctx context.Context, g *globals) error {
 		}
 	}()
 	log.Info("agent started", "state", db.Path())
-	if err := a.Run(ctx, n); err != nil {
+	if err := a.Run(ctx, tn); err != nil {
 		return err
 	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -161,6 +165,30 @@ func agentNotifyPolicy(g *globals, log *slog.Logger) policy.Notify {
 	}
 	log.Debug("policy loaded", "files", fmt.Sprint(files))
 	return p.Notify
+}
+
+// topicNotifier passes a run's findings to the notifier without those
+// the user's [notify] topics leave out.
+type topicNotifier struct {
+	n   *notify.Notifier
+	mu  sync.Mutex
+	pol policy.Notify
+}
+
+// NotifyRun implements agent.RunNotifier.
+func (t *topicNotifier) NotifyRun(ctx context.Context, job, runID string, evs []report.Event) (*notify.Sent, error) {
+	t.mu.Lock()
+	pol := t.pol
+	t.mu.Unlock()
+	return t.n.NotifyRun(ctx, job, runID, daemon.WantedEvents(pol, job, evs))
+}
+
+// SetPolicy applies a re-read [notify] section.
+func (t *topicNotifier) SetPolicy(p policy.Notify) {
+	t.mu.Lock()
+	t.pol = p
+	t.mu.Unlock()
+	t.n.SetPolicy(p)
 }
 
 // renderRunText is what `stowage report RUN` prints for a run.

@@ -219,6 +219,27 @@ func TestAgentCommand(t *testing.T) {
 		t.Fatalf("no notification after SIGHUP:\n%s", log.String())
 	}
 
+	// topics: only the verify family is shown now.
+	writePolicy("version = 1\n[notify]\nmin_urgency = \"low\"\ntopics = [\"verify\"]\n")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "second policy re-read", func() bool { return strings.Count(log.String(), "policy re-read") >= 2 })
+	sig := report.Event{Kind: report.EventSignatureRejected, Severity: report.SeverityCritical, Topic: "verify:localhost/v:1",
+		Reference: "localhost/v:1", Message: "localhost/v:1 signature rejected"}
+	be.add(t, "run-3", drift("localhost/d:1", "critical"), sig)
+	if err := srv.EmitJobFinished("refresh", "run-3", "succeeded", "s"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case body := <-ns.bodies:
+		if !strings.Contains(body, "localhost/v:1 signature rejected") || strings.Contains(body, "localhost/d:1") {
+			t.Fatalf("notification body %q, want the verify finding only", body)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no notification with topics = [verify]:\n%s", log.String())
+	}
+
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

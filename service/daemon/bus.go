@@ -11,6 +11,7 @@ import (
 
 	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/jobs/pins"
+	"github.com/stowage/stowage/jobs/report"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/dbusapi"
@@ -131,7 +132,7 @@ func (b *busObserver) RunFinished(ctx context.Context, r *api.Run) {
 	if b.notifier != nil {
 		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if _, err := b.notifier.NotifyRun(nctx, r.Job, r.ID, r.Common.Events); err != nil {
+		if _, err := b.notifier.NotifyRun(nctx, r.Job, r.ID, WantedEvents(b.d.Policy().Notify, r.Job, r.Common.Events)); err != nil {
 			b.d.log.Warn("desktop notification", "error", err)
 		}
 	}
@@ -149,6 +150,17 @@ func (b *busObserver) StateChanged(s api.Status) {
 	b.srv.Update(func(cur *dbusapi.Status) {
 		cur.State, cur.PolicyPath, cur.PolicyError, cur.Jobs = st.State, st.PolicyPath, st.PolicyError, st.Jobs
 	})
+}
+
+// WantedEvents are the events whose topic [notify] topics lets through.
+func WantedEvents(p policy.Notify, job string, evs []report.Event) []report.Event {
+	var out []report.Event
+	for _, ev := range evs {
+		if p.Wants(job, ev.Kind, ev.Topic) {
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // busBackend serves the D-Bus methods from the daemon.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -60,5 +61,44 @@ func TestPullImage(t *testing.T) {
 	hist, err := h.c.History(ctx, "refresh", 10)
 	if err != nil || len(hist) != 2 {
 		t.Fatalf("refresh history after refused pulls: %d runs, %v", len(hist), err)
+	}
+}
+
+// TestNotifyTopics: in user mode [notify] topics leaves out the findings
+// of other topics; a finding of a listed family is shown.
+func TestNotifyTopics(t *testing.T) {
+	bus := testenv.StartDBus(t, "session")
+	srvConn, err := dbus.Connect(bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srvConn.Close()
+	ns := &notifyServer{calls: make(chan []any, 8)}
+	if err := srvConn.Export(ns, "/org/freedesktop/Notifications", "org.freedesktop.Notifications"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srvConn.RequestName("org.freedesktop.Notifications", dbus.NameFlagDoNotQueue); err != nil {
+		t.Fatal(err)
+	}
+	script := `printf '{"job":"%s","summary":"s","events":[` +
+		`{"kind":"drift_detected","severity":"normal","topic":"refresh:localhost/a:1","reference":"localhost/a:1","message":"a drifted"},` +
+		`{"kind":"signature_rejected","severity":"critical","topic":"verify:localhost/b:1","reference":"localhost/b:1","message":"b rejected"}]}' "$2"`
+	h := start(t, shWorker(script), basePolicy+"[notify]\ndesktop = true\ntopics = [\"verify\"]\n",
+		func(o *Options) { o.NoBus, o.BusAddress = false, bus.Address })
+	ctx := t.Context()
+	r, err := h.c.Trigger(ctx, "verify", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.c.Wait(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-ns.calls:
+		if body := c[3].(string); body != "b rejected" {
+			t.Fatalf("notification body %q, want the verify finding only", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification")
 	}
 }
