@@ -268,6 +268,7 @@ func (a *Agent) relay(ctx context.Context, conn *dbus.Conn, n RunNotifier, job, 
 		return nil, err
 	}
 	if r.DryRun || r.Common == nil || len(r.Common.Events) == 0 {
+		a.log.Debug("run finished without findings to show", "job", job, "run_id", runID, "dry_run", r.DryRun)
 		return nil, nil
 	}
 	sent, err := n.NotifyRun(ctx, job, runID, r.Common.Events)
