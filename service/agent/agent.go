@@ -150,7 +150,7 @@ func (a *Agent) Run(ctx context.Context, n RunNotifier) error {
 	for {
 		conn, err := a.opts.ConnectSystem()
 		if err != nil {
-			a.log.Warn("system bus unreachable; retrying", "error", err, "retry_in", wait.String())
+			a.log.Warn("system bus unreachable, retrying in "+wait.String()+": "+err.Error(), "error", err)
 		} else {
 			connected := time.Now()
 			err = a.serve(ctx, conn, n)
@@ -158,7 +158,7 @@ func (a *Agent) Run(ctx context.Context, n RunNotifier) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			a.log.Warn("system bus connection lost; reconnecting", "error", err)
+			a.log.Warn("system bus connection lost, reconnecting: "+err.Error(), "error", err)
 			if time.Since(connected) > a.opts.RetryMax {
 				wait = a.opts.RetryMin // it had been up a while: not a flapping bus
 			}
@@ -239,7 +239,7 @@ func (a *Agent) serve(ctx context.Context, conn *dbus.Conn, n RunNotifier) error
 				}
 				sent, err := a.relay(ctx, conn, n, job, runID)
 				if err != nil {
-					a.log.Warn("run not relayed", "job", job, "run_id", runID, "error", err)
+					a.log.Warn("run not relayed: "+err.Error(), "job", job, "run_id", runID, "error", err)
 				}
 				if a.opts.Handled != nil {
 					a.opts.Handled(job, runID, sent, err)
@@ -276,7 +276,8 @@ func (a *Agent) relay(ctx context.Context, conn *dbus.Conn, n RunNotifier, job, 
 		return sent, fmt.Errorf("agent: notifying run %s: %w", runID, err)
 	}
 	if sent != nil {
-		a.log.Info("notified", "job", job, "run_id", runID, "id", sent.ID, "findings", sent.Findings)
+		// Message and fields: journalctl shows only the message by default.
+		a.log.Info(fmt.Sprintf("notified: %s run %s, %d findings", job, runID, sent.Findings), "job", job, "run_id", runID, "id", sent.ID, "findings", sent.Findings)
 	}
 	return sent, nil
 }
