@@ -59,6 +59,12 @@ func runAgent(ctx context.Context, g *globals) error {
 		return fmt.Errorf("invalid --log-level %q: %w", g.logLevel, err)
 	}
 	log := slog.New(journal.NewHandler(journal.Options{Level: lvl}))
+	// The session first: without one there is nothing to do, nor to create.
+	session, err := dbusapi.Connect(false)
+	if err != nil {
+		return fmt.Errorf("agent: the session bus is needed to show notifications: %w", err)
+	}
+	defer session.Close()
 	dir := g.stateDir
 	if dir == "" {
 		base, err := state.DefaultDir(false) // the user's, even for root at a desktop
@@ -74,11 +80,6 @@ func runAgent(ctx context.Context, g *globals) error {
 	if err := db.Check(); err != nil {
 		return err
 	}
-	session, err := dbusapi.Connect(false)
-	if err != nil {
-		return fmt.Errorf("agent: the session bus is needed to show notifications: %w", err)
-	}
-	defer session.Close()
 
 	a, err := agent.New(agent.Options{
 		ConnectSystem: func() (*dbus.Conn, error) { return dbusapi.Connect(true) },

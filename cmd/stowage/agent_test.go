@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -261,5 +262,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAgentNoSessionBus: without a session bus the agent says why and
+// exits 1, creating nothing (it never autolaunches a bus).
+func TestAgentNoSessionBus(t *testing.T) {
+	bin := testenv.Stowage(t)
+	home := t.TempDir()
+	cmd := exec.Command(bin, "agent")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_RUNTIME_DIR=" + t.TempDir()}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "the session bus is needed") {
+		t.Fatalf("agent without a session bus: %v\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(home); len(entries) != 0 {
+		t.Errorf("agent created %v in $HOME", entries)
 	}
 }
