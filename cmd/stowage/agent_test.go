@@ -34,6 +34,9 @@ func (b *runsBackend) ListJobs(context.Context) ([]dbusapi.Job, error) { return 
 func (b *runsBackend) RunJob(context.Context, string, bool) (string, error) {
 	return "", fmt.Errorf("not here")
 }
+func (b *runsBackend) RecentRuns(context.Context, time.Time) ([]dbusapi.RunRef, error) {
+	return nil, nil
+}
 func (b *runsBackend) Pull(context.Context, string) (string, error) {
 	return "", fmt.Errorf("not here")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -203,6 +204,30 @@ func (b busBackend) Pull(_ context.Context, ref string) (string, error) {
 		return "", err
 	}
 	return r.ID, nil
+}
+
+// RecentRuns lists the recorded runs (not dry runs) that ended after
+// since, oldest first.
+func (b busBackend) RecentRuns(_ context.Context, since time.Time) ([]dbusapi.RunRef, error) {
+	// Newest first by start; a run that ended after since started at most
+	// one run timeout earlier, so a bounded look back suffices.
+	hist, err := b.d.opts.Runs.History("", 4*dbusapi.MaxRecentRuns)
+	if err != nil {
+		return nil, err
+	}
+	var out []dbusapi.RunRef
+	for _, r := range hist {
+		// Compared in µs, the resolution on the bus.
+		if r.DryRun || r.Finished.IsZero() || r.Finished.UnixMicro() <= since.UnixMicro() {
+			continue
+		}
+		out = append(out, dbusapi.RunRef{ID: r.ID, Job: r.Job, Finished: r.Finished})
+	}
+	slices.SortFunc(out, func(a, b dbusapi.RunRef) int { return a.Finished.Compare(b.Finished) })
+	if len(out) > dbusapi.MaxRecentRuns {
+		out = out[len(out)-dbusapi.MaxRecentRuns:]
+	}
+	return out, nil
 }
 
 // GetReport returns the run record as JSON, the worker's report under

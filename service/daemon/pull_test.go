@@ -102,3 +102,43 @@ func TestNotifyTopics(t *testing.T) {
 		t.Fatal("no notification")
 	}
 }
+
+// TestRecentRuns: RecentRuns lists finished runs after a time, oldest
+// first, without dry runs.
+func TestRecentRuns(t *testing.T) {
+	bus := testenv.StartDBus(t, "session")
+	h := start(t, shWorker(reportScript), basePolicy, func(o *Options) { o.NoBus, o.BusAddress = false, bus.Address })
+	ctx := t.Context()
+	conn, err := dbus.Connect(bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	obj := conn.Object(dbusapi.BusName, dbusapi.ObjectPath)
+	var ids []string
+	for _, tc := range []struct {
+		job string
+		dry bool
+	}{{"prune", false}, {"verify", true}, {"refresh", false}} {
+		r, err := h.c.Trigger(ctx, tc.job, tc.dry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err = h.c.Wait(ctx, r.ID); err != nil {
+			t.Fatal(err)
+		}
+		if !tc.dry {
+			ids = append(ids, r.ID)
+		}
+	}
+	var got []dbusapi.RunRefEntry
+	if err := obj.CallWithContext(ctx, dbusapi.Interface+".RecentRuns", 0, uint64(0)).Store(&got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != ids[0] || got[0].Job != "prune" || got[1].ID != ids[1] || got[0].FinishedUsec > got[1].FinishedUsec {
+		t.Fatalf("RecentRuns(0) = %+v, want %v", got, ids)
+	}
+	if err := obj.CallWithContext(ctx, dbusapi.Interface+".RecentRuns", 0, got[0].FinishedUsec).Store(&got); err != nil || len(got) != 1 || got[0].ID != ids[1] {
+		t.Fatalf("RecentRuns(after the first) = %+v, %v", got, err)
+	}
+}

@@ -95,6 +95,11 @@ func (b *testBackend) Pull(_ context.Context, ref string) (string, error) {
 	return "run-pull", nil
 }
 
+func (b *testBackend) RecentRuns(_ context.Context, since time.Time) ([]RunRef, error) {
+	b.record(fmt.Sprintf("RecentRuns %d", since.UnixMicro()))
+	return []RunRef{{ID: "run-1", Job: "prune", Finished: time.UnixMicro(1700000000000001)}}, nil
+}
+
 func (b *testBackend) GetReport(_ context.Context, runID string) (string, error) {
 	b.record("GetReport " + runID)
 	if runID != "run-1" {
@@ -236,7 +241,7 @@ func TestSessionBus(t *testing.T) {
 			methods[m.Name] = sig(m.Args, "in") + "→" + sig(m.Args, "out")
 		}
 		wantMethods := map[string]string{
-			"ListJobs": "→a(sstsstb)", "RunJob": "sb→s", "PullImage": "s→s", "GetReport": "s→s",
+			"ListJobs": "→a(sstsstb)", "RunJob": "sb→s", "PullImage": "s→s", "RecentRuns": "t→a(sst)", "GetReport": "s→s",
 			"Reload": "→", "Pin": "s→", "Unpin": "s→",
 		}
 		for m, s := range wantMethods {
@@ -413,6 +418,11 @@ func TestSessionBus(t *testing.T) {
 				t.Errorf("%s: error %v, want %s", tc.method, err, tc.errName)
 			}
 		}
+		var recent []RunRefEntry
+		if err := obj.Call(Interface+".RecentRuns", 0, uint64(1700000000000000)).Store(&recent); err != nil ||
+			len(recent) != 1 || recent[0] != (RunRefEntry{"run-1", "prune", 1700000000000001}) {
+			t.Errorf("RecentRuns = %+v, %v", recent, err)
+		}
 		if err := obj.Call(Interface+".PullImage", 0, "localhost/app:1").Store(&js); err != nil || js != "run-pull" {
 			t.Errorf("PullImage = %q, %v", js, err)
 		}
@@ -423,7 +433,7 @@ func TestSessionBus(t *testing.T) {
 			t.Errorf("Unpin: %v", err)
 		}
 		calls := be.Calls()
-		for _, want := range []string{"GetReport run-404", "RunJob bogus false", "Pull --all", "Pull localhost/app:1", "Reload", "Pin localhost/keep:1", "Unpin localhost/keep:1"} {
+		for _, want := range []string{"GetReport run-404", "RunJob bogus false", "RecentRuns 1700000000000000", "Pull --all", "Pull localhost/app:1", "Reload", "Pin localhost/keep:1", "Unpin localhost/keep:1"} {
 			if !slices.Contains(calls, want) {
 				t.Errorf("backend did not see %q (calls %v)", want, calls)
 			}
