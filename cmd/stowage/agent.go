@@ -85,6 +85,7 @@ func runAgent(ctx context.Context, g *globals) error {
 		ConnectSystem: func() (*dbus.Conn, error) { return dbusapi.Connect(true) },
 		Render:        renderRunText,
 		Logger:        log,
+		State:         db,
 	})
 	if err != nil {
 		return err

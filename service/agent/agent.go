@@ -9,9 +9,13 @@
 //
 // The system daemon may exit when idle and be started again by D-Bus
 // activation: the agent follows its bus name's owner and accepts signals
-// only from the current owner. It never calls the daemon unless a run
-// finished or a user acted, so it neither spins nor keeps the daemon up.
-// When the system bus itself goes away, it reconnects with a backoff.
+// only from the current owner. Whenever it finds the daemon running (at
+// start, when the name gets an owner) it catches up with the runs that
+// finished while it was not listening (RecentRuns, from a mark in its state
+// DB), without ever starting the daemon for that. Otherwise it calls the
+// daemon only when a run finished or a user acted, so it neither spins nor
+// keeps the daemon up. When the system bus itself goes away, it reconnects
+// with a backoff.
 package agent
 
 import (
@@ -26,8 +30,10 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/state"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/dbusapi"
 	"github.com/stowage/stowage/service/notify"
@@ -75,6 +81,13 @@ type RunNotifier interface {
 
 var _ RunNotifier = (*notify.Notifier)(nil)
 
+// Bucket is the agent's state DB bucket: "caught_up" → the end time of the
+// last run it handled.
+const Bucket = "agent"
+
+// CatchUpWindow is how far back the first catch-up looks.
+const CatchUpWindow = 7 * 24 * time.Hour
+
 // ErrNotConnected is returned by the Actor methods while the agent has no
 // system bus connection.
 var ErrNotConnected = errors.New("agent: not connected to the system bus")
@@ -96,6 +109,9 @@ type Options struct {
 	// means 30s. Actions use the caller's context (a polkit prompt may
 	// take a while).
 	CallTimeout time.Duration
+	// State keeps how far the agent has caught up with the daemon's runs
+	// (bucket Bucket); nil catches up CatchUpWindow at every connection.
+	State *state.DB
 	// Handled, when set, is called after each finished run was handled
 	// (sent is nil when nothing was shown, err says why); for tests and
 	// debug logging.
@@ -197,6 +213,9 @@ func (a *Agent) serve(ctx context.Context, conn *dbus.Conn, n RunNotifier) error
 		return fmt.Errorf("agent: GetNameOwner: %w", err)
 	}
 	a.log.Info("watching the system service", "name", dbusapi.BusName, "running", owner != "")
+	if owner != "" {
+		a.catchUp(ctx, conn, n)
+	}
 
 	a.mu.Lock()
 	a.sys = conn
@@ -224,6 +243,11 @@ func (a *Agent) serve(ctx context.Context, conn *dbus.Conn, n RunNotifier) error
 				if len(s.Body) == 3 && s.Body[0] == dbusapi.BusName {
 					owner, _ = s.Body[2].(string)
 					a.log.Debug("system service owner changed", "owner", owner)
+					if owner != "" {
+						// Runs it finished while this agent was not
+						// listening (not logged in, say).
+						a.catchUp(ctx, conn, n)
+					}
 				}
 			case s.Name == dbusapi.Interface+".JobFinished" && s.Path == dbusapi.ObjectPath:
 				// Anyone on the system bus may emit a signal under our
@@ -237,7 +261,7 @@ func (a *Agent) serve(ctx context.Context, conn *dbus.Conn, n RunNotifier) error
 					a.log.Warn("malformed JobFinished signal", "body", fmt.Sprint(s.Body))
 					continue
 				}
-				sent, err := a.relay(ctx, conn, n, job, runID)
+				sent, err := a.relay(ctx, conn, n, job, runID, 0)
 				if err != nil {
 					a.log.Warn("run not relayed: "+err.Error(), "job", job, "run_id", runID, "error", err)
 				}
@@ -259,22 +283,95 @@ func jobFinished(body []any) (job, runID string, ok bool) {
 	return job, runID, ok1 && ok2 && job != "" && runID != ""
 }
 
-// relay fetches a finished run's report and shows its findings.
-func (a *Agent) relay(ctx context.Context, conn *dbus.Conn, n RunNotifier, job, runID string) (*notify.Sent, error) {
+// catchUp relays the runs that finished since the last one handled
+// (RecentRuns), oldest first, stopping at the first failure so that it is
+// tried again. It never starts the daemon (NoAutoStart): it runs when the
+// daemon is up anyway.
+func (a *Agent) catchUp(ctx context.Context, conn *dbus.Conn, n RunNotifier) {
+	since := a.caughtUp()
+	cctx, cancel := context.WithTimeout(ctx, a.opts.CallTimeout)
+	var refs []dbusapi.RunRefEntry
+	err := conn.Object(dbusapi.BusName, dbusapi.ObjectPath).CallWithContext(cctx, dbusapi.Interface+".RecentRuns",
+		dbus.FlagNoAutoStart, uint64(max(since.UnixMicro(), 0))).Store(&refs)
+	cancel()
+	if err != nil {
+		a.log.Warn("cannot catch up with the system service's runs: "+err.Error(), "error", err)
+		return
+	}
+	if len(refs) > 0 {
+		a.log.Info(fmt.Sprintf("catching up with %d runs", len(refs)), "since", since)
+	}
+	for _, ref := range refs {
+		sent, err := a.relay(ctx, conn, n, ref.Job, ref.ID, dbus.FlagNoAutoStart)
+		if a.opts.Handled != nil {
+			a.opts.Handled(ref.Job, ref.ID, sent, err)
+		}
+		if err != nil {
+			a.log.Warn("run not relayed: "+err.Error(), "job", ref.Job, "run_id", ref.ID, "error", err)
+			return
+		}
+	}
+}
+
+// caughtUp is the end time of the last run handled, or the start of the
+// catch-up window.
+func (a *Agent) caughtUp() time.Time {
+	floor := time.Now().Add(-CatchUpWindow)
+	if a.opts.State == nil {
+		return floor
+	}
+	var t time.Time
+	err := a.opts.State.View(Bucket, func(b *bolt.Bucket) error {
+		if b == nil {
+			return nil
+		}
+		return state.GetJSON(b, "caught_up", &t)
+	})
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		a.log.Warn("reading the catch-up mark: "+err.Error(), "error", err)
+	}
+	if t.Before(floor) {
+		return floor
+	}
+	return t
+}
+
+// handled moves the catch-up mark to a run's end, never back.
+func (a *Agent) handled(r *api.Run) {
+	if a.opts.State == nil || r.Finished.IsZero() {
+		return
+	}
+	err := a.opts.State.Update(Bucket, func(b *bolt.Bucket) error {
+		var t time.Time
+		if err := state.GetJSON(b, "caught_up", &t); err == nil && !r.Finished.After(t) {
+			return nil
+		}
+		return state.PutJSON(b, "caught_up", r.Finished)
+	})
+	if err != nil {
+		a.log.Warn("recording the catch-up mark: "+err.Error(), "error", err)
+	}
+}
+
+// relay fetches a finished run's report and shows its findings; once they
+// were shown (or there were none) the run counts as handled.
+func (a *Agent) relay(ctx context.Context, conn *dbus.Conn, n RunNotifier, job, runID string, flags dbus.Flags) (*notify.Sent, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.opts.CallTimeout)
 	defer cancel()
-	r, err := getRun(ctx, conn, runID)
+	r, err := getRun(ctx, conn, runID, flags)
 	if err != nil {
 		return nil, err
 	}
 	if r.DryRun || r.Common == nil || len(r.Common.Events) == 0 {
 		a.log.Debug("run finished without findings to show", "job", job, "run_id", runID, "dry_run", r.DryRun)
+		a.handled(r)
 		return nil, nil
 	}
 	sent, err := n.NotifyRun(ctx, job, runID, r.Common.Events)
 	if err != nil {
 		return sent, fmt.Errorf("agent: notifying run %s: %w", runID, err)
 	}
+	a.handled(r)
 	if sent != nil {
 		// Message and fields: journalctl shows only the message by default.
 		a.log.Info(fmt.Sprintf("notified: %s run %s, %d findings", job, runID, sent.Findings), "job", job, "run_id", runID, "id", sent.ID, "findings", sent.Findings)
@@ -283,10 +380,10 @@ func (a *Agent) relay(ctx context.Context, conn *dbus.Conn, n RunNotifier, job, 
 }
 
 // getRun calls GetReport and decodes the run record.
-func getRun(ctx context.Context, conn *dbus.Conn, runID string) (*api.Run, error) {
+func getRun(ctx context.Context, conn *dbus.Conn, runID string, flags dbus.Flags) (*api.Run, error) {
 	var js string
 	if err := conn.Object(dbusapi.BusName, dbusapi.ObjectPath).CallWithContext(ctx,
-		dbusapi.Interface+".GetReport", 0, runID).Store(&js); err != nil {
+		dbusapi.Interface+".GetReport", flags, runID).Store(&js); err != nil {
 		return nil, fmt.Errorf("agent: GetReport %s: %w", runID, err)
 	}
 	var r api.Run
@@ -348,7 +445,7 @@ func (a *Agent) Report(ctx context.Context, runID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	r, err := getRun(ctx, conn, runID)
+	r, err := getRun(ctx, conn, runID, 0)
 	if err != nil {
 		return "", err
 	}

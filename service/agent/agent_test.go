@@ -238,6 +238,7 @@ func startAgentAt(t *testing.T, sysAddr func() string, sessionBus *testenv.DBus,
 	ra.a, err = New(Options{
 		ConnectSystem: func() (*dbus.Conn, error) { return dbusapi.ConnectAddress(sysAddr()) },
 		Logger:        testLogger(t, "agent"),
+		State:         db,
 		RetryMin:      20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		Handled: func(job, runID string, sent *notify.Sent, err error) {
 			ra.handled <- handled{job, runID, sent, err}
@@ -391,6 +392,55 @@ func TestRelay(t *testing.T) {
 	r = sd.run(t, "refresh")
 	if h := ag.next(t, r.ID); h.sent != nil {
 		t.Fatalf("after an agent restart a seen finding was notified: %+v", h.sent)
+	}
+	noNotification(t, ns)
+}
+
+// TestCatchUp: a run that finished while no agent listened is shown once
+// the agent finds the daemon running again (its name gets an owner), and
+// only once: neither a restarted agent nor the next run repeats it.
+func TestCatchUp(t *testing.T) {
+	testenv.RequireRoot(t)
+	sysBus := testenv.StartSystemDBus(t, shippedBusPolicy)
+	sessionBus := testenv.StartDBus(t, "session")
+	ns := startNotifyServer(t, sessionBus)
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.json")
+	agentState := filepath.Join(dir, "agent-state")
+
+	// Nobody logged in: the daemon runs, finds something, and exits.
+	sd := startSystemDaemon(t, sysBus, filepath.Join(dir, "d"), events)
+	writeEvents(t, events, "localhost/missed:1")
+	missed := sd.run(t, "refresh")
+	sd.stop(t)
+
+	// The agent starts while the daemon is not running: nothing to do.
+	ag := startAgent(t, sysBus, sessionBus, agentState)
+	select {
+	case h := <-ag.handled:
+		t.Fatalf("handled %+v without a daemon", h)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// The daemon comes back (its timer, say): the missed run is shown.
+	sd = startSystemDaemon(t, sysBus, filepath.Join(dir, "d"), events)
+	if h := ag.next(t, missed.ID); h.sent == nil {
+		t.Fatal("the missed run was not shown")
+	}
+	if c := nextNotification(t, ns); !strings.Contains(c.body, "localhost/missed:1") {
+		t.Fatalf("notification %+v", c)
+	}
+
+	// A restarted agent, the daemon running: nothing left to catch up.
+	ag.cancel()
+	ag = startAgent(t, sysBus, sessionBus, agentState)
+	select {
+	case h := <-ag.handled:
+		t.Fatalf("caught up again with %+v", h)
+	case <-time.After(300 * time.Millisecond):
+	}
+	r := sd.run(t, "refresh")
+	if h := ag.next(t, r.ID); h.sent != nil {
+		t.Fatalf("the missed finding was shown twice: %+v", h.sent)
 	}
 	noNotification(t, ns)
 }
