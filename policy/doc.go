@@ -262,6 +262,8 @@ func keyDescriptions() map[string]string {
 
 		"notify.desktop":     "Send desktop notifications (user mode).",
 		"notify.min_urgency": "Lowest urgency that is sent as a desktop notification: low, normal or critical.",
+		"notify.topics": "Notification topics shown; [] shows every topic. An entry is a topic family — refresh (drift of a reference), refresh-newer (a newer version), verify (a reference's signature), verify-image (an image's integrity), prune-quota, volumes — or a glob (path.Match) over full topics, which name the reference after the family: refresh:docker.io/library/*. " +
+			"Set in a user's own policy it chooses what the session agent of the system service shows that user.",
 
 		"metrics.textfile": "File the metrics are written to (atomically: a temporary file in the same directory, fsync, rename; mode 0644) after every run and at every daemon start. \"\" writes none. " +
 			"\"auto\": in system mode /var/lib/prometheus/node-exporter/stowage.prom, the directory Debian's prometheus-node-exporter reads *.prom files from, when that directory exists (it is never created; without it no file is written); in user mode no file, since no node exporter reads a user's directories and a file nobody collects is only writes. " +

@@ -508,6 +508,7 @@ var globKeys = map[string]bool{
 	"refresh.rule.*.match":    true,
 	"refresh.newer_tags.*":    true,
 	"refresh.newer_exclude.*": true,
+	"notify.topics.*":         true,
 }
 
 // intRanges bound integer values.

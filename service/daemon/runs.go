@@ -3,11 +3,14 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/policy/imageref"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/control"
 	"github.com/stowage/stowage/service/deferral"
@@ -34,6 +37,7 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 
 	sp := *d.opts.Spawner
+	sp.JobArgs = append(append([]string(nil), sp.JobArgs...), req.Args...)
 	// The worker gets the policy this run was scheduled under, never a
 	// file: an edited-but-not-reloaded or broken file changes nothing.
 	var runPol *policy.Policy
@@ -50,9 +54,15 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 		sp.Policy, runPol = enc, snap.Policy
 	}
 	// What the run leaves out on a metered connection or battery is
-	// passed as the job's own flags, never by changing its policy.
-	dec := d.decide(runPol, r.Job, r.DryRun)
-	sp.JobArgs = append(sp.JobArgs[:len(sp.JobArgs):len(sp.JobArgs)], dec.Args()...)
+	// passed as the job's own flags, never by changing its policy. A run
+	// someone asked for with its own arguments (a notification's "Pull
+	// update") is their decision to spend: nothing is deferred.
+	var dec deferral.Decision
+	whole := len(req.Args) == 0 // the job's whole run, not one reference
+	if whole {
+		dec = d.decide(runPol, r.Job, r.DryRun)
+		sp.JobArgs = append(sp.JobArgs, dec.Args()...)
+	}
 	if sp.Logger != nil {
 		sp.Logger = sp.Logger.With(journal.AttrRunID, r.ID, journal.AttrTrigger, string(r.Trigger))
 	}
@@ -93,7 +103,7 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 	d.mu.Unlock()
 	d.metrics.SetRunning(done.Job, false)
-	if done.Common != nil && !done.DryRun {
+	if done.Common != nil && !done.DryRun && whole {
 		d.recordDeferred(done.Job, deferral.Left(dec, done.Common.Metrics))
 	}
 	// A job that needs the state database fails while it is damaged, and
@@ -174,13 +184,35 @@ func (d *Daemon) jobs() []api.Job {
 
 // Trigger queues a run now.
 func (d *Daemon) Trigger(job string, dryRun bool) (*api.Run, error) {
+	return d.trigger(job, dryRun, nil, false)
+}
+
+// PullJob is the job that pulls one reference on request (Pull).
+const PullJob = "refresh"
+
+// Pull queues a refresh run that pulls ref now, whatever refresh.mode says
+// (the worker's `run refresh --pull=REF`): a notification's "Pull update"
+// action. The run changes storage, so it waits for other mutating runs.
+func (d *Daemon) Pull(ref string) (*api.Run, error) {
+	n, err := imageref.Normalize(strings.TrimSpace(ref))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q is not an image reference: %w", ErrInvalidRef, ref, err)
+	}
+	return d.trigger(PullJob, false, []string{"--pull=" + n}, true)
+}
+
+// ErrInvalidRef is returned by Pull for a string that is not an image
+// reference.
+var ErrInvalidRef = errors.New("invalid image reference")
+
+func (d *Daemon) trigger(job string, dryRun bool, args []string, mutating bool) (*api.Run, error) {
 	// d.mu is held from queueing to recording the queued run: execute
 	// takes d.mu first, so a run cannot start, let alone end, before its
 	// queued entry exists, which it then replaces and finally removes. (The
 	// scheduler never calls into the daemon with its own lock held.)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	req, err := d.sched.Trigger(job, dryRun)
+	req, err := d.sched.TriggerWith(job, dryRun, args, mutating)
 	if err != nil {
 		return nil, err
 	}

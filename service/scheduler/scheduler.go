@@ -43,6 +43,13 @@ type Request struct {
 	// Payload is Config.Payload of the configuration in force when the run
 	// started (the daemon's policy snapshot): what the run must use.
 	Payload any
+	// Args are extra worker arguments of a manual run (TriggerWith), e.g.
+	// refresh's --pull REF; nil for the job's usual run.
+	Args []string
+	// Mutating marks a manual run as changing storage although its job
+	// usually does not (a refresh that pulls): it then waits for, and
+	// excludes, the other mutating runs.
+	Mutating bool
 }
 
 // RunFunc executes one run and returns when it has ended. ctx carries the
@@ -238,6 +245,12 @@ func (s *Scheduler) CatchUp(base map[string]Baseline) []string {
 
 // Trigger queues a run now and returns its request (with its id).
 func (s *Scheduler) Trigger(job string, dryRun bool) (Request, error) {
+	return s.TriggerWith(job, dryRun, nil, false)
+}
+
+// TriggerWith is Trigger for a run with extra worker arguments; mutating
+// says the run changes storage even if its job usually does not.
+func (s *Scheduler) TriggerWith(job string, dryRun bool, args []string, mutating bool) (Request, error) {
 	s.mu.Lock()
 	js, ok := s.jobs[job]
 	if !ok {
@@ -249,7 +262,8 @@ func (s *Scheduler) Trigger(job string, dryRun bool) (Request, error) {
 		return Request{}, fmt.Errorf("%w: %s", ErrBusy, job)
 	}
 	now := s.opts.Clock.Now()
-	req := Request{ID: s.opts.NewID(job, now), Job: job, DryRun: dryRun, Trigger: api.TriggerManual, Queued: now}
+	req := Request{ID: s.opts.NewID(job, now), Job: job, DryRun: dryRun, Trigger: api.TriggerManual, Queued: now,
+		Args: append([]string(nil), args...), Mutating: mutating}
 	js.pending = append(js.pending, req)
 	s.mu.Unlock()
 	s.poke()
@@ -305,7 +319,7 @@ func (s *Scheduler) Tick(ctx context.Context) time.Duration {
 	for _, name := range s.byQueueTime() {
 		js := s.jobs[name]
 		req := js.pending[0]
-		mut := js.Mutating && !req.DryRun
+		mut := (js.Mutating || req.Mutating) && !req.DryRun
 		if mut && s.mutator != "" {
 			continue
 		}

@@ -53,7 +53,8 @@ type Spawner struct {
 	// reads a policy file itself.
 	Policy []byte
 	// JobArgs are the job's own flags for this run (after the job name),
-	// e.g. --defer-pulls REASON.
+	// e.g. refresh's --pull REF or --defer-pulls REASON; the daemon sets
+	// them on its per-run copy.
 	JobArgs []string
 }
 
