@@ -44,13 +44,16 @@ auth.json, no registry reachable); the report is printed all the same.`,
 }
 
 func command(f *pflag.FlagSet) jobenv.RunFunc {
-	var authFile, certDir, sigPolicy string
+	var authFile, certDir, sigPolicy, pull string
 	f.StringVar(&authFile, "authfile", "", "auth file (default: $REGISTRY_AUTH_FILE, then the containers auth.json lookup)")
 	f.StringVar(&certDir, "cert-dir", "", "certificates directory for all registries (as podman --cert-dir; default: certs.d lookup)")
 	f.StringVar(&sigPolicy, "signature-policy", "", "signature policy file for pulls (default: the system policy.json)")
+	f.StringVar(&pull, "pull", "", "check only this reference and pull it if drifted, or its newer version if one is found, whatever its mode (a pinned reference is refused)")
 	return func(ctx context.Context, env *jobenv.Env) (*jobenv.Output, error) {
 		p := env.Policy
-		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: jobspec.Refresh.UserNamespace(p, env.DryRun)})
+		// --pull writes layers whatever the policy's mode.
+		userNS := jobspec.Refresh.UserNamespace(p, env.DryRun) || pull != "" && !env.DryRun
+		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: userNS})
 		if err != nil {
 			return nil, err
 		}
@@ -68,7 +71,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			// podman's convention, not containers/image's.
 			sys.AuthFilePath = os.Getenv("REGISTRY_AUTH_FILE")
 		}
-		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun})
+		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun, PullOnly: pull})
 		if err != nil {
 			return nil, err
 		}
