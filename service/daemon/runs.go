@@ -3,10 +3,13 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/stowage/stowage/jobs/jobspec"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/control"
 	"github.com/stowage/stowage/service/journal"
@@ -18,7 +21,7 @@ var _ control.Backend = (*Daemon)(nil)
 // execute is the scheduler's RunFunc: one worker process per run.
 func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	r := &api.Run{
-		ID: req.ID, Job: req.Job, DryRun: req.DryRun, Trigger: req.Trigger,
+		ID: req.ID, Job: req.Job, DryRun: req.DryRun, Trigger: req.Trigger, Args: req.Args,
 		Queued: req.Queued, Started: time.Now(), Outcome: api.OutcomeRunning,
 	}
 	d.mu.Lock()
@@ -32,6 +35,7 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 
 	sp := *d.opts.Spawner
+	sp.JobArgs = req.Args
 	// The worker gets the policy this run was scheduled under, never a
 	// file: an edited-but-not-reloaded or broken file changes nothing.
 	if rp, ok := req.Payload.(*runPolicy); ok {
@@ -164,13 +168,34 @@ func (d *Daemon) jobs() []api.Job {
 
 // Trigger queues a run now.
 func (d *Daemon) Trigger(job string, dryRun bool) (*api.Run, error) {
+	return d.trigger(job, dryRun, nil)
+}
+
+// TriggerPull queues a refresh run now that checks ref alone and pulls it
+// (`stowage run refresh --pull REF`): a notification's "Pull update". It
+// writes to the store whatever the policy's mode, so it never overlaps
+// another mutating run.
+func (d *Daemon) TriggerPull(ref string) (*api.Run, error) {
+	if ref == "" || strings.HasPrefix(ref, "-") {
+		return nil, fmt.Errorf("pull: invalid reference %q", ref)
+	}
+	return d.trigger(jobspec.Refresh.Name, false, []string{"--pull", ref})
+}
+
+func (d *Daemon) trigger(job string, dryRun bool, args []string) (*api.Run, error) {
 	// d.mu is held from queueing to recording the queued run: execute
 	// takes d.mu first, so a run cannot start, let alone end, before its
 	// queued entry exists, which it then replaces and finally removes. (The
 	// scheduler never calls into the daemon with its own lock held.)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	req, err := d.sched.Trigger(job, dryRun)
+	var req scheduler.Request
+	var err error
+	if args != nil {
+		req, err = d.sched.TriggerArgs(job, args, true)
+	} else {
+		req, err = d.sched.Trigger(job, dryRun)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +205,7 @@ func (d *Daemon) Trigger(job string, dryRun bool) (*api.Run, error) {
 	if r, ok := d.active[req.ID]; ok { // already started
 		return copyRun(r), nil
 	}
-	r := &api.Run{ID: req.ID, Job: job, DryRun: dryRun, Trigger: req.Trigger, Queued: req.Queued, Outcome: api.OutcomeQueued}
+	r := &api.Run{ID: req.ID, Job: job, DryRun: dryRun, Trigger: req.Trigger, Args: req.Args, Queued: req.Queued, Outcome: api.OutcomeQueued}
 	// Visible to Run(id) until the worker starts; execute replaces it.
 	d.active[req.ID] = r
 	return copyRun(r), nil

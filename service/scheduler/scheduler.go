@@ -43,6 +43,11 @@ type Request struct {
 	// Payload is Config.Payload of the configuration in force when the run
 	// started (the daemon's policy snapshot): what the run must use.
 	Payload any
+	// Args are the job's own arguments of a run queued by TriggerArgs.
+	Args []string
+	// Mutating makes this run exclusive with other mutating runs whatever
+	// its job's Mutating says (TriggerArgs).
+	Mutating bool
 }
 
 // RunFunc executes one run and returns when it has ended. ctx carries the
@@ -238,6 +243,17 @@ func (s *Scheduler) CatchUp(base map[string]Baseline) []string {
 
 // Trigger queues a run now and returns its request (with its id).
 func (s *Scheduler) Trigger(job string, dryRun bool) (Request, error) {
+	return s.trigger(job, dryRun, nil, false)
+}
+
+// TriggerArgs queues a real run now with the job's own arguments (e.g.
+// refresh --pull REF); mutating says it changes storage although its job
+// under the policy may not. Such a run covers no missed slot.
+func (s *Scheduler) TriggerArgs(job string, args []string, mutating bool) (Request, error) {
+	return s.trigger(job, false, args, mutating)
+}
+
+func (s *Scheduler) trigger(job string, dryRun bool, args []string, mutating bool) (Request, error) {
 	s.mu.Lock()
 	js, ok := s.jobs[job]
 	if !ok {
@@ -249,7 +265,8 @@ func (s *Scheduler) Trigger(job string, dryRun bool) (Request, error) {
 		return Request{}, fmt.Errorf("%w: %s", ErrBusy, job)
 	}
 	now := s.opts.Clock.Now()
-	req := Request{ID: s.opts.NewID(job, now), Job: job, DryRun: dryRun, Trigger: api.TriggerManual, Queued: now}
+	req := Request{ID: s.opts.NewID(job, now), Job: job, DryRun: dryRun, Trigger: api.TriggerManual, Queued: now,
+		Args: args, Mutating: mutating}
 	js.pending = append(js.pending, req)
 	s.mu.Unlock()
 	s.poke()
@@ -305,14 +322,14 @@ func (s *Scheduler) Tick(ctx context.Context) time.Duration {
 	for _, name := range s.byQueueTime() {
 		js := s.jobs[name]
 		req := js.pending[0]
-		mut := js.Mutating && !req.DryRun
+		mut := (js.Mutating || req.Mutating) && !req.DryRun
 		if mut && s.mutator != "" {
 			continue
 		}
 		js.pending = js.pending[1:]
 		req.Payload = s.cfg.Payload
 		js.running = &req
-		if js.catchUp && !req.DryRun && js.Schedule != nil {
+		if js.catchUp && !req.DryRun && req.Args == nil && js.Schedule != nil {
 			// A real run (a manual one) covers the missed slot.
 			js.catchUp = false
 			js.next = s.nextAfter(js.Schedule, now, s.cfg.Jitter)

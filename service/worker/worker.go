@@ -39,6 +39,8 @@ type Spawner struct {
 	Exe string
 	// GlobalArgs are passed before "run" (--policy, --state-dir, --root, ...).
 	GlobalArgs []string
+	// JobArgs are the job's own flags, after "run JOB" (refresh --pull REF).
+	JobArgs []string
 	// Env is the child's environment; Clean is applied to it.
 	Env []string
 	// Logger receives the worker's log records (its stderr); nil drops them.
@@ -78,6 +80,7 @@ func (s *Spawner) Args(job string, dryRun bool) []string {
 	if dryRun {
 		args = append(args, "--dry-run")
 	}
+	args = append(args, s.JobArgs...)
 	if s.Policy != nil {
 		args = append(args, "--policy-fd", strconv.Itoa(PolicyFD))
 	}
