@@ -36,6 +36,12 @@ insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.
 A credential helper gets the per-request timeout ([refresh] timeout) and is
 killed, with its process group, when it runs out.
 
+With --pull REF it checks that one reference alone and pulls it when it
+drifted (and its newer version when one is found), whatever its mode: what a
+notification's "Pull update" runs. A reference refresh skips (mode off,
+digest-pinned, localhost/) or one pinned with stowage pin is refused; the old
+image is kept, nothing is removed.
+
 The exit status is 1 when references were to be checked and not one could
 be (every one an error or unauthorized: a broken registries.conf or
 auth.json, no registry reachable); the report is printed all the same.`,
