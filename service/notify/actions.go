@@ -448,6 +448,19 @@ func (n *Notifier) writeReport(ctx context.Context, runID string) (string, error
 	return path, nil
 }
 
+// DefaultOpener is xdg-open; under a systemd service (INVOCATION_ID set)
+// it runs in a scope of its own (systemd-run --user --scope), or the viewer
+// it starts would live in the service's cgroup and be killed when the
+// daemon exits idle.
+func DefaultOpener() []string {
+	if os.Getenv("INVOCATION_ID") != "" {
+		if _, err := exec.LookPath("systemd-run"); err == nil {
+			return []string{"systemd-run", "--user", "--scope", "--collect", "--quiet", "--", "xdg-open"}
+		}
+	}
+	return []string{"xdg-open"}
+}
+
 // openFile starts the opener on path, detached (own session), and reaps it
 // in the background.
 func (n *Notifier) openFile(path string) error {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -340,5 +341,21 @@ func TestActionsOpen(t *testing.T) {
 	}
 	if got := e.lastCall(t).Actions; len(got) != 0 || n2.ActionsOpen() {
 		t.Fatalf("without the capability: actions %q, open %v", got, n2.ActionsOpen())
+	}
+}
+
+func TestDefaultOpener(t *testing.T) {
+	t.Setenv("INVOCATION_ID", "")
+	if got := DefaultOpener(); !reflect.DeepEqual(got, []string{"xdg-open"}) {
+		t.Errorf("outside systemd: %q", got)
+	}
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "systemd-run"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	t.Setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+	if got := DefaultOpener(); got[0] != "systemd-run" || got[len(got)-1] != "xdg-open" || !slices.Contains(got, "--scope") {
+		t.Errorf("under systemd: %q", got)
 	}
 }

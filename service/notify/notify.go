@@ -94,7 +94,7 @@ type Options struct {
 	// means $XDG_RUNTIME_DIR/stowage/reports.
 	ReportDir string
 	// Opener opens a report file (the path is appended); nil means
-	// xdg-open.
+	// DefaultOpener.
 	Opener []string
 	// Hold bounds how long a notification with actions counts as open
 	// (ActionsOpen) when no NotificationClosed arrives: DefaultHold when 0,
@@ -144,7 +144,7 @@ func New(opts Options) (*Notifier, error) {
 		n.timeout = int32(min(opts.Timeout.Milliseconds(), 1<<31-1))
 	}
 	if len(n.opener) == 0 {
-		n.opener = []string{"xdg-open"}
+		n.opener = DefaultOpener()
 	}
 	if n.reportDir == "" {
 		if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
