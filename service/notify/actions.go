@@ -65,8 +65,12 @@ type action struct{ Key, Label string }
 // planActions picks the actions of a run's notification from its new
 // findings (fresh) and all of the run's events. Pure.
 //   - report: always (every notification is about a run).
-//   - prune "Free N now": a fresh quota_exceeded finding, N its bytes to free
-//     (the prune planner's figure; the body carries its message).
+//   - prune "Free N now": a fresh quota_exceeded finding that the run itself
+//     did not resolve: N is its bytes to free (the prune planner's figure; the
+//     body carries its message) less what the run's image_removed and
+//     layer_removed events freed. A prune run that freed what was needed
+//     offers none; one that could not (an image in use, a removal that
+//     failed) offers another try.
 //   - pull and snooze: only when every fresh finding is about one reference;
 //     pull when one of them is a drift or newer version the run did not pull
 //     itself (no image_pulled event for it, i.e. notify mode or a failed pull).
@@ -78,6 +82,11 @@ func planActions(fresh, all []report.Event) ([]action, string) {
 	for _, ev := range fresh {
 		if ev.Kind == report.EventQuotaExceeded && ev.Bytes > 0 {
 			need = max(need, ev.Bytes)
+		}
+	}
+	for _, ev := range all {
+		if ev.Kind == report.EventImageRemoved || ev.Kind == report.EventLayerRemoved {
+			need -= ev.Bytes
 		}
 	}
 	if need > 0 {

@@ -45,6 +45,12 @@ func TestPlanActions(t *testing.T) {
 			[]string{"report", "Show report"}, ""},
 		{"quota exceeded", []report.Event{quota}, nil,
 			[]string{"prune", "Free 1.5 GB now", "report", "Show report"}, ""},
+		{"quota exceeded, the run freed part of it", []report.Event{quota}, []report.Event{quota,
+			{Kind: report.EventImageRemoved, Bytes: 1_000_000_000}, {Kind: report.EventLayerRemoved, Bytes: 300_000_000}},
+			[]string{"prune", "Free 200 MB now", "report", "Show report"}, ""},
+		{"quota exceeded, the run freed it", []report.Event{quota}, []report.Event{quota,
+			{Kind: report.EventImageRemoved, Bytes: 1_500_000_000}},
+			[]string{"report", "Show report"}, ""},
 		{"no reference", []report.Event{lowEvent()}, nil, []string{"report", "Show report"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
