@@ -11,6 +11,7 @@ import (
 	storagetypes "go.podman.io/storage/types"
 
 	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/policy"
 
 	"github.com/stowage/stowage/jobs/pins"
 	"github.com/stowage/stowage/jobs/report"
@@ -75,10 +76,33 @@ func TestPullOnly(t *testing.T) {
 	if got := w.host.Run(t, "image", "inspect", "--format", "{{.Id}}", a); got != aID {
 		t.Errorf("a pinned reference was pulled: %s", got)
 	}
+
+	// A newer version of c (notify mode, no pull_newer rule) is pulled
+	// beside it; c itself stays.
+	c := w.reg.Addr + "/app/c:1.25"
+	w.push("app/c:1.25")
+	w.pull(c)
+	cID := w.host.Run(t, "image", "inspect", "--format", "{{.Id}}", c)
+	w.push("app/c:1.26")
+	p := defaultRefresh()
+	p.Newer = policy.NewerMinor
+	rep, err = runPullOnly(w, c, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Newer) != 1 || rep.Newer[0].Newer != "1.26" || rep.Newer[0].PulledImageID == "" {
+		t.Fatalf("newer of c: %+v", rep.Newer)
+	}
+	if got := w.host.Run(t, "image", "inspect", "--format", "{{.Id}}", w.reg.Addr+"/app/c:1.26"); got != rep.Newer[0].PulledImageID {
+		t.Errorf("c:1.26 is %s, want the pulled %s", got, rep.Newer[0].PulledImageID)
+	}
+	if got := w.host.Run(t, "image", "inspect", "--format", "{{.Id}}", c); got != cID {
+		t.Errorf("c:1.25 moved to %s", got)
+	}
 }
 
 // runPullOnly is one run with PullOnly ref, returning its error.
-func runPullOnly(w *world, ref string) (*Report, error) {
+func runPullOnly(w *world, ref string, p ...policy.Refresh) (*Report, error) {
 	w.t.Helper()
 	sys := &types.SystemContext{SystemRegistriesConfPath: w.regConf, AuthFilePath: filepath.Join(w.t.TempDir(), "auth.json")}
 	st, err := storeopen.Open(storagetypes.StoreOptions{GraphRoot: w.host.Root, RunRoot: w.host.RunRoot, GraphDriverName: w.host.Driver})
@@ -88,5 +112,9 @@ func runPullOnly(w *world, ref string) (*Report, error) {
 	defer storeopen.Close(st)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return Run(ctx, quiet(), st, w.db, Options{Policy: defaultRefresh(), Sys: sys, PullOnly: ref})
+	pol := defaultRefresh()
+	if len(p) > 0 {
+		pol = p[0]
+	}
+	return Run(ctx, quiet(), st, w.db, Options{Policy: pol, Sys: sys, PullOnly: ref})
 }
