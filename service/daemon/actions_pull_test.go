@@ -103,7 +103,7 @@ func TestPullActionPullsTheImage(t *testing.T) {
 		}
 		return false
 	})
-	if pull.Outcome != api.OutcomeSucceeded || !slices.Equal(pull.Args, []string{"--pull", b}) {
+	if pull.Outcome != api.OutcomeSucceeded || !slices.Equal(pull.Args, []string{"--pull=" + b}) {
 		t.Fatalf("pull run %+v, want refresh --pull %s", pull, b)
 	}
 	if got := inspect(b); got == oldB {

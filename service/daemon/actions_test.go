@@ -20,7 +20,7 @@ import (
 // refresh a drift of one reference (or, with --pull REF, "pulled REF"),
 // prune a quota shortfall, verify findings about two references.
 const actionsScript = `ref=; prev=
-for a in "$@"; do [ "$prev" = --pull ] && ref=$a; prev=$a; done
+for a in "$@"; do [ "$prev" = --pull ] && ref=$a; case $a in --pull=*) ref=${a#--pull=};; esac; prev=$a; done
 case "$2" in
 refresh) if [ -n "$ref" ]; then ev='[]'; sum="pulled $ref"; else
   ev='[{"kind":"drift_detected","severity":"normal","message":"example.org/app:1 drifted","topic":"refresh:example.org/app:1","reference":"example.org/app:1","digest":"sha256:1"}]'; sum=checked; fi;;
@@ -144,7 +144,7 @@ func TestNotificationActions(t *testing.T) {
 	waitFor(t, "a notification offering pull", func() bool { return srv.offering("pull") != 0 })
 	srv.emit(t, "ActionInvoked", srv.offering("pull"), "pull")
 	pull := runWith(t, h, "refresh", func(r *api.Run) bool { return len(r.Args) > 0 })
-	if !slices.Equal(pull.Args, []string{"--pull", "example.org/app:1"}) || pull.Summary != "pulled example.org/app:1" ||
+	if !slices.Equal(pull.Args, []string{"--pull=example.org/app:1"}) || pull.Summary != "pulled example.org/app:1" ||
 		pull.Outcome != api.OutcomeSucceeded {
 		t.Fatalf("pull run %+v", pull)
 	}

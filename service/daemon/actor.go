@@ -28,7 +28,7 @@ func (a notifyActor) Prune(ctx context.Context) (string, error) {
 
 // Pull is a refresh run of ref alone in pull mode (refresh --pull REF).
 func (a notifyActor) Pull(ctx context.Context, ref string) (string, error) {
-	return whenFree(ctx, func() (*api.Run, error) { return a.d.TriggerPull(ref) })
+	return whenFree(ctx, func() (*api.Run, error) { return a.d.Pull(ref) })
 }
 
 // whenFree starts a run, waiting while the job is busy: the notification

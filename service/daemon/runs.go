@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stowage/stowage/jobs/jobspec"
+	"github.com/stowage/stowage/policy/imageref"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/control"
 	"github.com/stowage/stowage/service/journal"
@@ -21,8 +21,9 @@ var _ control.Backend = (*Daemon)(nil)
 // execute is the scheduler's RunFunc: one worker process per run.
 func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	r := &api.Run{
-		ID: req.ID, Job: req.Job, DryRun: req.DryRun, Trigger: req.Trigger, Args: req.Args,
+		ID: req.ID, Job: req.Job, DryRun: req.DryRun, Trigger: req.Trigger,
 		Queued: req.Queued, Started: time.Now(), Outcome: api.OutcomeRunning,
+		Args: req.Args,
 	}
 	d.mu.Lock()
 	d.active[r.ID] = r
@@ -35,7 +36,7 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 
 	sp := *d.opts.Spawner
-	sp.JobArgs = req.Args
+	sp.RunArgs = append(append([]string(nil), sp.RunArgs...), req.Args...)
 	// The worker gets the policy this run was scheduled under, never a
 	// file: an edited-but-not-reloaded or broken file changes nothing.
 	if rp, ok := req.Payload.(*runPolicy); ok {
@@ -168,34 +169,35 @@ func (d *Daemon) jobs() []api.Job {
 
 // Trigger queues a run now.
 func (d *Daemon) Trigger(job string, dryRun bool) (*api.Run, error) {
-	return d.trigger(job, dryRun, nil)
+	return d.trigger(job, dryRun, nil, false)
 }
 
-// TriggerPull queues a refresh run now that checks ref alone and pulls it
-// (`stowage run refresh --pull REF`): a notification's "Pull update". It
-// writes to the store whatever the policy's mode, so it never overlaps
-// another mutating run.
-func (d *Daemon) TriggerPull(ref string) (*api.Run, error) {
-	if ref == "" || strings.HasPrefix(ref, "-") {
-		return nil, fmt.Errorf("pull: invalid reference %q", ref)
+// PullJob is the job that pulls one reference on request (Pull).
+const PullJob = "refresh"
+
+// Pull queues a refresh run that pulls ref now, whatever refresh.mode says
+// (the worker's `run refresh --pull=REF`): a notification's "Pull update"
+// action. The run changes storage, so it waits for other mutating runs.
+func (d *Daemon) Pull(ref string) (*api.Run, error) {
+	n, err := imageref.Normalize(strings.TrimSpace(ref))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q is not an image reference: %w", ErrInvalidRef, ref, err)
 	}
-	return d.trigger(jobspec.Refresh.Name, false, []string{"--pull", ref})
+	return d.trigger(PullJob, false, []string{"--pull=" + n}, true)
 }
 
-func (d *Daemon) trigger(job string, dryRun bool, args []string) (*api.Run, error) {
+// ErrInvalidRef is returned by Pull for a string that is not an image
+// reference.
+var ErrInvalidRef = errors.New("invalid image reference")
+
+func (d *Daemon) trigger(job string, dryRun bool, args []string, mutating bool) (*api.Run, error) {
 	// d.mu is held from queueing to recording the queued run: execute
 	// takes d.mu first, so a run cannot start, let alone end, before its
 	// queued entry exists, which it then replaces and finally removes. (The
 	// scheduler never calls into the daemon with its own lock held.)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var req scheduler.Request
-	var err error
-	if args != nil {
-		req, err = d.sched.TriggerArgs(job, args, true)
-	} else {
-		req, err = d.sched.Trigger(job, dryRun)
-	}
+	req, err := d.sched.TriggerWith(job, dryRun, args, mutating)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +207,8 @@ func (d *Daemon) trigger(job string, dryRun bool, args []string) (*api.Run, erro
 	if r, ok := d.active[req.ID]; ok { // already started
 		return copyRun(r), nil
 	}
-	r := &api.Run{ID: req.ID, Job: job, DryRun: dryRun, Trigger: req.Trigger, Args: req.Args, Queued: req.Queued, Outcome: api.OutcomeQueued}
+	r := &api.Run{ID: req.ID, Job: job, DryRun: dryRun, Trigger: req.Trigger, Queued: req.Queued, Outcome: api.OutcomeQueued}
+	r.Args = req.Args
 	// Visible to Run(id) until the worker starts; execute replaces it.
 	d.active[req.ID] = r
 	return copyRun(r), nil

@@ -43,10 +43,12 @@ type Request struct {
 	// Payload is Config.Payload of the configuration in force when the run
 	// started (the daemon's policy snapshot): what the run must use.
 	Payload any
-	// Args are the job's own arguments of a run queued by TriggerArgs.
+	// Args are extra worker arguments of a manual run (TriggerWith), e.g.
+	// refresh's --pull REF; nil for the job's usual run.
 	Args []string
-	// Mutating makes this run exclusive with other mutating runs whatever
-	// its job's Mutating says (TriggerArgs).
+	// Mutating marks a manual run as changing storage although its job
+	// usually does not (a refresh that pulls): it then waits for, and
+	// excludes, the other mutating runs.
 	Mutating bool
 }
 
@@ -243,17 +245,12 @@ func (s *Scheduler) CatchUp(base map[string]Baseline) []string {
 
 // Trigger queues a run now and returns its request (with its id).
 func (s *Scheduler) Trigger(job string, dryRun bool) (Request, error) {
-	return s.trigger(job, dryRun, nil, false)
+	return s.TriggerWith(job, dryRun, nil, false)
 }
 
-// TriggerArgs queues a real run now with the job's own arguments (e.g.
-// refresh --pull REF); mutating says it changes storage although its job
-// under the policy may not. Such a run covers no missed slot.
-func (s *Scheduler) TriggerArgs(job string, args []string, mutating bool) (Request, error) {
-	return s.trigger(job, false, args, mutating)
-}
-
-func (s *Scheduler) trigger(job string, dryRun bool, args []string, mutating bool) (Request, error) {
+// TriggerWith is Trigger for a run with extra worker arguments; mutating
+// says the run changes storage even if its job usually does not.
+func (s *Scheduler) TriggerWith(job string, dryRun bool, args []string, mutating bool) (Request, error) {
 	s.mu.Lock()
 	js, ok := s.jobs[job]
 	if !ok {
@@ -266,7 +263,7 @@ func (s *Scheduler) trigger(job string, dryRun bool, args []string, mutating boo
 	}
 	now := s.opts.Clock.Now()
 	req := Request{ID: s.opts.NewID(job, now), Job: job, DryRun: dryRun, Trigger: api.TriggerManual, Queued: now,
-		Args: args, Mutating: mutating}
+		Args: append([]string(nil), args...), Mutating: mutating}
 	js.pending = append(js.pending, req)
 	s.mu.Unlock()
 	s.poke()

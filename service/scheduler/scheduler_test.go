@@ -466,35 +466,3 @@ func TestReconfigureKeepsUnchangedSlots(t *testing.T) {
 		t.Fatalf("changed job next = %v, want ~%v", after[1].Next, want)
 	}
 }
-
-// TestTriggerArgs: a run queued with arguments carries them, and when
-// marked mutating it waits for a mutating run of another job although its
-// own job is not mutating under the policy.
-func TestTriggerArgs(t *testing.T) {
-	rec := newRecorder("prune")
-	s := New(Config{Jobs: []Job{job(t, "prune", "@hourly", true), job(t, "refresh", "@daily", false)}},
-		rec.run, Options{Clock: newFakeClock(t0)})
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-
-	if _, err := s.Trigger("prune", false); err != nil {
-		t.Fatal(err)
-	}
-	waitStarted(t, rec)
-	req, err := s.TriggerArgs("refresh", []string{"--pull", "a:1"}, true)
-	if err != nil || req.DryRun || !req.Mutating {
-		t.Fatalf("TriggerArgs = %+v, %v", req, err)
-	}
-	noStart(t, rec) // waits for prune
-	if _, err := s.TriggerArgs("refresh", []string{"--pull", "b:1"}, true); err == nil {
-		t.Fatal("a second run of a queued job was accepted")
-	}
-	rec.release <- struct{}{}
-	r := waitStarted(t, rec)
-	if r.Job != "refresh" || len(r.Args) != 2 || r.Args[1] != "a:1" || r.ID != req.ID {
-		t.Fatalf("started %+v, want refresh --pull a:1", r)
-	}
-	close(rec.release)
-}

@@ -39,8 +39,6 @@ type Spawner struct {
 	Exe string
 	// GlobalArgs are passed before "run" (--policy, --state-dir, --root, ...).
 	GlobalArgs []string
-	// JobArgs are the job's own flags, after "run JOB" (refresh --pull REF).
-	JobArgs []string
 	// Env is the child's environment; Clean is applied to it.
 	Env []string
 	// Logger receives the worker's log records (its stderr); nil drops them.
@@ -54,6 +52,9 @@ type Spawner struct {
 	// (PolicyFD) and the worker is told so with --policy-fd, so it never
 	// reads a policy file itself.
 	Policy []byte
+	// RunArgs are appended to `run JOB ...` for one run (e.g. refresh's
+	// --pull REF); the daemon sets them on its per-run copy.
+	RunArgs []string
 }
 
 // PolicyFD is the descriptor number the policy snapshot has in the worker.
@@ -80,7 +81,7 @@ func (s *Spawner) Args(job string, dryRun bool) []string {
 	if dryRun {
 		args = append(args, "--dry-run")
 	}
-	args = append(args, s.JobArgs...)
+	args = append(args, s.RunArgs...)
 	if s.Policy != nil {
 		args = append(args, "--policy-fd", strconv.Itoa(PolicyFD))
 	}
