@@ -17,13 +17,15 @@ import (
 )
 
 // actionsScript is a worker whose reports carry findings that get actions:
-// refresh a drift of one reference (or, with --pull REF, "pulled REF"),
+// refresh a drift of one reference (example.org/app:1, or the one in the
+// file $STWG_DRIFT_REF; with --pull REF, "pulled REF"),
 // prune a quota shortfall, verify findings about two references.
 const actionsScript = `ref=; prev=
 for a in "$@"; do [ "$prev" = --pull ] && ref=$a; case $a in --pull=*) ref=${a#--pull=};; esac; prev=$a; done
 case "$2" in
 refresh) if [ -n "$ref" ]; then ev='[]'; sum="pulled $ref"; else
-  ev='[{"kind":"drift_detected","severity":"normal","message":"example.org/app:1 drifted","topic":"refresh:example.org/app:1","reference":"example.org/app:1","digest":"sha256:1"}]'; sum=checked; fi;;
+  dref=example.org/app:1; if [ -s "${STWG_DRIFT_REF:-}" ]; then dref=$(cat "$STWG_DRIFT_REF"); fi
+  ev=$(printf '[{"kind":"drift_detected","severity":"normal","message":"%s drifted","topic":"refresh:%s","reference":"%s","digest":"sha256:1"}]' "$dref" "$dref" "$dref"); sum=checked; fi;;
 prune) ev='[{"kind":"quota_exceeded","severity":"normal","message":"over quota: 2 GB to free","topic":"prune-quota","bytes":2000000000}]'; sum="ok prune";;
 *) ev='[{"kind":"signature_rejected","severity":"critical","message":"unsigned a","reference":"example.org/a:1"},{"kind":"signature_rejected","severity":"critical","message":"unsigned b","reference":"example.org/b:1"}]'; sum="ok $2";;
 esac

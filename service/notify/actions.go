@@ -300,6 +300,25 @@ func (n *Notifier) loadOpen() error {
 	})
 }
 
+// serverGone forgets the notifications the server with unique name server
+// showed: it left the bus, so they are gone and no action will come.
+func (n *Notifier) serverGone(server string) {
+	n.openMu.Lock()
+	var ids []uint32
+	for id, note := range n.open {
+		if note.Server == server {
+			ids = append(ids, id)
+		}
+	}
+	n.openMu.Unlock()
+	for _, id := range ids {
+		n.forget(id, server)
+	}
+	if len(ids) > 0 {
+		n.log.Debug("notification server left the bus", "server", server, "notifications", len(ids))
+	}
+}
+
 // ActionsOpen reports whether a notification with actions is still open:
 // shown, neither closed nor acted on, and within its bound (Options.Hold).
 // A process that must not miss ActionInvoked stays up meanwhile.
@@ -324,6 +343,11 @@ func (n *Notifier) listen() error {
 			return fmt.Errorf("notify: subscribing to %s: %w", member, err)
 		}
 	}
+	// A server that goes away closes its notifications without a word.
+	if err := n.conn.AddMatchSignal(dbus.WithMatchSender("org.freedesktop.DBus"), dbus.WithMatchInterface("org.freedesktop.DBus"),
+		dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, ServiceName)); err != nil {
+		return fmt.Errorf("notify: watching %s: %w", ServiceName, err)
+	}
 	ch := make(chan *dbus.Signal, 16)
 	n.conn.Signal(ch)
 	n.sigs = ch
@@ -347,6 +371,14 @@ func (n *Notifier) listen() error {
 
 // signal handles one signal from the bus.
 func (n *Notifier) signal(s *dbus.Signal) {
+	if s.Name == "org.freedesktop.DBus.NameOwnerChanged" {
+		if len(s.Body) == 3 && s.Body[0] == ServiceName && s.Sender == "org.freedesktop.DBus" {
+			if old, ok := s.Body[1].(string); ok && old != "" {
+				n.serverGone(old)
+			}
+		}
+		return
+	}
 	if s.Path != ServicePath {
 		return
 	}

@@ -337,6 +337,19 @@ func TestActionsOpen(t *testing.T) {
 		t.Fatal("ActionsOpen true past the bound")
 	}
 
+	// The server leaves the bus: its notifications are gone.
+	d, err := n2.NotifyRun(ctx, "refresh", "r4", []report.Event{drift("d:1", "sha256:1")})
+	if err != nil || d == nil || !n2.ActionsOpen() {
+		t.Fatal(d, err, n2.ActionsOpen())
+	}
+	if _, err := e.srvConn.ReleaseName(ServiceName); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the server's notifications forgotten", func() bool { return !n2.ActionsOpen() })
+	if r, err := e.srvConn.RequestName(ServiceName, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("owning %s again: %v %v", ServiceName, r, err)
+	}
+
 	// No "actions" capability: sent without actions, nothing held.
 	e.srv.mu.Lock()
 	e.srv.caps = []string{"body"}
