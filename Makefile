@@ -66,6 +66,11 @@ install: build docs ## install into $(DESTDIR)$(PREFIX) (FHS layout; PREFIX=/usr
 	install -d $(DESTDIR)$(UNITDIR)/user $(DESTDIR)$(UNITDIR)/system $(DESTDIR)$(UNITDIR)/catalog
 	for m in user system; do for u in stowage.socket stowage.service stowage.timer stowage-metrics.socket; do \
 		$(FIXBIN) units/$$m/$$u >$(DESTDIR)$(UNITDIR)/$$m/$$u && chmod 644 $(DESTDIR)$(UNITDIR)/$$m/$$u; done; done
+	$(FIXBIN) units/user/stowage-agent.service >$(DESTDIR)$(UNITDIR)/user/stowage-agent.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/user/stowage-agent.service
+	install -d $(DESTDIR)$(SYSCONFDIR)/xdg/autostart
+	$(FIXBIN) etc/xdg/autostart/stowage-agent.desktop >$(DESTDIR)$(SYSCONFDIR)/xdg/autostart/stowage-agent.desktop
+	chmod 644 $(DESTDIR)$(SYSCONFDIR)/xdg/autostart/stowage-agent.desktop
 	install -d $(DESTDIR)$(DBUSDIR)/services $(DESTDIR)$(DBUSDIR)/system-services $(DESTDIR)$(DBUSDIR)/system.d
 	$(FIXBIN) units/dbus/session.service >$(DESTDIR)$(DBUSDIR)/services/io.github.stowage.Stowage1.service
 	$(FIXBIN) units/dbus/system.service >$(DESTDIR)$(DBUSDIR)/system-services/io.github.stowage.Stowage1.service

@@ -142,6 +142,8 @@ func typeName(t reflect.Type) string {
 		return "report | untag | remove | off"
 	case reflect.TypeOf(Urgency("")):
 		return "low | normal | critical"
+	case reflect.TypeOf([]DeferWork{}):
+		return "list of \"pulls\" | \"integrity\""
 	case reflect.TypeOf(Textfile("")):
 		return "\"\" | \"auto\" | path"
 	}
@@ -208,6 +210,10 @@ func keyDescriptions() map[string]string {
 		"schedule.volumes":     "Schedule of the volumes job.",
 		"schedule.jitter":      "Random delay added before each scheduled and each catch-up run, drawn anew for every run from [0, jitter), so that many hosts do not hit a registry at once. \"0\" disables it.",
 		"schedule.run_timeout": "Longest time one job run may take; the daemon stops a worker still running after it. \"0\" means no limit.",
+		"schedule.defer_on_metered": "Work the daemon's runs leave out while NetworkManager reports a metered connection (its Metered property is yes or guess-yes): \"pulls\" (refresh still checks every tag and reports drift, but pulls nothing, neither drifted tags nor pull_newer versions) and \"integrity\" (verify still checks signatures, but does not re-hash layers even with verify.integrity). " +
+			"The run says what it left out and why in its summary and report (\"pulls deferred: metered connection\"). When the condition clears (the daemon follows NetworkManager's and UPower's PropertiesChanged signals on the system bus), a job whose last run left work out is run again (trigger manual) once the new conditions have held for a minute (stowage daemon --deferred-settle: a link coming up or NetworkManager restarting reads as unmetered for a moment) and does it; a daemon that exited idle meanwhile does so at its next start (stowage.timer starts it every 15 minutes), since the last run's report says what it left out. " +
+			"It applies to every run the daemon starts (scheduled, catch-up, triggered); `stowage run JOB` by hand is never deferred. The daemon never starts NetworkManager or UPower to ask them (no D-Bus auto-start): without NetworkManager on the system bus the connection counts as not metered; a bus that cannot be reached is logged once and defers nothing. [] defers nothing; each value may appear once.",
+		"schedule.defer_on_battery": "Work the daemon's runs leave out while UPower reports that the machine runs on battery (OnBattery): \"pulls\" and/or \"integrity\", as schedule.defer_on_metered. Without UPower on the system bus the machine counts as on mains power. The default defers pulls only: an integrity scan is off by default (verify.integrity) and, once enabled, is what the administrator asked for.",
 
 		"refresh.mode":            "What to do with a tag whose registry digest changed: notify (report only), pull (pull the new image), off (skip the job).",
 		"refresh.concurrency":     "Maximum registry requests in flight in one run.",
@@ -256,6 +262,8 @@ func keyDescriptions() map[string]string {
 
 		"notify.desktop":     "Send desktop notifications (user mode).",
 		"notify.min_urgency": "Lowest urgency that is sent as a desktop notification: low, normal or critical.",
+		"notify.topics": "Notification topics shown; [] shows every topic. An entry is a topic family — refresh (drift of a reference), refresh-newer (a newer version), verify (a reference's signature), verify-image (an image's integrity), prune-quota, volumes — or a glob (path.Match) over full topics, which name the reference after the family: refresh:docker.io/library/*. " +
+			"Set in a user's own policy it chooses what the session agent of the system service shows that user.",
 
 		"metrics.textfile": "File the metrics are written to (atomically: a temporary file in the same directory, fsync, rename; mode 0644) after every run and at every daemon start. \"\" writes none. " +
 			"\"auto\": in system mode /var/lib/prometheus/node-exporter/stowage.prom, the directory Debian's prometheus-node-exporter reads *.prom files from, when that directory exists (it is never created; without it no file is written); in user mode no file, since no node exporter reads a user's directories and a file nobody collects is only writes. " +

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -507,6 +508,7 @@ var globKeys = map[string]bool{
 	"refresh.rule.*.match":    true,
 	"refresh.newer_tags.*":    true,
 	"refresh.newer_exclude.*": true,
+	"notify.topics.*":         true,
 }
 
 // intRanges bound integer values.
@@ -615,6 +617,17 @@ func semantic(p *Policy, where map[string]Pos) []Problem {
 	}
 	if p.Schedule.RunTimeout.Duration <= 0 {
 		add("schedule.run_timeout", "schedule.run_timeout: must be greater than 0")
+	}
+	for _, key := range []string{"schedule.defer_on_metered", "schedule.defer_on_battery"} {
+		list := p.Schedule.DeferOnMetered
+		if key == "schedule.defer_on_battery" {
+			list = p.Schedule.DeferOnBattery
+		}
+		for i, w := range list {
+			if slices.Index(list, w) < i {
+				add(key, "%s: %q is listed twice", key, string(w))
+			}
+		}
 	}
 	if p.Verify.IntegrityRate.IsPercent {
 		add("verify.integrity_rate", "verify.integrity_rate: must be a rate in bytes per second, not a percentage")

@@ -3,6 +3,11 @@
 // validation that reports every problem as FILE:LINE:COL.
 package policy
 
+import (
+	"path"
+	"strings"
+)
+
 // Version is the only policy schema version this build understands.
 const Version = 1
 
@@ -36,6 +41,12 @@ type Schedule struct {
 	Jitter  Duration `toml:"jitter"`
 	// RunTimeout bounds one job run; the daemon kills a worker past it.
 	RunTimeout Duration `toml:"run_timeout"`
+	// DeferOnMetered and DeferOnBattery list the work the daemon's runs
+	// leave out while NetworkManager reports a metered connection, or
+	// UPower that the machine runs on battery. The rest of each run still
+	// happens; the work left out runs once the condition clears.
+	DeferOnMetered []DeferWork `toml:"defer_on_metered"`
+	DeferOnBattery []DeferWork `toml:"defer_on_battery"`
 }
 
 // Refresh configures the registry digest refresh job.
@@ -113,6 +124,35 @@ type Volumes struct {
 type Notify struct {
 	Desktop    bool    `toml:"desktop"`
 	MinUrgency Urgency `toml:"min_urgency"`
+	// Topics lists the notification topics shown (globs); empty shows all.
+	Topics []string `toml:"topics"`
+}
+
+// Wants reports whether a finding of job with this kind and notification
+// topic may be shown: Topics is empty, or one of its globs matches the
+// topic (path.Match: refresh:docker.io/library/*), or names the topic's
+// family, the part before its first ':' (refresh, refresh-newer, verify,
+// verify-image, prune-quota, volumes). A finding without a topic has the
+// topic JOB/KIND (family JOB).
+func (n Notify) Wants(job, kind, topic string) bool {
+	if len(n.Topics) == 0 {
+		return true
+	}
+	family := topic
+	if topic == "" {
+		topic, family = job+"/"+kind, job
+	} else if i := strings.IndexByte(topic, ':'); i >= 0 {
+		family = topic[:i]
+	}
+	for _, g := range n.Topics {
+		if g == family {
+			return true
+		}
+		if ok, _ := path.Match(g, topic); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Metrics configures the Prometheus metrics the daemon writes to a file.

@@ -108,6 +108,7 @@ func TestParseErrors(t *testing.T) {
 		{"rule without mode", "[[refresh.rule]]\nmatch = \"x/*\"\n", []string{"1:1: refresh.rule[0]: mode is required"}},
 		{"bad newer level", "[refresh]\nnewer = \"all\"\n", []string{`2:9: refresh.newer: invalid newer level "all" (want off, patch, minor or major)`}},
 		{"bad newer glob", "[refresh]\nnewer_exclude = [\"[x\"]\n", []string{`2:18: refresh.newer_exclude.0: invalid glob "[x"`}},
+		{"bad topic glob", "[notify]\ntopics = [\"verify\", \"refresh:[x\"]\n", []string{`2:21: notify.topics.1: invalid glob "refresh:[x"`}},
 		{"bad rule newer", "[[refresh.rule]]\nmatch = \"a\"\nmode = \"notify\"\nnewer = \"minorr\"\n", []string{"4:9: refresh.rule.0.newer: invalid newer level"}},
 		{"pull_newer without pull", "[[refresh.rule]]\nmatch = \"a\"\nmode = \"notify\"\npull_newer = true\n", []string{`1:1: refresh.rule[0]: pull_newer needs mode = "pull"`}},
 		{"second rule bad mode", "[[refresh.rule]]\nmatch = \"a\"\nmode = \"off\"\n[[refresh.rule]]\nmatch = \"b\"\nmode = \"on\"\n", []string{"6:8: refresh.rule.1.mode: invalid refresh mode"}},
@@ -251,4 +252,30 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestNotifyWants(t *testing.T) {
+	for _, tc := range []struct {
+		topics           []string
+		job, kind, topic string
+		want             bool
+	}{
+		{nil, "refresh", "drift_detected", "refresh:docker.io/library/alpine:3", true},
+		{[]string{"verify"}, "refresh", "drift_detected", "refresh:docker.io/library/alpine:3", false},
+		{[]string{"verify"}, "verify", "signature_rejected", "verify:docker.io/library/alpine:3", true},
+		{[]string{"refresh"}, "refresh", "newer_version", "refresh-newer:docker.io/library/alpine:3", false},
+		{[]string{"refresh-newer"}, "refresh", "newer_version", "refresh-newer:docker.io/library/alpine:3", true},
+		{[]string{"refresh:docker.io/library/*"}, "refresh", "drift_detected", "refresh:docker.io/library/alpine:3", true},
+		{[]string{"refresh:docker.io/library/*"}, "refresh", "drift_detected", "refresh:quay.io/x/y:1", false},
+		{[]string{"prune-quota"}, "prune", "quota_exceeded", "prune-quota", true},
+		{[]string{"volumes"}, "prune", "quota_exceeded", "prune-quota", false},
+		// No topic: JOB/KIND, family JOB.
+		{[]string{"prune"}, "prune", "job_failed", "", true},
+		{[]string{"prune/job_failed"}, "prune", "job_failed", "", true},
+		{[]string{"verify"}, "prune", "job_failed", "", false},
+	} {
+		if got := (Notify{Topics: tc.topics}).Wants(tc.job, tc.kind, tc.topic); got != tc.want {
+			t.Errorf("Topics %q Wants(%s, %s, %q) = %v, want %v", tc.topics, tc.job, tc.kind, tc.topic, got, tc.want)
+		}
+	}
 }

@@ -262,3 +262,26 @@ func (t *Textfile) UnmarshalText(b []byte) error {
 	*t = Textfile(v)
 	return nil
 }
+
+// DeferWork names a part of a job run that can wait for a cheaper moment
+// (an unmetered connection, mains power).
+type DeferWork string
+
+// Deferrable work.
+const (
+	// DeferPulls: refresh pulls nothing (it still checks and reports drift).
+	DeferPulls DeferWork = "pulls"
+	// DeferIntegrity: verify does not re-hash layers (it still verifies
+	// signatures).
+	DeferIntegrity DeferWork = "integrity"
+)
+
+// UnmarshalText accepts pulls or integrity.
+func (w *DeferWork) UnmarshalText(b []byte) error {
+	switch v := DeferWork(b); v {
+	case DeferPulls, DeferIntegrity:
+		*w = v
+		return nil
+	}
+	return fmt.Errorf("invalid deferrable work %q (want \"pulls\" or \"integrity\")", string(b))
+}

@@ -1,14 +1,31 @@
-// Package service_test checks the project's dependency direction,
-// cmd → service → jobs → policy (DESIGN.md §1): storage jobs never link the
-// service manager or bus libraries, and the policy imports no project
-// package; and the daemon links no storage graph driver.
+// Package service_test checks the project's tree and dependency direction,
+// cmd → service → jobs → policy (DESIGN.md §1):
+//
+//	cmd/stowage        the command line (and the worker's `stowage run JOB`)
+//	service/...        the daemon and its adapters: scheduler, control API,
+//	                   D-Bus, journal, metrics, notifications, worker launcher
+//	jobs/JOB           one package per job (refresh, verify, prune, volumes,
+//	                   exactly the jobs jobspec registers), each with its own
+//	                   sub-packages
+//	jobs/shared/...    the parts jobs, the daemon and the command line share:
+//	                   store opening, state, reports, inventory and layer
+//	                   graph, podman API, last use, pins, quota, clock, the
+//	                   job contract (jobspec, jobenv)
+//	policy/...         the TOML policy
+//
+// A job may import shared parts but no other job; a shared part never
+// imports a job; nothing under jobs/ links the service manager or bus
+// libraries; the policy imports no project package; and the daemon links
+// no storage graph driver.
 package service_test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -34,22 +51,105 @@ func deps(t *testing.T, pattern string) map[string][]string {
 	return m
 }
 
+// TestTree checks the tree reads as the architecture: the required
+// top-level directories, and under jobs/ one directory per registered job
+// plus shared/. It reads the files git tracks or would track, so build
+// output (bin/) is not part of the tree.
+func TestTree(t *testing.T) {
+	cmd := exec.Command("git", "ls-files", "--cached", "--others", "--exclude-standard")
+	cmd.Dir = testenv.RepoRoot()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	// dirs returns the directories directly under prefix that hold files.
+	dirs := func(prefix string) []string {
+		var got []string
+		for _, f := range strings.Split(string(out), "\n") {
+			rest, ok := strings.CutPrefix(f, prefix)
+			if !ok {
+				continue
+			}
+			if d, _, ok := strings.Cut(rest, "/"); ok && !strings.HasPrefix(d, ".") && !slices.Contains(got, d) {
+				got = append(got, d)
+			}
+		}
+		slices.Sort(got)
+		return got
+	}
+	top := []string{"cmd", "etc", "jobs", "packaging", "policy", "service", "test", "units"}
+	if got := dirs(""); !slices.Equal(got, top) {
+		t.Errorf("top-level directories = %v, want %v", got, top)
+	}
+	want := append(jobspec.Names(), "shared")
+	slices.Sort(want)
+	if got := dirs("jobs/"); !slices.Equal(got, want) {
+		t.Errorf("jobs/ holds %v, want the registered jobs and shared/: %v", got, want)
+	}
+}
+
 func TestDependencyDirection(t *testing.T) {
+	const (
+		jobs   = module + "/jobs/"
+		shared = module + "/jobs/shared/"
+	)
+	// jobOf names the job a package belongs to ("" for a shared part or a
+	// package outside jobs/).
+	jobOf := func(pkg string) string {
+		if !strings.HasPrefix(pkg, jobs) || strings.HasPrefix(pkg, shared) {
+			return ""
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(pkg, jobs), "/")
+		return name
+	}
 	rules := []struct {
-		pattern   string
-		forbidden []string
+		pattern string
+		// bad reports why pkg must not depend on d, or "".
+		bad func(pkg, d string) string
 	}{
-		{"./policy/...", []string{module + "/", "github.com/godbus/", "github.com/coreos/go-systemd/"}},
-		{"./jobs/...", []string{module + "/service", module + "/cmd", "github.com/godbus/", "github.com/coreos/go-systemd/"}},
-		{"./service/...", []string{module + "/cmd"}},
+		{"./policy/...", func(_, d string) string {
+			if strings.HasPrefix(d, module+"/") && !strings.HasPrefix(d, module+"/policy") ||
+				strings.HasPrefix(d, "github.com/godbus/") || strings.HasPrefix(d, "github.com/coreos/go-systemd/") {
+				return "the policy imports no project package nor bus library"
+			}
+			return ""
+		}},
+		{"./jobs/...", func(_, d string) string {
+			for _, p := range []string{module + "/service", module + "/cmd", "github.com/godbus/", "github.com/coreos/go-systemd/"} {
+				if strings.HasPrefix(d, p) {
+					return "jobs link neither the daemon, the command line nor bus libraries"
+				}
+			}
+			return ""
+		}},
+		{"./jobs/shared/...", func(_, d string) string {
+			if jobOf(d) != "" {
+				return "a shared part never imports a job"
+			}
+			return ""
+		}},
+		{"./jobs/...", func(pkg, d string) string {
+			if j := jobOf(pkg); j != "" && jobOf(d) != "" && jobOf(d) != j {
+				return "a job imports shared parts, not another job"
+			}
+			return ""
+		}},
+		{"./service/...", func(_, d string) string {
+			if strings.HasPrefix(d, module+"/cmd") {
+				return "the daemon does not import the command line"
+			}
+			return ""
+		}},
 	}
 	for _, r := range rules {
-		for pkg, ds := range deps(t, r.pattern) {
+		ps := deps(t, r.pattern)
+		if len(ps) == 0 {
+			t.Fatalf("go list %s: no packages", r.pattern)
+		}
+		for pkg, ds := range ps {
 			for _, d := range ds {
-				for _, bad := range r.forbidden {
-					if strings.HasPrefix(d, bad) && !strings.HasPrefix(d, pkg) && !(r.pattern == "./policy/..." && strings.HasPrefix(d, module+"/policy")) {
-						t.Errorf("%s imports %s (forbidden for %s)", pkg, d, r.pattern)
-					}
+				if why := r.bad(pkg, d); why != "" {
+					t.Errorf("%s imports %s: %s", pkg, d, why)
 				}
 			}
 		}

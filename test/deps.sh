@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(podman skopeo buildah docker-registry uidmap dbus dbus-user-session systemd-container
       debootstrap fuse-overlayfs gnupg curl jq quota e2fsprogs crun catatonit golang-github-containers-common
-      polkitd systemd util-linux time bc runc busybox-static prometheus prometheus-node-exporter
+      polkitd desktop-file-utils systemd util-linux time bc runc busybox-static prometheus prometheus-node-exporter
       qemu-system-x86)
 missing=()
 for p in "${pkgs[@]}"; do

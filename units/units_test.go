@@ -285,3 +285,96 @@ func TestSystemBusPolicy(t *testing.T) {
 		t.Errorf("non-root Introspect: %v, want the object's own error", err)
 	}
 }
+
+// agentBusName is agent.BusName (units imports no project package).
+const agentBusName = "io.github.stowage.Agent1"
+
+// TestAgentUnit: the session agent's user unit verifies, starts with the
+// graphical session, is ready once it owns its session bus name, and is
+// not run for root or system users (the greeter's session).
+func TestAgentUnit(t *testing.T) {
+	testenv.RequireTool(t, "systemd-analyze")
+	bin := testenv.Stowage(t)
+	dir := t.TempDir()
+	b, err := os.ReadFile("user/stowage-agent.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged := filepath.Join(dir, "stowage-agent.service")
+	if err := os.WriteFile(staged, []byte(strings.ReplaceAll(string(b), "/usr/bin/stowage", bin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, []string{"XDG_RUNTIME_DIR=" + t.TempDir()}, "--user", "verify", "--man=no", staged)
+
+	k := iniKeys(t, "user/stowage-agent.service")
+	f := "user/stowage-agent.service"
+	want(t, f, k, "Unit.PartOf", "graphical-session.target")
+	want(t, f, k, "Unit.After", "graphical-session.target")
+	want(t, f, k, "Unit.ConditionUser", "!@system")
+	want(t, f, k, "Service.Type", "dbus")
+	want(t, f, k, "Service.BusName", agentBusName)
+	want(t, f, k, "Service.ExecStart", "/usr/bin/stowage agent")
+	want(t, f, k, "Service.Restart", "on-failure")
+	want(t, f, k, "Install.WantedBy", "graphical-session.target")
+}
+
+// TestAgentAutostart: the XDG autostart entry is valid, runs the agent,
+// and systemd's xdg-autostart-generator (systemd 252) skips it, so that a
+// session with a systemd user manager runs the agent once, from the unit.
+// The same entry without X-systemd-skip does generate a unit: the check
+// can fail.
+func TestAgentAutostart(t *testing.T) {
+	const entry = "../etc/xdg/autostart/stowage-agent.desktop"
+	testenv.RequireTool(t, "desktop-file-validate")
+	if out, err := exec.Command("desktop-file-validate", entry).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("desktop-file-validate: %v\n%s", err, out)
+	}
+	k := iniKeys(t, entry)
+	want(t, entry, k, "Desktop Entry.Type", "Application")
+	want(t, entry, k, "Desktop Entry.Exec", "/usr/bin/stowage agent")
+	want(t, entry, k, "Desktop Entry.X-GNOME-Autostart-enabled", "true")
+	want(t, entry, k, "Desktop Entry.X-systemd-skip", "true")
+
+	const gen = "/usr/lib/systemd/user-generators/systemd-xdg-autostart-generator"
+	if _, err := os.Stat(gen); err != nil {
+		t.Fatalf("%s: %v (package systemd)", gen, err)
+	}
+	data, err := os.ReadFile(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The generator skips entries whose Exec= binary does not exist.
+	data = []byte(strings.ReplaceAll(string(data), "/usr/bin/stowage", testenv.Stowage(t)))
+	generate := func(content string) []string {
+		t.Helper()
+		cfg, out := t.TempDir(), t.TempDir()
+		auto := filepath.Join(cfg, "autostart")
+		if err := os.MkdirAll(auto, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(auto, "stowage-agent.desktop"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(gen, out, out, out)
+		// Only our directory: XDG_CONFIG_HOME empty of entries, no system dirs.
+		cmd.Env = append(os.Environ(), "XDG_CONFIG_DIRS="+cfg, "XDG_CONFIG_HOME="+t.TempDir(), "XDG_DATA_DIRS="+t.TempDir())
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", gen, err, b)
+		}
+		var units []string
+		_ = filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".service") {
+				units = append(units, filepath.Base(p))
+			}
+			return nil
+		})
+		return units
+	}
+	if units := generate(string(data)); len(units) != 0 {
+		t.Errorf("the generator made %v from the shipped entry; want none (X-systemd-skip)", units)
+	}
+	control := strings.ReplaceAll(string(data), "X-systemd-skip=true", "")
+	if units := generate(control); len(units) == 0 {
+		t.Error("the generator made no unit from the entry without X-systemd-skip: the check above proves nothing")
+	}
+}

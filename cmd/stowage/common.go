@@ -12,9 +12,9 @@ import (
 	"go.podman.io/storage/pkg/unshare"
 	"go.podman.io/storage/types"
 
-	"github.com/stowage/stowage/jobs/prune/quota"
-	"github.com/stowage/stowage/jobs/state"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/quota"
+	"github.com/stowage/stowage/jobs/shared/state"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 	"github.com/stowage/stowage/policy"
 )
 

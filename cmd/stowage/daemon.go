@@ -14,11 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stowage/stowage/jobs/jobspec"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/client"
 	"github.com/stowage/stowage/service/daemon"
+	"github.com/stowage/stowage/service/hoststate"
 	"github.com/stowage/stowage/service/journal"
 	"github.com/stowage/stowage/service/runs"
 	"github.com/stowage/stowage/service/worker"
@@ -32,7 +33,7 @@ func newDaemonCmds(g *globals) []*cobra.Command {
 }
 
 func newDaemonCmd(g *globals) *cobra.Command {
-	var idleExit time.Duration
+	var idleExit, settle time.Duration
 	var socket string
 	c := &cobra.Command{
 		Use:   "daemon",
@@ -43,15 +44,16 @@ the control API on its socket (the systemd socket fd named "control", else
 $XDG_RUNTIME_DIR/stowage/stowage.sock or /run/stowage/stowage.sock).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDaemon(cmd.Context(), g, idleExit, socket)
+			return runDaemon(cmd.Context(), g, idleExit, settle, socket)
 		},
 	}
 	c.Flags().DurationVar(&idleExit, "idle-exit", 0, "exit after this long without clients, runs or a run due (0 = never)")
 	c.Flags().StringVar(&socket, "socket", "", "control socket path when not socket-activated")
+	c.Flags().DurationVar(&settle, "deferred-settle", time.Minute, "how long the host must stay off a metered connection or battery before the work deferred for it ([schedule] defer_on_metered, defer_on_battery) is caught up")
 	return c
 }
 
-func runDaemon(ctx context.Context, g *globals, idleExit time.Duration, socket string) error {
+func runDaemon(ctx context.Context, g *globals, idleExit, settle time.Duration, socket string) error {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return fmt.Errorf("invalid --log-level %q: %w", g.logLevel, err)
@@ -72,6 +74,15 @@ func runDaemon(ctx context.Context, g *globals, idleExit time.Duration, socket s
 	if err != nil {
 		return err
 	}
+	// Metered connection and battery, from the system bus in both modes. A
+	// host without a system bus defers nothing; it is said once, here.
+	var host daemon.HostState
+	if w, err := hoststate.Open("", log); err != nil {
+		log.Warn("not watching for a metered connection or battery", "error", err)
+	} else {
+		defer w.Close()
+		host = w
+	}
 	d, err := daemon.New(daemon.Options{
 		System:   system,
 		Version:  version,
@@ -79,11 +90,13 @@ func runDaemon(ctx context.Context, g *globals, idleExit time.Duration, socket s
 		LoadPolicy: func() (*policy.Snapshot, error) {
 			return policy.LoadSnapshot(policy.LoadOptions{Path: g.policyPath, System: system})
 		},
-		Runs:       runs.New(db, 0),
-		Spawner:    &worker.Spawner{Exe: exe, GlobalArgs: args, Env: os.Environ(), Logger: log, TailInMessage: h.UsesJournal()},
-		Logger:     log,
-		SocketPath: socket,
-		State:      db,
+		Runs:           runs.New(db, 0),
+		Spawner:        &worker.Spawner{Exe: exe, GlobalArgs: args, Env: os.Environ(), Logger: log, TailInMessage: h.UsesJournal()},
+		Logger:         log,
+		SocketPath:     socket,
+		State:          db,
+		HostState:      host,
+		DeferredSettle: settle,
 	})
 	if err != nil {
 		return err

@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stowage/stowage/jobs/inventory"
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/inventory"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 	"github.com/stowage/stowage/jobs/volumes"
 	"github.com/stowage/stowage/policy"
 )
@@ -108,7 +108,20 @@ func (g *globals) volumeUsage(ctx context.Context, p *policy.Policy, mayStart bo
 // account opens the store read-only (entering the rootless user namespace
 // when the driver needs it), takes a snapshot and accounts for it. configs
 // reads every image config too (platform fields; costs a lock per image).
+//
+// Without configs, a snapshot the last Collect left for an unchanged store
+// serves instead (inventory.CachedSnapshot): no store load, and no user
+// namespace either when the containers can be measured from here.
 func (g *globals) account(ctx context.Context, p *policy.Policy, configs bool) (*inventory.Accounting, error) {
+	if !configs {
+		if res, err := g.resolveStore(ctx, p); err == nil {
+			so := res.Options
+			if snap, ok := inventory.CachedSnapshot(so.GraphRoot, so.RunRoot, so.GraphDriverName, so.GraphDriverOptions, so.GraphRoot, time.Now()); ok {
+				g.logger().Debug("df: the store's records are unchanged since the last snapshot; serving it")
+				return inventory.Account(snap), nil
+			}
+		}
+	}
 	st, so, err := g.openStore(ctx, p, false)
 	if err != nil {
 		return nil, err

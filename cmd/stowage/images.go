@@ -12,8 +12,8 @@ import (
 	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
-	"github.com/stowage/stowage/jobs/inventory"
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/inventory"
+	"github.com/stowage/stowage/jobs/shared/report"
 )
 
 // newImagesCmd is `stowage images`: every image with its exact accounting.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 )
 
 // newInfoCmd is `stowage info`: which store stowage opens, and why.

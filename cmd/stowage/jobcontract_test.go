@@ -15,9 +15,9 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
 )
 
@@ -74,12 +74,12 @@ var toyRunner = jobenv.Runner{
 			if err := db.Check(); err != nil {
 				return nil, err
 			}
-			r := &toyReport{Common: report.Common{Job: "toy", DryRun: env.DryRun, Started: env.Now(), Events: []report.Event{}}}
+			r := &toyReport{Common: report.Common{Job: "toy", DryRun: env.DryRun, Started: env.Clock.Now(), Events: []report.Event{}}}
 			for i := 1; i <= *to; i++ {
 				r.Counted = append(r.Counted, i)
 			}
 			r.Summary = fmt.Sprintf("counted to %d (prune enabled: %t)", *to, env.Policy.Prune.Enabled)
-			r.Finished = env.Now()
+			r.Finished = env.Clock.Now()
 			out := &jobenv.Output{Report: r, Text: func(w io.Writer) error {
 				_, err := fmt.Fprintln(w, r.Summary)
 				return err

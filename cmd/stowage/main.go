@@ -13,7 +13,7 @@ import (
 
 	"go.podman.io/storage/pkg/reexec"
 
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 )
 
 func main() {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stowage/stowage/jobs/pins"
+	"github.com/stowage/stowage/jobs/shared/pins"
 )
 
 // newPinCmds are `stowage pin REF...`, `stowage unpin REF...` and

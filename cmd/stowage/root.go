@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 )
 
 // globals are the flags every command shares.
@@ -66,6 +66,7 @@ func newRootCmdJobs(handoff *storeopen.Handoff, jobs []jobenv.Runner) *cobra.Com
 	root.AddCommand(newPinCmds(g)...)
 	root.AddCommand(newNotifyCmd(g))
 	root.AddCommand(newDaemonCmds(g)...)
+	root.AddCommand(newAgentCmd(g))
 	root.AddCommand(newGenDocsCmd(root))
 	return root
 }

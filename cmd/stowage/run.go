@@ -4,15 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/podmanapi"
 	"github.com/stowage/stowage/jobs/prune"
 	"github.com/stowage/stowage/jobs/refresh"
+	"github.com/stowage/stowage/jobs/shared/clock"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
 	"github.com/stowage/stowage/jobs/verify"
 	"github.com/stowage/stowage/jobs/volumes"
 )
@@ -79,7 +79,7 @@ func newJobCmd(g *globals, r jobenv.Runner) *cobra.Command {
 			return err
 		}
 		env := &jobenv.Env{
-			Policy: p, DryRun: dryRun, System: g.systemScope(), Log: g.logger(), Now: time.Now,
+			Policy: p, DryRun: dryRun, System: g.systemScope(), Log: g.logger(), Clock: clock.Real,
 			OpenStore: func(ctx context.Context, req jobenv.StoreRequest) (*jobenv.Store, error) {
 				st, so, q, err := g.openStoreQuota(ctx, p, req.UserNamespace, req.Quota)
 				if err != nil {

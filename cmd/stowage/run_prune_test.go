@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/lastuse"
 	"github.com/stowage/stowage/jobs/prune"
-	"github.com/stowage/stowage/jobs/state"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/lastuse"
+	"github.com/stowage/stowage/jobs/shared/state"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 	"github.com/stowage/stowage/test/testenv"
 )
 

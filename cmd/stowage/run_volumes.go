@@ -3,28 +3,33 @@ package main
 import (
 	"context"
 
-	"github.com/stowage/stowage/jobs/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
 	"github.com/stowage/stowage/policy"
 )
 
 // podmanConn connects to podman's API (see podmanConnectOptions), starting a
 // private `podman system service` when none answers and mayStart is set.
 func (g *globals) podmanConn(ctx context.Context, p *policy.Policy, mayStart bool) (*podmanapi.Conn, error) {
-	o := g.podmanConnectOptions(ctx, p, p.Volumes.PodmanSocket)
+	o := g.podmanConnectOptions(ctx, p, "")
 	o.NoStart = !mayStart
 	o.Timeout = p.Schedule.RunTimeout.Duration
 	return podmanapi.Connect(ctx, o)
 }
 
 // podmanConnectOptions say where podman's API for the store stowage addresses
-// is: socket when set; else podman's default socket, unless the store was
-// chosen with --root/--runroot/--storage-driver (that podman would serve
-// another store), and only if it serves the graphroot stowage resolved. A
-// private service started in its place gets podman's own configuration
-// plus only the store settings the user gave stowage (podmanStoreArgs):
-// podman refuses a driver its database did not record.
+// is, for every command and job (the one place that decides): socket when
+// set, else the policy's [volumes] podman_socket; else podman's default
+// socket (podmanapi.DefaultSockets), unless the store was chosen with
+// --root/--runroot/--storage-driver (that podman would serve another
+// store), and only if it serves the graphroot stowage resolved. A private
+// service started in its place gets podman's own configuration plus only
+// the store settings the user gave stowage (podmanStoreArgs): podman
+// refuses a driver its database did not record.
 func (g *globals) podmanConnectOptions(ctx context.Context, p *policy.Policy, socket string) podmanapi.ConnectOptions {
 	o := podmanapi.ConnectOptions{Logger: g.logger(), PodmanArgs: g.podmanStoreArgs(p)}
+	if socket == "" {
+		socket = p.Volumes.PodmanSocket
+	}
 	explicitStore := g.store.GraphRoot != "" || g.store.RunRoot != "" || g.store.Driver != ""
 	switch {
 	case socket != "":

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stowage/stowage/jobs/jobspec"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/test/testenv"
 )
 

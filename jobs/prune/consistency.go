@@ -8,8 +8,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/stowage/stowage/jobs/inventory"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
+	"github.com/stowage/stowage/jobs/shared/state"
 )
 
 // ErrInconsistent marks a store whose metadata does not add up: pruning it
@@ -33,7 +33,7 @@ type Counts struct {
 }
 
 // CountsOf counts s.
-func CountsOf(s *inventory.Snapshot, at time.Time) Counts {
+func CountsOf(s *layergraph.Snapshot, at time.Time) Counts {
 	own := containerLayerSet(s)
 	c := Counts{Images: len(s.Images), At: at}
 	for _, l := range s.Layers {
@@ -44,7 +44,7 @@ func CountsOf(s *inventory.Snapshot, at time.Time) Counts {
 	return c
 }
 
-func containerLayerSet(s *inventory.Snapshot) map[string]bool {
+func containerLayerSet(s *layergraph.Snapshot) map[string]bool {
 	own := make(map[string]bool, len(s.Containers))
 	for _, c := range s.Containers {
 		own[c.LayerID] = true
@@ -96,29 +96,13 @@ const (
 //     them older than OrphanLayerFloor or undated (younger ones may be a
 //     first pull in flight);
 //   - the image count collapsed since the last run while the layers stayed.
-func Consistency(s *inventory.Snapshot, prev *Counts, now time.Time) []string {
+func Consistency(s *layergraph.Snapshot, prev *Counts, now time.Time) []string {
 	var problems []string
 	images := make(map[string]bool, len(s.Images))
 	for _, img := range s.Images {
 		images[img.ID] = true
 	}
-	layers := make(map[string]*inventory.Layer, len(s.Layers))
-	for i := range s.Layers {
-		layers[s.Layers[i].ID] = &s.Layers[i]
-	}
-	reached := map[string]bool{}
-	for _, img := range s.Images {
-		for _, top := range append([]string{img.TopLayer}, img.MappedTopLayers...) {
-			for id := top; id != "" && !reached[id]; {
-				reached[id] = true
-				l, ok := layers[id]
-				if !ok {
-					break
-				}
-				id = l.Parent
-			}
-		}
-	}
+	g := layergraph.NewGraph(s)
 	var missingImage, unreachedBase []string
 	for _, c := range s.Containers {
 		if c.ImageID == "" {
@@ -128,7 +112,7 @@ func Consistency(s *inventory.Snapshot, prev *Counts, now time.Time) []string {
 			missingImage = append(missingImage, fmt.Sprintf("%.12s (image %.12s)", c.ID, c.ImageID))
 			continue
 		}
-		if l, ok := layers[c.LayerID]; ok && l.Parent != "" && !reached[l.Parent] {
+		if l, ok := g.Layer(c.LayerID); ok && l.Parent != "" && !g.ImageReachable(l.Parent) {
 			unreachedBase = append(unreachedBase, fmt.Sprintf("%.12s (layer %.12s)", c.ID, l.Parent))
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
 )
 
 func TestConsistency(t *testing.T) {
@@ -15,22 +15,22 @@ func TestConsistency(t *testing.T) {
 		{id: "b", names: []string{"localhost/b:1"}, layers: []string{"lb"}, base: "la1", size: 10, pulled: old},
 	}
 	// lost drops the image records, as an empty images.json does.
-	lost := func(s *inventory.Snapshot) { s.Images = nil }
+	lost := func(s *layergraph.Snapshot) { s.Images = nil }
 	cases := []struct {
 		name   string
 		imgs   []img
 		ctrs   map[string]string
-		extra  []inventory.Layer
-		mutate func(*inventory.Snapshot)
+		extra  []layergraph.Layer
+		mutate func(*layergraph.Snapshot)
 		prev   *Counts
 		want   []string // substrings, one per problem; nil = consistent
 	}{
 		{name: "healthy", imgs: two, ctrs: map[string]string{"c1": "a"}},
 		{name: "empty store", imgs: nil},
-		{name: "orphans next to images are fine", imgs: two, extra: []inventory.Layer{{ID: "o1", Created: old}, {ID: "o2", Parent: "o1", Created: old}}},
-		{name: "rootfs container without image", imgs: two, mutate: func(s *inventory.Snapshot) {
-			s.Layers = append(s.Layers, inventory.Layer{ID: "rootfs", Created: old})
-			s.Containers = append(s.Containers, inventory.Container{ID: "r1", LayerID: "rootfs"})
+		{name: "orphans next to images are fine", imgs: two, extra: []layergraph.Layer{{ID: "o1", Created: old}, {ID: "o2", Parent: "o1", Created: old}}},
+		{name: "rootfs container without image", imgs: two, mutate: func(s *layergraph.Snapshot) {
+			s.Layers = append(s.Layers, layergraph.Layer{ID: "rootfs", Created: old})
+			s.Containers = append(s.Containers, layergraph.Container{ID: "r1", LayerID: "rootfs"})
 		}},
 		{name: "images.json empty with containers", imgs: two, ctrs: map[string]string{"c1": "a"}, mutate: lost,
 			want: []string{"use images the store does not list", "lists no images but holds 3 image layer"}},
@@ -39,7 +39,7 @@ func TestConsistency(t *testing.T) {
 		{name: "images.json empty, layers young: maybe a first pull", imgs: []img{{id: "a", layers: []string{"l1", "l2"}, pulled: t0.Add(-time.Minute)}}, mutate: lost},
 		{name: "undated layers and no images", imgs: []img{{id: "a", layers: []string{"l1"}}}, mutate: lost,
 			want: []string{"lists no images"}},
-		{name: "container on a layer no image reaches", imgs: two, ctrs: map[string]string{"c1": "a"}, mutate: func(s *inventory.Snapshot) {
+		{name: "container on a layer no image reaches", imgs: two, ctrs: map[string]string{"c1": "a"}, mutate: func(s *layergraph.Snapshot) {
 			s.Images[0].TopLayer = "la1" // a's record lost its top layer
 		}, want: []string{"sit on layers no image reaches"}},
 		{name: "images fell to zero since last run", imgs: []img{{id: "a", layers: []string{"l1"}, pulled: t0.Add(-time.Minute)}}, mutate: lost,

@@ -12,13 +12,15 @@ import (
 	units "github.com/docker/go-units"
 	storage "go.podman.io/storage"
 
-	"github.com/stowage/stowage/jobs/inventory"
-	"github.com/stowage/stowage/jobs/lastuse"
-	"github.com/stowage/stowage/jobs/pins"
 	"github.com/stowage/stowage/jobs/prune/quadlet"
-	"github.com/stowage/stowage/jobs/prune/quota"
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/clock"
+	"github.com/stowage/stowage/jobs/shared/inventory"
+	"github.com/stowage/stowage/jobs/shared/lastuse"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
+	"github.com/stowage/stowage/jobs/shared/pins"
+	"github.com/stowage/stowage/jobs/shared/quota"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/policy/imageref"
 )
@@ -63,7 +65,7 @@ type Job struct {
 	QuadletDirs []string
 	// Quota reads the user's disk quota (nil: none).
 	Quota QuotaFunc
-	Now   func() time.Time // nil = time.Now
+	Clock clock.Clock // nil = clock.Real
 	Log   *slog.Logger
 	// Progress receives a progress line while removing (nil: none); the
 	// CLI passes stderr only when it is a terminal.
@@ -71,17 +73,17 @@ type Job struct {
 }
 
 func (j *Job) now() time.Time {
-	if j.Now != nil {
-		return j.Now()
+	if j.Clock != nil {
+		return j.Clock.Now()
 	}
-	return time.Now()
+	return clock.Real.Now()
 }
 
 // Prepare takes the snapshot, updates the last-use record and builds the
 // plan. Anything that could protect an image and cannot be read (pins,
 // Quadlet units, the state database) is an error: pruning blind is not
 // an option.
-func (j *Job) Prepare(ctx context.Context) (*inventory.Snapshot, *Plan, error) {
+func (j *Job) Prepare(ctx context.Context) (*layergraph.Snapshot, *Plan, error) {
 	now := j.now()
 	snap, err := inventory.Collect(ctx, j.Store, "", now)
 	if err != nil {
@@ -241,11 +243,11 @@ func countImages(items []Item) int {
 // containers/storage under its locks (a container created meanwhile makes
 // DeleteImage fail with ErrImageUsedByContainer: the image is kept, never
 // forced); names added meanwhile are re-checked against the protections.
-func (j *Job) apply(ctx context.Context, snap *inventory.Snapshot, plan *Plan, r *Report) {
+func (j *Job) apply(ctx context.Context, snap *layergraph.Snapshot, plan *Plan, r *Report) {
 	// Freed bytes are the snapshot's disk figures of what was really
 	// deleted, replayed on a model so that a hard-linked inode counts when
 	// its last layer goes.
-	freed := inventory.NewSimulation(snap)
+	freed := layergraph.NewSimulation(snap)
 	keep := func(it Item, why Reason, detail string) {
 		it.Reason, it.Detail, it.Bytes, it.Cumulative, it.Layers = why, detail, 0, 0, nil
 		if !it.Layer {

@@ -8,7 +8,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/jobs/shared/inventory"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/policy/imageref"
 )
@@ -55,7 +56,7 @@ type Quota struct {
 
 // Input is everything the planner reads. It does no I/O.
 type Input struct {
-	Snapshot *inventory.Snapshot
+	Snapshot *layergraph.Snapshot
 	Policy   policy.Prune
 	Now      time.Time
 	// LastUse returns the last recorded use of an image (zero = none).
@@ -107,7 +108,7 @@ type Plan struct {
 // StoreUsage is the bytes a store's writable layers, images and containers
 // take on disk (allocated blocks; recorded sizes where the driver's
 // directories are not measured): the figure limits and watermarks apply to.
-func StoreUsage(s *inventory.Snapshot) int64 {
+func StoreUsage(s *layergraph.Snapshot) int64 {
 	return inventory.StoreBytes(s)
 }
 
@@ -143,7 +144,7 @@ func need(in *Input, usage int64) (limit, needBytes int64, why string) {
 
 // imageFacts are what the planner derives once per image.
 type imageFacts struct {
-	img      *inventory.Image
+	img      *layergraph.Image
 	pulled   time.Time // top layer creation (≈ pull time)
 	lastUsed time.Time // max(record, pulled)
 	kept     Reason
@@ -172,7 +173,7 @@ func Build(in *Input) *Plan {
 		return plan
 	}
 
-	g := inventory.NewGraph(s)
+	g := layergraph.NewGraph(s)
 	usedBy := make(map[string]string, len(s.Containers))
 	for _, c := range s.Containers {
 		if c.ImageID != "" {
@@ -198,7 +199,7 @@ func Build(in *Input) *Plan {
 	}
 	keepLast(facts, p.KeepLast)
 
-	sim := inventory.NewSimulation(s)
+	sim := layergraph.NewSimulation(s)
 	var total int64
 	add := func(f *imageFacts, why Reason) {
 		r := sim.Remove(f.img.ID)
@@ -224,7 +225,9 @@ func Build(in *Input) *Plan {
 	})
 	if p.Dangling {
 		for _, f := range order {
-			if f.kept == "" && len(f.img.Names) == 0 {
+			// The graph's rule, df's too (an intermediate image is
+			// kept by protect already).
+			if f.kept == "" && g.Dangling(f.img) {
 				add(f, ReasonDangling)
 			}
 		}
@@ -272,7 +275,7 @@ func Build(in *Input) *Plan {
 
 // protect returns why an image must stay regardless of pressure ("" = it
 // may go). keep_last is decided afterwards, across each repository.
-func protect(in *Input, g *inventory.Graph, img *inventory.Image, pulled time.Time, usedBy map[string]string) (Reason, string) {
+func protect(in *Input, g *layergraph.Graph, img *layergraph.Image, pulled time.Time, usedBy map[string]string) (Reason, string) {
 	if img.ReadOnly {
 		return KeptReadOnly, ""
 	}
@@ -375,63 +378,13 @@ func orphanMinAge(p policy.Prune) time.Duration {
 // orphans lists the layers no image and no container reaches, complete,
 // older than min_age and OrphanLayerFloor, leaves first (DeleteLayer
 // refuses a layer with children).
-func orphans(in *Input, g *inventory.Graph) []Item {
-	layers := make(map[string]*inventory.Layer, len(in.Snapshot.Layers))
-	for i := range in.Snapshot.Layers {
-		l := &in.Snapshot.Layers[i]
-		layers[l.ID] = l
-	}
-	cand := map[string]bool{}
-	for id, l := range layers {
-		if g.Reachable(id) || l.ReadOnly || l.Incomplete || l.Created.IsZero() || in.Now.Sub(l.Created) < orphanMinAge(in.Policy) {
-			continue
-		}
-		cand[id] = true
-	}
-	// A candidate with a child that stays must stay too (and so on up).
-	children := map[string][]string{}
-	for id, l := range layers {
-		if l.Parent != "" {
-			children[l.Parent] = append(children[l.Parent], id)
-		}
-	}
-	var keepUp func(id string)
-	keepUp = func(id string) {
-		for id != "" && cand[id] {
-			delete(cand, id)
-			id = layers[id].Parent
-		}
-	}
-	for id, l := range layers {
-		if !cand[id] && l.Parent != "" && cand[l.Parent] {
-			keepUp(l.Parent)
-		}
-	}
-	// Leaves first: order by depth within the candidate forest, deepest first.
-	depth := func(id string) int {
-		d := 0
-		for p := layers[id].Parent; p != "" && cand[p]; p = layers[p].Parent {
-			d++
-		}
-		return d
-	}
-	ids := make([]string, 0, len(cand))
-	for id := range cand {
-		ids = append(ids, id)
-	}
-	ds := make(map[string]int, len(ids))
-	for _, id := range ids {
-		ds[id] = depth(id)
-	}
-	sort.Slice(ids, func(i, j int) bool {
-		if ds[ids[i]] != ds[ids[j]] {
-			return ds[ids[i]] > ds[ids[j]]
-		}
-		return ids[i] < ids[j]
+func orphans(in *Input, g *layergraph.Graph) []Item {
+	ls := g.Orphans(func(l *layergraph.Layer) bool {
+		return !l.ReadOnly && !l.Incomplete && !l.Created.IsZero() && in.Now.Sub(l.Created) >= orphanMinAge(in.Policy)
 	})
-	out := make([]Item, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, Item{ID: id, Names: []string{}, Layer: true, Reason: ReasonOrphan, Bytes: layers[id].Bytes()})
+	out := make([]Item, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, Item{ID: l.ID, Names: []string{}, Layer: true, Reason: ReasonOrphan, Bytes: l.Bytes()})
 	}
 	return out
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/inventory"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
 	"github.com/stowage/stowage/policy"
 )
 
@@ -24,19 +24,19 @@ type img struct {
 	ro      bool
 }
 
-func build(imgs []img, containers map[string]string, extra ...inventory.Layer) *inventory.Snapshot {
-	s := &inventory.Snapshot{Taken: t0, FS: inventory.Filesystem{SizeBytes: 1 << 40, FreeBytes: 1 << 39}}
+func build(imgs []img, containers map[string]string, extra ...layergraph.Layer) *layergraph.Snapshot {
+	s := &layergraph.Snapshot{Taken: t0, FS: layergraph.Filesystem{SizeBytes: 1 << 40, FreeBytes: 1 << 39}}
 	seen := map[string]bool{}
 	for _, im := range imgs {
 		parent := im.base
 		for _, l := range im.layers {
 			if !seen[l] {
 				seen[l] = true
-				s.Layers = append(s.Layers, inventory.Layer{ID: l, Parent: parent, UncompressedSize: im.size, Created: im.pulled, ReadOnly: im.ro})
+				s.Layers = append(s.Layers, layergraph.Layer{ID: l, Parent: parent, UncompressedSize: im.size, Created: im.pulled, ReadOnly: im.ro})
 			}
 			parent = l
 		}
-		s.Images = append(s.Images, inventory.Image{ID: im.id, Names: im.names, TopLayer: parent, BigDataBytes: 10, Created: im.created, ReadOnly: im.ro})
+		s.Images = append(s.Images, layergraph.Image{ID: im.id, Names: im.names, TopLayer: parent, BigDataBytes: 10, Created: im.created, ReadOnly: im.ro})
 	}
 	s.Layers = append(s.Layers, extra...)
 	for cid, imageID := range containers {
@@ -46,8 +46,8 @@ func build(imgs []img, containers map[string]string, extra ...inventory.Layer) *
 				top = im.TopLayer
 			}
 		}
-		s.Layers = append(s.Layers, inventory.Layer{ID: "cl-" + cid, Parent: top, Created: t0})
-		s.Containers = append(s.Containers, inventory.Container{ID: cid, ImageID: imageID, LayerID: "cl-" + cid})
+		s.Layers = append(s.Layers, layergraph.Layer{ID: "cl-" + cid, Parent: top, Created: t0})
+		s.Containers = append(s.Containers, layergraph.Container{ID: cid, ImageID: imageID, LayerID: "cl-" + cid})
 	}
 	return s
 }
@@ -103,7 +103,7 @@ func TestBuildRules(t *testing.T) {
 		name       string
 		imgs       []img
 		containers map[string]string
-		extra      []inventory.Layer
+		extra      []layergraph.Layer
 		pol        func(*policy.Prune)
 		in         func(*Input)
 		want       []string          // reason:id, in order
@@ -139,7 +139,7 @@ func TestBuildRules(t *testing.T) {
 			kept: map[string]Reason{"base": KeptIntermediate, "child": KeptNotNeeded},
 		},
 		{
-			// The rule df and images use (inventory.Graph): only an image
+			// The rule df and images use (layergraph.Graph): only an image
 			// whose top layer sits on this one's makes it intermediate, not
 			// the middle layer of another image's chain. Removing it frees
 			// its record; its layer stays under app's.
@@ -254,7 +254,7 @@ func TestBuildRules(t *testing.T) {
 		{
 			name: "orphan layers: old ones, leaves first; young child pins its parent",
 			imgs: three,
-			extra: []inventory.Layer{
+			extra: []layergraph.Layer{
 				{ID: "o1", UncompressedSize: 7, Created: days(5)},
 				{ID: "o2", Parent: "o1", UncompressedSize: 8, Created: days(5)},
 				{ID: "p1", UncompressedSize: 9, Created: days(5)},
@@ -270,7 +270,7 @@ func TestBuildRules(t *testing.T) {
 			name: "orphan layers: min_age 0 still spares layers younger than the floor",
 			imgs: three,
 			pol:  func(p *policy.Prune) { p.MinAge = policy.Duration{} },
-			extra: []inventory.Layer{
+			extra: []layergraph.Layer{
 				{ID: "pull1", UncompressedSize: 5, Created: t0.Add(-time.Second)},
 				{ID: "pull2", Parent: "pull1", UncompressedSize: 5, Created: t0},
 				{ID: "edge", UncompressedSize: 5, Created: t0.Add(-OrphanLayerFloor + time.Second)},
@@ -297,7 +297,7 @@ func TestBuildRules(t *testing.T) {
 			name: "orphan layers: a min_age above the floor applies",
 			imgs: three,
 			pol:  func(p *policy.Prune) { p.MinAge = policy.Duration{Duration: 48 * time.Hour} },
-			extra: []inventory.Layer{
+			extra: []layergraph.Layer{
 				{ID: "o1", UncompressedSize: 5, Created: days(1)},
 				{ID: "o2", UncompressedSize: 6, Created: days(3)},
 			},
@@ -354,8 +354,8 @@ func TestBuildRules(t *testing.T) {
 	}
 }
 
-// The plan's bytes must equal what the inventory's DeleteImage replay frees
-// for the same removal order.
+// The plan's bytes must equal what the layer graph's DeleteImage replay
+// (layergraph.Simulation) frees for the same removal order.
 func TestBuildBytesMatchSimulation(t *testing.T) {
 	s := synthetic(200, 3, 20, 7)
 	in := &Input{Snapshot: s, Policy: basePolicy(), Now: t0}
@@ -370,7 +370,7 @@ func TestBuildBytesMatchSimulation(t *testing.T) {
 	if len(ids) == 0 {
 		t.Fatal("nothing planned under maximal pressure")
 	}
-	want := inventory.FreedBy(s, ids).Bytes
+	want := layergraph.FreedBy(s, ids).Bytes
 	var orphan int64
 	for _, r := range p.Removals {
 		if r.Layer {
@@ -385,8 +385,8 @@ func TestBuildBytesMatchSimulation(t *testing.T) {
 // synthetic makes a store of n images over n*layersPer layers, with
 // containers on every containerEvery-th image and base images shared by
 // groups of `share` images.
-func synthetic(n, layersPer, containerEvery, share int) *inventory.Snapshot {
-	s := &inventory.Snapshot{Taken: t0, FS: inventory.Filesystem{SizeBytes: 1 << 40, FreeBytes: 1 << 39}}
+func synthetic(n, layersPer, containerEvery, share int) *layergraph.Snapshot {
+	s := &layergraph.Snapshot{Taken: t0, FS: layergraph.Filesystem{SizeBytes: 1 << 40, FreeBytes: 1 << 39}}
 	for i := 0; i < n; i++ {
 		parent := ""
 		if i%share != 0 {
@@ -394,18 +394,18 @@ func synthetic(n, layersPer, containerEvery, share int) *inventory.Snapshot {
 		}
 		for j := 0; j < layersPer; j++ {
 			id := fmt.Sprintf("l%d-%d", i, j)
-			s.Layers = append(s.Layers, inventory.Layer{ID: id, Parent: parent, UncompressedSize: int64(1000 + i + j), Created: days(1 + i%300)})
+			s.Layers = append(s.Layers, layergraph.Layer{ID: id, Parent: parent, UncompressedSize: int64(1000 + i + j), Created: days(1 + i%300)})
 			parent = id
 		}
 		names := []string{fmt.Sprintf("registry.example/r%d/img:%d", i%50, i)}
 		if i%11 == 0 {
 			names = nil
 		}
-		s.Images = append(s.Images, inventory.Image{ID: fmt.Sprintf("img%06d", i), Names: names, TopLayer: parent, BigDataBytes: 500})
+		s.Images = append(s.Images, layergraph.Image{ID: fmt.Sprintf("img%06d", i), Names: names, TopLayer: parent, BigDataBytes: 500})
 		if containerEvery > 0 && i%containerEvery == 0 {
 			cid := fmt.Sprintf("c%d", i)
-			s.Layers = append(s.Layers, inventory.Layer{ID: "cl-" + cid, Parent: parent, Created: t0})
-			s.Containers = append(s.Containers, inventory.Container{ID: cid, ImageID: fmt.Sprintf("img%06d", i), LayerID: "cl-" + cid})
+			s.Layers = append(s.Layers, layergraph.Layer{ID: "cl-" + cid, Parent: parent, Created: t0})
+			s.Containers = append(s.Containers, layergraph.Container{ID: cid, ImageID: fmt.Sprintf("img%06d", i), LayerID: "cl-" + cid})
 		}
 	}
 	return s

@@ -13,9 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stowage/stowage/jobs/prune"
-	"github.com/stowage/stowage/jobs/prune/quota"
-	"github.com/stowage/stowage/jobs/state"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/quota"
+	"github.com/stowage/stowage/jobs/shared/state"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/test/testenv"
 )

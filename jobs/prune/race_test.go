@@ -17,10 +17,10 @@ import (
 	storage "go.podman.io/storage"
 	"go.podman.io/storage/types"
 
-	"github.com/stowage/stowage/jobs/lastuse"
-	"github.com/stowage/stowage/jobs/pins"
 	"github.com/stowage/stowage/jobs/prune"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/lastuse"
+	"github.com/stowage/stowage/jobs/shared/pins"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/test/testenv"
 )
 

@@ -10,12 +10,13 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/pflag"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/lastuse"
 	"github.com/stowage/stowage/jobs/prune/quadlet"
-	"github.com/stowage/stowage/jobs/prune/quota"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/clock"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/lastuse"
+	"github.com/stowage/stowage/jobs/shared/quota"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 )
 
 // Runner is `stowage run prune`.
@@ -42,13 +43,13 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 	_ = f.MarkHidden("now")
 	return func(ctx context.Context, env *jobenv.Env) (*jobenv.Output, error) {
 		p := env.Policy
-		clock := env.Now
+		clk := env.Clock
 		if now != "" {
 			t, err := time.Parse(time.RFC3339, now)
 			if err != nil {
 				return nil, fmt.Errorf("--now: %w", err)
 			}
-			clock = func() time.Time { return t }
+			clk = clock.At(t)
 		}
 		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: jobspec.Prune.UserNamespace(p, env.DryRun), Quota: true})
 		if err != nil {
@@ -60,16 +61,13 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			return nil, err
 		}
 		job := &Job{
-			Store: st.Store, State: db, Policy: p.Prune, Now: clock, Log: env.Log,
+			Store: st.Store, State: db, Policy: p.Prune, Clock: clk, Log: env.Log,
 			QuadletDirs: quadlet.SearchPath(quadletDirs, env.System),
 			Progress:    env.Progress,
 		}
 		if st.Quota != nil {
 			// Read before entering the user namespace (OpenStore).
 			job.Quota = func(string) (quota.Usage, error) { return st.Quota.Result() }
-		}
-		if socket == "" {
-			socket = p.Volumes.PodmanSocket
 		}
 		events, closeEvents := eventSource(ctx, env, socket)
 		defer closeEvents()
@@ -91,8 +89,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 
 // eventSource is where prune reads podman's container create/start events
 // (the only trace of a `podman run --rm`): the API of a podman socket that
-// answers (socket, else podman's default one when it serves the same
-// store), else the host's podman command, which reads podman's event log
+// answers (socket, else the one jobenv.PodmanRequest finds), else the host's podman command, which reads podman's event log
 // whatever its backend; nil when there is no podman at all. release frees
 // the API client.
 func eventSource(ctx context.Context, env *jobenv.Env, socket string) (src lastuse.EventSource, release func()) {
@@ -101,7 +98,8 @@ func eventSource(ctx context.Context, env *jobenv.Env, socket string) (src lastu
 		return lastuse.PodmanEvents{Client: conn.Client}, func() { _ = conn.Close() }
 	}
 	log := env.Log
-	if socket != "" {
+	if socket != "" || env.Policy.Volumes.PodmanSocket != "" {
+		// A socket that was asked for and does not answer is worth a warning.
 		log.Warn("podman API socket does not answer; reading events with the podman command", "error", err)
 	} else {
 		log.Debug("no podman API socket; reading events with the podman command", "error", err)

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/lastuse"
 	"github.com/stowage/stowage/jobs/prune"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/lastuse"
+	"github.com/stowage/stowage/jobs/shared/state"
 )
 
 // TestRunRmUseOrdersLRU: a real `podman run --rm` of the oldest-pulled image

@@ -17,8 +17,8 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 	storagetypes "go.podman.io/storage/types"
 
-	"github.com/stowage/stowage/jobs/state"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/state"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/test/testenv"
 )

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/state"
 )
 
 func TestCommitNewExactlyOnce(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 	"go.podman.io/image/v5/types"
 	storage "go.podman.io/storage"
 
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
 )
 
@@ -38,6 +38,8 @@ type NewerResult struct {
 	// PulledImageID is the image pulled for Newer (rule pull_newer).
 	PulledImageID string `json:"pulled_image_id,omitempty"`
 	Error         string `json:"error,omitempty"`
+	// Note says why a newer version to pull was not pulled (deferred).
+	Note string `json:"note,omitempty"`
 }
 
 // LocalVersion is one local tag taking part in the newer-version check.
@@ -394,9 +396,9 @@ func PullNewerFor(ref string, p policy.Refresh) bool {
 // is not pulled again. The newer version of force (Options.PullOnly) is
 // pulled whatever the rules say. It returns how many were pulled.
 func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, c *client, plat *platforms,
-	targets []Target, images []LocalImage, p policy.Refresh, force string, dryRun bool, rep *Report) int {
+	targets []Target, images []LocalImage, p policy.Refresh, force string, dryRun bool, deferWhy string, rep *Report) (pulled, deferred int) {
 	if dryRun {
-		return 0
+		return 0, 0
 	}
 	byRef := make(map[string]Target, len(targets))
 	for _, t := range targets {
@@ -422,6 +424,12 @@ func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *
 		}
 		tagged, ok := named.(reference.NamedTagged)
 		if !ok {
+			continue
+		}
+		if deferWhy != "" {
+			r.Note = "pull deferred: " + deferWhy
+			deferred++
+			log.Info("pull deferred", "image", r.ImageID, "reference", r.Reference, "newer", r.NewerRef, "reason", deferWhy)
 			continue
 		}
 		if pl == nil {
@@ -456,5 +464,5 @@ func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *
 			Digest:    dgst,
 		})
 	}
-	return n
+	return n, deferred
 }

@@ -10,7 +10,7 @@ import (
 	storagetypes "go.podman.io/storage/types"
 
 	"fmt"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 	"io"
 	"net/http"
 	"os"
@@ -18,7 +18,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/test/testenv"
 )

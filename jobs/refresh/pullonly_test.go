@@ -10,11 +10,11 @@ import (
 	"go.podman.io/image/v5/types"
 	storagetypes "go.podman.io/storage/types"
 
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 	"github.com/stowage/stowage/policy"
 
-	"github.com/stowage/stowage/jobs/pins"
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/pins"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/test/testenv"
 )
 

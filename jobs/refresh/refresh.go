@@ -22,9 +22,10 @@ import (
 	"go.podman.io/image/v5/types"
 	storage "go.podman.io/storage"
 
-	"github.com/stowage/stowage/jobs/pins"
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/clock"
+	"github.com/stowage/stowage/jobs/shared/pins"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
 )
 
@@ -35,8 +36,13 @@ type Options struct {
 	// paths; nil means the system defaults.
 	Sys    *types.SystemContext
 	DryRun bool
-	// Now is the clock for history times; nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time for the report and history; nil means
+	// clock.Real.
+	Clock clock.Clock
+	// DeferPulls, when not empty, is why this run pulls nothing ("metered
+	// connection", decided by the daemon): it checks and reports as usual,
+	// and notes and counts each pull it leaves out.
+	DeferPulls string
 	// PullOnly restricts the run to this one reference and pulls it when
 	// it drifted, and its newer version when one is found, whatever its
 	// refresh mode (`stowage run refresh --pull REF`: a notification's
@@ -83,6 +89,8 @@ type Report struct {
 	Newer []NewerResult `json:"newer,omitempty"`
 	// TagsRequests counts tag-list pages (one listing per repository).
 	TagsRequests int `json:"tags_requests"`
+	// PullsDeferred is why the run pulled nothing (Options.DeferPulls).
+	PullsDeferred string `json:"pulls_deferred,omitempty"`
 }
 
 // ErrNothingChecked is a run in which every reference failed: at least one
@@ -117,9 +125,9 @@ func (r *Report) Err() error {
 // Run checks every tagged registry reference in the store.
 func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.DB, o Options) (*Report, error) {
 	t0 := time.Now() // for debug timings; now() may be a test clock
-	now := o.Now
-	if now == nil {
-		now = time.Now
+	now := clock.Real.Now
+	if o.Clock != nil {
+		now = o.Clock.Now
 	}
 	sys := o.Sys
 	if sys == nil {
@@ -217,8 +225,8 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		rep.Events = append(rep.Events, newerEvents(rep.Newer)...)
 		log.Debug("newer versions checked", "repositories", len(ls), "elapsed", time.Since(t0))
 	}
-	pulled := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, rep)
-	pulledNewer := pullNewer(ctx, log, store, sys, c, plat, targets, images, o.Policy, pullOnly, o.DryRun, rep)
+	pulled, deferred := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, o.DeferPulls, rep)
+	pulledNewer, deferredNewer := pullNewer(ctx, log, store, sys, c, plat, targets, images, o.Policy, pullOnly, o.DryRun, o.DeferPulls, rep)
 	oldest, err := oldestPendingDrift(db, results)
 	if err != nil {
 		return nil, err
@@ -233,6 +241,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 	}
 	rep.Metrics, rep.Summary = summarize(results, rep, pulled)
 	summarizeNewer(rep, pulledNewer)
+	summarizeDeferred(rep, o.DeferPulls, deferred+deferredNewer)
 	if !oldest.IsZero() {
 		rep.Metrics["drift_oldest_first_seen"] = float64(oldest.Unix())
 	}
@@ -266,16 +275,23 @@ func restrictTo(targets []Target, skipped []Skipped, ref string, db *state.DB) (
 }
 
 // pullDrifted pulls the drifted references whose mode is pull; it returns
-// how many were pulled.
-func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, c *client, targets []Target, results []Result, dryRun bool, rep *Report) int {
+// how many were pulled, and how many were left out because pulls are
+// deferred (deferWhy not empty).
+func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, c *client, targets []Target, results []Result, dryRun bool, deferWhy string, rep *Report) (pulled, deferred int) {
 	if dryRun {
-		return 0
+		return 0, 0
 	}
 	var p *puller
 	n := 0
 	for i := range results {
 		r := &results[i]
 		if r.Status != StatusDrifted || targets[i].Mode != policy.RefreshPull {
+			continue
+		}
+		if deferWhy != "" {
+			r.Note = "pull deferred: " + deferWhy
+			deferred++
+			log.Info("pull deferred", "image", r.ImageID, "reference", r.Reference, "reason", deferWhy)
 			continue
 		}
 		if p == nil {
@@ -310,7 +326,17 @@ func pullDrifted(ctx context.Context, log *slog.Logger, store storage.Store, sys
 			Digest:    dgst,
 		})
 	}
-	return n
+	return n, deferred
+}
+
+// summarizeDeferred says in the report, its summary and its figures that
+// (and why) pulls were left out.
+func summarizeDeferred(rep *Report, why string, n int) {
+	rep.PullsDeferred = why
+	rep.Metrics[report.MetricPullsDeferred] = float64(n)
+	if why != "" && n > 0 {
+		rep.Summary += fmt.Sprintf("; pulls deferred: %s (%d not pulled)", why, n)
+	}
 }
 
 func summarize(results []Result, rep *Report, pulled int) (map[string]float64, string) {

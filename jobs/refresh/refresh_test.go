@@ -8,7 +8,7 @@ import (
 
 	"go.podman.io/image/v5/types"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/test/testenv"
 )

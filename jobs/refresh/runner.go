@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/pflag"
 	"go.podman.io/image/v5/types"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 )
 
 // Runner is `stowage run refresh`: check every tagged registry reference
@@ -50,10 +50,11 @@ auth.json, no registry reachable); the report is printed all the same.`,
 }
 
 func command(f *pflag.FlagSet) jobenv.RunFunc {
-	var authFile, certDir, sigPolicy, pull string
+	var authFile, certDir, sigPolicy, deferPulls, pull string
 	f.StringVar(&authFile, "authfile", "", "auth file (default: $REGISTRY_AUTH_FILE, then the containers auth.json lookup)")
 	f.StringVar(&certDir, "cert-dir", "", "certificates directory for all registries (as podman --cert-dir; default: certs.d lookup)")
 	f.StringVar(&sigPolicy, "signature-policy", "", "signature policy file for pulls (default: the system policy.json)")
+	f.StringVar(&deferPulls, "defer-pulls", "", "pull nothing, giving this reason in the report (the daemon sets it on a metered connection or battery: [schedule] defer_on_metered, defer_on_battery)")
 	f.StringVar(&pull, "pull", "", "check only this reference and pull it if drifted, or its newer version if one is found, whatever its mode (a pinned reference is refused)")
 	return func(ctx context.Context, env *jobenv.Env) (*jobenv.Output, error) {
 		p := env.Policy
@@ -77,7 +78,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			// podman's convention, not containers/image's.
 			sys.AuthFilePath = os.Getenv("REGISTRY_AUTH_FILE")
 		}
-		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun, PullOnly: pull})
+		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun, Clock: env.Clock, DeferPulls: deferPulls, PullOnly: pull})
 		if err != nil {
 			return nil, err
 		}
@@ -115,6 +116,9 @@ func printText(w io.Writer, rep *Report) error {
 	fmt.Fprintln(tw, "REFERENCE\tLEVEL\tNEWER\tNEW\tDETAIL")
 	for _, r := range rep.Newer {
 		detail := r.Error
+		if detail == "" {
+			detail = r.Note
+		}
 		if r.PulledImageID != "" {
 			detail = "pulled " + short(r.PulledImageID)
 		}

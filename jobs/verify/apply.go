@@ -10,7 +10,7 @@ import (
 
 	storage "go.podman.io/storage"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 )
 
 // Store is the part of storage.Store the executor uses.

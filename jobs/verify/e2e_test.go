@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/jobs/verify"
 	"github.com/stowage/stowage/test/testenv"
 )

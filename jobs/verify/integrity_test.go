@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/jobs/verify/integrity"
 )
 

@@ -9,7 +9,7 @@ import (
 	"go.podman.io/image/v5/signature"
 	storage "go.podman.io/storage"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
 )
 

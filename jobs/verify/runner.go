@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/storeopen"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/storeopen"
 	"github.com/stowage/stowage/jobs/verify/integrity"
 )
 
@@ -32,10 +32,12 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 	var (
 		integ            bool
 		policyJSON, mode string
+		deferInteg       string
 	)
 	f.BoolVar(&integ, "integrity", false, "also re-hash every layer and compare with its recorded digest")
 	f.StringVar(&policyJSON, "signature-policy", "", "trust policy file (default: policy [verify] policy_json, then the containers default)")
 	f.StringVar(&mode, "mode", "", "override [verify] mode: report, untag, remove or off")
+	f.StringVar(&deferInteg, "defer-integrity", "", "leave the integrity scan out, giving this reason in the report (the daemon sets it on a metered connection or battery: [schedule] defer_on_metered, defer_on_battery)")
 	return func(ctx context.Context, env *jobenv.Env) (*jobenv.Output, error) {
 		// The flags override the policy for this run.
 		p := *env.Policy
@@ -62,15 +64,17 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			return nil, err
 		}
 		rep, err := Run(ctx, st.Store, Options{
-			Mode:          v.Mode,
-			PolicyJSON:    v.PolicyJSON,
-			Integrity:     v.Integrity,
-			IntegrityRate: v.IntegrityRate.Bytes,
-			DryRun:        env.DryRun,
-			GraphRoot:     st.Options.GraphRoot,
-			Driver:        st.Options.GraphDriverName,
-			State:         db,
-			Log:           env.Log,
+			Mode:           v.Mode,
+			PolicyJSON:     v.PolicyJSON,
+			Integrity:      v.Integrity,
+			DeferIntegrity: deferInteg,
+			IntegrityRate:  v.IntegrityRate.Bytes,
+			DryRun:         env.DryRun,
+			GraphRoot:      st.Options.GraphRoot,
+			Driver:         st.Options.GraphDriverName,
+			State:          db,
+			Log:            env.Log,
+			Clock:          env.Clock,
 		})
 		if err != nil {
 			return nil, err

@@ -11,14 +11,14 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	storage "go.podman.io/storage"
 
-	"github.com/stowage/stowage/jobs/clock"
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/clock"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/jobs/verify/integrity"
 	"github.com/stowage/stowage/policy"
 )
@@ -71,6 +71,9 @@ type Report struct {
 	// (each naming its file); the names they cover were not judged and
 	// nothing was removed on their account. The CLI exits non-zero.
 	TrustConfigErrors []string `json:"trust_config_errors,omitempty"`
+	// IntegrityDeferred is why the integrity scan was left out
+	// (Options.DeferIntegrity), empty when it ran or was not asked for.
+	IntegrityDeferred string `json:"integrity_deferred,omitempty"`
 }
 
 // Options configure one run.
@@ -78,6 +81,10 @@ type Options struct {
 	Mode       policy.VerifyMode
 	PolicyJSON string // "" = containers default lookup
 	Integrity  bool
+	// DeferIntegrity, when not empty, is why this run leaves the integrity
+	// scan out although Integrity asks for it ("on battery", decided by
+	// the daemon); signatures are verified as usual.
+	DeferIntegrity string
 	// IntegrityRate caps the integrity scan's reads in bytes/s (0 = none).
 	IntegrityRate int64
 	DryRun        bool
@@ -86,16 +93,15 @@ type Options struct {
 	// State persists verdicts between runs; nil = no memory of past runs.
 	State *state.DB
 	Log   *slog.Logger
-	// Now is the clock (time.Now when nil).
-	Now func() time.Time
-	// Clock paces the integrity scan (wall clock when nil).
+	// Clock tells the time (report, verdicts) and paces the integrity scan
+	// (clock.Real when nil).
 	Clock clock.Clock
 }
 
 // Run performs one verify run against st.
 func Run(ctx context.Context, st storage.Store, o Options) (*Report, error) {
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.Real
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -104,15 +110,21 @@ func Run(ctx context.Context, st storage.Store, o Options) (*Report, error) {
 		o.Mode = policy.VerifyReport
 	}
 	rep := &Report{
-		Common:     report.Common{Job: report.JobVerify, DryRun: o.DryRun, Started: o.Now(), Events: []report.Event{}},
+		Common:     report.Common{Job: report.JobVerify, DryRun: o.DryRun, Started: o.Clock.Now(), Events: []report.Event{}},
 		Mode:       o.Mode,
 		PolicyJSON: o.PolicyJSON,
 		Results:    []Result{},
 	}
+	if o.Integrity && o.DeferIntegrity != "" {
+		o.Integrity = false
+		rep.IntegrityDeferred = o.DeferIntegrity
+		o.Log.Info("integrity scan deferred", "reason", o.DeferIntegrity)
+	}
 	if o.Mode == policy.VerifyOff && !o.Integrity {
-		rep.Finished = o.Now()
+		rep.Finished = o.Clock.Now()
 		rep.Summary = "verify is off ([verify] mode = \"off\")"
 		rep.Metrics = map[string]float64{}
+		noteDeferred(rep)
 		return rep, nil
 	}
 	images, err := st.Images()
@@ -131,10 +143,22 @@ func Run(ctx context.Context, st storage.Store, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	rep.Finished = o.Now()
+	rep.Finished = o.Clock.Now()
 	rep.Metrics = metrics(rep)
 	rep.Summary = summary(rep)
+	noteDeferred(rep)
 	return rep, nil
+}
+
+// noteDeferred says in the summary and the figures that the integrity scan
+// was left out, and why.
+func noteDeferred(rep *Report) {
+	if rep.IntegrityDeferred == "" {
+		rep.Metrics[report.MetricIntegrityDeferred] = 0
+		return
+	}
+	rep.Metrics[report.MetricIntegrityDeferred] = 1
+	rep.Summary += "; integrity scan deferred: " + rep.IntegrityDeferred
 }
 
 func runSignatures(ctx context.Context, st storage.Store, images []storage.Image, o Options, rep *Report) error {
@@ -164,7 +188,7 @@ func runSignatures(ctx context.Context, st storage.Store, images []storage.Image
 			return err
 		}
 	}
-	now := o.Now()
+	now := o.Clock.Now()
 	var next map[string]Record
 	var events []report.Event
 	rep.Results, next, events = Compare(prev, rep.Results, now)
@@ -239,18 +263,18 @@ func runIntegrity(ctx context.Context, st storage.Store, images []storage.Image,
 // LayerImages maps each layer ID to the sorted IDs of the images whose
 // layer chains (top layer and mapped top layers, down to the base) contain it.
 func LayerImages(images []storage.Image, layers []storage.Layer) map[string][]string {
-	parent := make(map[string]string, len(layers))
-	for _, l := range layers {
-		parent[l.ID] = l.Parent
+	s := &layergraph.Snapshot{Layers: make([]layergraph.Layer, len(layers)), Images: make([]layergraph.Image, len(images))}
+	for i, l := range layers {
+		s.Layers[i] = layergraph.Layer{ID: l.ID, Parent: l.Parent}
 	}
+	for i, img := range images {
+		s.Images[i] = layergraph.Image{ID: img.ID, TopLayer: img.TopLayer, MappedTopLayers: img.MappedTopLayers}
+	}
+	g := layergraph.NewGraph(s)
 	out := map[string][]string{}
-	for _, img := range images {
-		seen := map[string]bool{}
-		for _, top := range append([]string{img.TopLayer}, img.MappedTopLayers...) {
-			for id := top; id != "" && !seen[id]; id = parent[id] {
-				seen[id] = true
-				out[id] = append(out[id], img.ID)
-			}
+	for i := range s.Images {
+		for _, id := range g.Chain(&s.Images[i]) {
+			out[id] = append(out[id], s.Images[i].ID)
 		}
 	}
 	for _, ids := range out {

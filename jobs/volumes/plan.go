@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stowage/stowage/jobs/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
 	"github.com/stowage/stowage/policy"
 )
 

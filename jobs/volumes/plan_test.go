@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
 	"github.com/stowage/stowage/policy"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
 	"github.com/stowage/stowage/test/testenv"
 )
 

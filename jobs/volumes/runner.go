@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/stowage/stowage/jobs/jobenv"
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/report"
 )
 
 // Runner is `stowage run volumes`: remove unused Podman volumes the policy
@@ -31,14 +31,12 @@ starts using meanwhile is refused by podman and kept.`,
 func command(*pflag.FlagSet) jobenv.RunFunc {
 	return func(ctx context.Context, env *jobenv.Env) (*jobenv.Output, error) {
 		p := env.Policy
-		conn, err := env.Podman(ctx, jobenv.PodmanRequest{
-			Socket: p.Volumes.PodmanSocket, MayStart: true, Timeout: p.Schedule.RunTimeout.Duration,
-		})
+		conn, err := env.Podman(ctx, jobenv.PodmanRequest{MayStart: true, Timeout: p.Schedule.RunTimeout.Duration})
 		if err != nil {
 			return nil, fmt.Errorf("run volumes: %w", err)
 		}
 		defer conn.Close()
-		r, err := Run(ctx, conn, p.Volumes, Options{DryRun: env.DryRun, Logger: env.Log})
+		r, err := Run(ctx, conn, p.Volumes, Options{DryRun: env.DryRun, Logger: env.Log, Clock: env.Clock})
 		r.PodmanSocket, r.PodmanStarted = conn.Socket(), conn.Started
 		out := &jobenv.Output{Report: r, Text: func(w io.Writer) error { return writeTable(w, r) }}
 		if err != nil {

@@ -10,8 +10,9 @@ import (
 
 	"github.com/docker/go-units"
 
-	"github.com/stowage/stowage/jobs/podmanapi"
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/clock"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
 )
 
@@ -55,16 +56,16 @@ type Report struct {
 // Options tune one run.
 type Options struct {
 	DryRun bool
-	// Now returns the current time (tests pass a fixed clock).
-	Now    func() time.Time
+	// Clock tells the time (nil: clock.Real).
+	Clock  clock.Clock
 	Logger *slog.Logger
 }
 
 func (o Options) now() time.Time {
-	if o.Now != nil {
-		return o.Now()
+	if o.Clock != nil {
+		return o.Clock.Now()
 	}
-	return time.Now()
+	return clock.Real.Now()
 }
 
 func (o Options) logger() *slog.Logger {

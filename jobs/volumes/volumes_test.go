@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/podmanapi"
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/podmanapi"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/test/testenv"
 )

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stowage/stowage/jobs/jobspec"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/service/api"
 )
 

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/client"
 	"github.com/stowage/stowage/test/testenv"

@@ -6,14 +6,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stowage/stowage/jobs/jobspec"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/notify"
 	"github.com/stowage/stowage/service/scheduler"
 )
 
-// busyRetry is how often an action retries a job that is still running.
-const busyRetry = 250 * time.Millisecond
+// actionBusyRetry is how often an action retries a job that is still running.
+const actionBusyRetry = 250 * time.Millisecond
 
 // notifyActor carries out the actions of the user daemon's notifications
 // in-process: the same runs a D-Bus or control-socket client would start.
@@ -46,7 +46,7 @@ func whenFree(ctx context.Context, start func() (*api.Run, error)) (string, erro
 		select {
 		case <-ctx.Done():
 			return "", err
-		case <-time.After(busyRetry):
+		case <-time.After(actionBusyRetry):
 		}
 	}
 }

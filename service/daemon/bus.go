@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/pins"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/pins"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/dbusapi"
@@ -136,7 +138,7 @@ func (b *busObserver) RunFinished(ctx context.Context, r *api.Run) {
 	if b.notifier != nil {
 		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if _, err := b.notifier.NotifyRun(nctx, r.Job, r.ID, r.Common.Events); err != nil {
+		if _, err := b.notifier.NotifyRun(nctx, r.Job, r.ID, WantedEvents(b.d.Policy().Notify, r.Job, r.Common.Events)); err != nil {
 			b.d.log.Warn("desktop notification", "error", err)
 		}
 	}
@@ -154,6 +156,17 @@ func (b *busObserver) StateChanged(s api.Status) {
 	b.srv.Update(func(cur *dbusapi.Status) {
 		cur.State, cur.PolicyPath, cur.PolicyError, cur.Jobs = st.State, st.PolicyPath, st.PolicyError, st.Jobs
 	})
+}
+
+// WantedEvents are the events whose topic [notify] topics lets through.
+func WantedEvents(p policy.Notify, job string, evs []report.Event) []report.Event {
+	var out []report.Event
+	for _, ev := range evs {
+		if p.Wants(job, ev.Kind, ev.Topic) {
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // busBackend serves the D-Bus methods from the daemon.
@@ -180,6 +193,46 @@ func (b busBackend) RunJob(_ context.Context, job string, dryRun bool) (string, 
 		return "", err
 	}
 	return r.ID, nil
+}
+
+// Pull starts a refresh run that pulls ref (Daemon.Pull).
+func (b busBackend) Pull(_ context.Context, ref string) (string, error) {
+	r, err := b.d.Pull(ref)
+	switch {
+	case errors.Is(err, ErrInvalidRef):
+		return "", fmt.Errorf("%w: %w", dbusapi.ErrInvalidArgs, err)
+	case errors.Is(err, scheduler.ErrUnknownJob):
+		return "", fmt.Errorf("%w: %w", dbusapi.ErrUnknownJob, err)
+	case errors.Is(err, scheduler.ErrBusy):
+		return "", fmt.Errorf("%w: %w", dbusapi.ErrBusy, err)
+	case err != nil:
+		return "", err
+	}
+	return r.ID, nil
+}
+
+// RecentRuns lists the recorded runs (not dry runs) that ended after
+// since, oldest first.
+func (b busBackend) RecentRuns(_ context.Context, since time.Time) ([]dbusapi.RunRef, error) {
+	// Newest first by start; a run that ended after since started at most
+	// one run timeout earlier, so a bounded look back suffices.
+	hist, err := b.d.opts.Runs.History("", 4*dbusapi.MaxRecentRuns)
+	if err != nil {
+		return nil, err
+	}
+	var out []dbusapi.RunRef
+	for _, r := range hist {
+		// Compared in µs, the resolution on the bus.
+		if r.DryRun || r.Finished.IsZero() || r.Finished.UnixMicro() <= since.UnixMicro() {
+			continue
+		}
+		out = append(out, dbusapi.RunRef{ID: r.ID, Job: r.Job, Finished: r.Finished})
+	}
+	slices.SortFunc(out, func(a, b dbusapi.RunRef) int { return a.Finished.Compare(b.Finished) })
+	if len(out) > dbusapi.MaxRecentRuns {
+		out = out[len(out)-dbusapi.MaxRecentRuns:]
+	}
+	return out, nil
 }
 
 // GetReport returns the run record as JSON, the worker's report under

@@ -10,7 +10,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/stowage/stowage/jobs/pins"
+	"github.com/stowage/stowage/jobs/shared/pins"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/dbusapi"
 	"github.com/stowage/stowage/test/testenv"

@@ -24,13 +24,14 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
-	"github.com/stowage/stowage/jobs/clock"
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/clock"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/control"
 	"github.com/stowage/stowage/service/dbusapi"
+	"github.com/stowage/stowage/service/deferral"
 	"github.com/stowage/stowage/service/journal"
 	"github.com/stowage/stowage/service/metrics"
 	"github.com/stowage/stowage/service/notify"
@@ -97,6 +98,14 @@ type Options struct {
 	// NoBus skips D-Bus; BusAddress overrides the session/system bus.
 	NoBus      bool
 	BusAddress string
+	// HostState reports whether the host is on a metered connection or on
+	// battery (service/hoststate); nil is neither. Runs leave out the work
+	// the policy defers then ([schedule] defer_on_metered,
+	// defer_on_battery), and the daemon catches it up when that clears.
+	HostState HostState
+	// DeferredSettle is how long changed host conditions must hold before
+	// deferred work is caught up (0: at once).
+	DeferredSettle time.Duration
 	// KeepStartupMemory skips releaseStartupMemory after READY=1.
 	KeepStartupMemory bool
 	// ReportOpener opens the report file a notification's "Show report"
@@ -150,6 +159,10 @@ type Daemon struct {
 	since map[string]time.Time
 	// periods are the schedule periods of the policy in force (metrics).
 	periods map[string]time.Duration
+	// owed is the deferred work runs left out, by job (deferral.go).
+	owed deferral.Owed
+	// deferKick asks the host-state watcher to look at owed work now.
+	deferKick chan struct{}
 }
 
 // New loads the policy and builds the daemon; nothing runs until Run.
@@ -182,6 +195,8 @@ func New(o Options) (*Daemon, error) {
 	case err != nil:
 		return nil, fmt.Errorf("reading last runs: %w", err)
 	}
+	// Before the reports go: what the last runs left out is still owed.
+	owed := owedFrom(last)
 	for _, r := range last {
 		r.Report = nil
 	}
@@ -190,6 +205,7 @@ func New(o Options) (*Daemon, error) {
 		snap: snap, policyLoad: time.Now(), active: map[string]*api.Run{}, last: last,
 		periods:   periodsOf(cfg),
 		observers: append([]Observer(nil), o.Observers...),
+		owed:      owed, deferKick: make(chan struct{}, 1),
 	}
 	d.since = d.syncBaselines(cfg)
 	d.sched = scheduler.New(cfg, d.execute, scheduler.Options{
@@ -215,6 +231,7 @@ func (d *Daemon) Mode() string {
 // once per load.
 type runPolicy struct {
 	encoded []byte
+	policy  *policy.Policy
 }
 
 // scheduleConfig turns the policy into the scheduler's configuration, one
@@ -230,7 +247,7 @@ func scheduleConfig(snap *policy.Snapshot, jobs []jobspec.Descriptor) (scheduler
 	s := p.Schedule
 	cfg := scheduler.Config{
 		Jitter: s.Jitter.Duration, Timeout: s.RunTimeout.Duration,
-		Payload: &runPolicy{encoded: enc},
+		Payload: &runPolicy{encoded: enc, policy: p},
 	}
 	for _, j := range jobs {
 		spec := j.Schedule(s)
@@ -280,6 +297,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	schedDone := make(chan struct{})
 	go func() { d.sched.Run(schedCtx); close(schedDone) }()
 	d.catchUp()
+	hostDone := d.watchHost(schedCtx)
 
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- d.server.Serve(l) }()
@@ -351,6 +369,7 @@ loop:
 	cancel()
 	stopSched()
 	<-schedDone
+	<-hostDone
 	// A reload still loading its policy finishes without effect.
 	d.lifeMu.Lock()
 	d.closed = true

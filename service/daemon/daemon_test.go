@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/client"

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/stowage/stowage/jobs/jobspec"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/scheduler"
 )

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/jobspec"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/service/client"
 )
 

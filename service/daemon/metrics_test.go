@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/runs"
 )

@@ -9,9 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/policy/imageref"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/control"
+	"github.com/stowage/stowage/service/deferral"
 	"github.com/stowage/stowage/service/journal"
 	"github.com/stowage/stowage/service/scheduler"
 )
@@ -36,11 +38,12 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 
 	sp := *d.opts.Spawner
-	sp.RunArgs = append(append([]string(nil), sp.RunArgs...), req.Args...)
+	sp.JobArgs = append(append([]string(nil), sp.JobArgs...), req.Args...)
 	// The worker gets the policy this run was scheduled under, never a
 	// file: an edited-but-not-reloaded or broken file changes nothing.
+	var runPol *policy.Policy
 	if rp, ok := req.Payload.(*runPolicy); ok {
-		sp.Policy = rp.encoded
+		sp.Policy, runPol = rp.encoded, rp.policy
 	} else {
 		d.mu.Lock()
 		snap := d.snap
@@ -49,7 +52,17 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 		if err != nil {
 			log.Error("encoding the policy for the worker", "err", err)
 		}
-		sp.Policy = enc
+		sp.Policy, runPol = enc, snap.Policy
+	}
+	// What the run leaves out on a metered connection or battery is
+	// passed as the job's own flags, never by changing its policy. A run
+	// someone asked for with its own arguments (a notification's "Pull
+	// update") is their decision to spend: nothing is deferred.
+	var dec deferral.Decision
+	whole := len(req.Args) == 0 // the job's whole run, not one reference
+	if whole {
+		dec = d.decide(runPol, r.Job, r.DryRun)
+		sp.JobArgs = append(sp.JobArgs, dec.Args()...)
 	}
 	if sp.Logger != nil {
 		sp.Logger = sp.Logger.With(journal.AttrRunID, r.ID, journal.AttrTrigger, string(r.Trigger))
@@ -91,6 +104,9 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	}
 	d.mu.Unlock()
 	d.metrics.SetRunning(done.Job, false)
+	if done.Common != nil && !done.DryRun && whole {
+		d.recordDeferred(done.Job, deferral.Left(dec, done.Common.Metrics))
+	}
 	// A job that needs the state database fails while it is damaged, and
 	// one may have found it so: status says so until it is fixed.
 	d.checkState()

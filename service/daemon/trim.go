@@ -12,6 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ReleaseStartupMemory is releaseStartupMemory for other long-lived
+// processes of this binary (the session agent).
+func ReleaseStartupMemory() (int, error) { return releaseStartupMemory() }
+
 // releaseStartupMemory returns what only start-up needed: the heap garbage
 // of package initialisation, and the pages of this executable that the
 // initialisation of ~1,000 linked packages (most of them for the workers)

@@ -22,7 +22,7 @@ import (
 	"github.com/godbus/dbus/v5/introspect"
 	"github.com/godbus/dbus/v5/prop"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 )
 
 // Names on the bus.
@@ -70,6 +70,14 @@ type Backend interface {
 	// RunJob starts a run of job now and returns its run id without
 	// waiting for it to finish.
 	RunJob(ctx context.Context, job string, dryRun bool) (runID string, err error)
+	// Pull starts a run that pulls one image reference now (refresh in
+	// pull mode for that reference) and returns its run id without
+	// waiting for it to finish.
+	Pull(ctx context.Context, ref string) (runID string, err error)
+	// RecentRuns lists the finished runs (not dry runs) that ended after
+	// since, oldest first, at most MaxRecentRuns: what a session agent
+	// that was not listening missed.
+	RecentRuns(ctx context.Context, since time.Time) ([]RunRef, error)
 	// GetReport returns a run's report as JSON.
 	GetReport(ctx context.Context, runID string) (json string, err error)
 	// Reload re-reads the policy; an invalid policy returns an error and
@@ -78,6 +86,29 @@ type Backend interface {
 	// Pin protects an image reference from pruning; Unpin undoes it.
 	Pin(ctx context.Context, ref string) error
 	Unpin(ctx context.Context, ref string) error
+}
+
+// MaxRecentRuns bounds RecentRuns' answer.
+const MaxRecentRuns = 100
+
+// RunRef names a finished run: on the bus the struct (sst) of run id, job
+// and end time in µs since the Unix epoch.
+type RunRef struct {
+	ID       string
+	Job      string
+	Finished time.Time
+}
+
+// RunRefEntry is the D-Bus struct of a RunRef.
+type RunRefEntry struct {
+	ID           string
+	Job          string
+	FinishedUsec uint64
+}
+
+// Entry converts a RunRef to its D-Bus struct.
+func (r RunRef) Entry() RunRefEntry {
+	return RunRefEntry{ID: r.ID, Job: r.Job, FinishedUsec: usec(r.Finished)}
 }
 
 // Job is one job as seen on the bus. Zero times mean never / not scheduled.

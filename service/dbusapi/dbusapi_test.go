@@ -14,7 +14,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -85,6 +85,19 @@ func (b *testBackend) RunJob(_ context.Context, job string, dryRun bool) (string
 		_ = srv.EmitJobFinished(job, id, "success", "ran "+id)
 	}()
 	return id, nil
+}
+
+func (b *testBackend) Pull(_ context.Context, ref string) (string, error) {
+	b.record("Pull " + ref)
+	if ref == "" || strings.HasPrefix(ref, "-") {
+		return "", fmt.Errorf("%w: %q", ErrInvalidArgs, ref)
+	}
+	return "run-pull", nil
+}
+
+func (b *testBackend) RecentRuns(_ context.Context, since time.Time) ([]RunRef, error) {
+	b.record(fmt.Sprintf("RecentRuns %d", since.UnixMicro()))
+	return []RunRef{{ID: "run-1", Job: "prune", Finished: time.UnixMicro(1700000000000001)}}, nil
 }
 
 func (b *testBackend) GetReport(_ context.Context, runID string) (string, error) {
@@ -228,7 +241,7 @@ func TestSessionBus(t *testing.T) {
 			methods[m.Name] = sig(m.Args, "in") + "→" + sig(m.Args, "out")
 		}
 		wantMethods := map[string]string{
-			"ListJobs": "→a(sstsstb)", "RunJob": "sb→s", "GetReport": "s→s",
+			"ListJobs": "→a(sstsstb)", "RunJob": "sb→s", "PullImage": "s→s", "RecentRuns": "t→a(sst)", "GetReport": "s→s",
 			"Reload": "→", "Pin": "s→", "Unpin": "s→",
 		}
 		for m, s := range wantMethods {
@@ -396,6 +409,7 @@ func TestSessionBus(t *testing.T) {
 		}{
 			{"GetReport", []any{"run-404"}, ErrorUnknownRun},
 			{"RunJob", []any{"bogus", false}, ErrorUnknownJob},
+			{"PullImage", []any{"--all"}, ErrorInvalidArgs},
 			{"Reload", nil, ErrorFailed},
 		} {
 			err := obj.Call(Interface+"."+tc.method, 0, tc.args...).Err
@@ -404,6 +418,14 @@ func TestSessionBus(t *testing.T) {
 				t.Errorf("%s: error %v, want %s", tc.method, err, tc.errName)
 			}
 		}
+		var recent []RunRefEntry
+		if err := obj.Call(Interface+".RecentRuns", 0, uint64(1700000000000000)).Store(&recent); err != nil ||
+			len(recent) != 1 || recent[0] != (RunRefEntry{"run-1", "prune", 1700000000000001}) {
+			t.Errorf("RecentRuns = %+v, %v", recent, err)
+		}
+		if err := obj.Call(Interface+".PullImage", 0, "localhost/app:1").Store(&js); err != nil || js != "run-pull" {
+			t.Errorf("PullImage = %q, %v", js, err)
+		}
 		if err := obj.Call(Interface+".Pin", 0, "localhost/keep:1").Err; err != nil {
 			t.Errorf("Pin: %v", err)
 		}
@@ -411,7 +433,7 @@ func TestSessionBus(t *testing.T) {
 			t.Errorf("Unpin: %v", err)
 		}
 		calls := be.Calls()
-		for _, want := range []string{"GetReport run-404", "RunJob bogus false", "Reload", "Pin localhost/keep:1", "Unpin localhost/keep:1"} {
+		for _, want := range []string{"GetReport run-404", "RunJob bogus false", "RecentRuns 1700000000000000", "Pull --all", "Pull localhost/app:1", "Reload", "Pin localhost/keep:1", "Unpin localhost/keep:1"} {
 			if !slices.Contains(calls, want) {
 				t.Errorf("backend did not see %q (calls %v)", want, calls)
 			}
@@ -447,7 +469,7 @@ func TestSystemBusAuthorization(t *testing.T) {
 	// before the backend sees the call; read-only methods stay open.
 	// dbus-send shows the error name and our message (busctl only "Access denied").
 	testenv.RequireTool(t, "dbus-send")
-	for _, m := range [][]string{{"RunJob", "string:prune", "boolean:false"}, {"Reload"}, {"Pin", "string:a:1"}, {"Unpin", "string:a:1"}} {
+	for _, m := range [][]string{{"RunJob", "string:prune", "boolean:false"}, {"PullImage", "string:localhost/app:1"}, {"Reload"}, {"Pin", "string:a:1"}, {"Unpin", "string:a:1"}} {
 		_, err := testenv.RunAs(nobody, nobody, "dbus-send", append([]string{"--bus=" + bus.Address, "--print-reply",
 			"--dest=" + BusName, string(ObjectPath), Interface + "." + m[0]}, m[1:]...)...)
 		want := ErrorAccessDenied + ": " + m[0] + " requires root or the polkit action " + PolkitAction
@@ -542,11 +564,22 @@ polkit.addRule(function(action, subject) {
 	if err := runJob(daemonUID, "refresh"); err == nil || !strings.Contains(err.Error(), "requires root") {
 		t.Errorf("uid 1 RunJob without a grant: %v, want refusal", err)
 	}
+	pull := func(uid uint32) error {
+		_, err := testenv.RunAs(uid, uid, "dbus-send", "--bus="+bus.Address, "--print-reply",
+			"--dest="+BusName, string(ObjectPath), Interface+".PullImage", "string:localhost/app:1")
+		return err
+	}
+	if err := pull(nobody); err != nil {
+		t.Errorf("nobody PullImage with a polkit grant: %v\npolkitd:\n%s", err, pk.Log())
+	}
+	if err := pull(daemonUID); err == nil || !strings.Contains(err.Error(), ErrorAccessDenied) {
+		t.Errorf("uid 1 PullImage without a grant: %v, want AccessDenied", err)
+	}
 	pk.Stop()
 	if err := runJob(nobody, "refresh"); err == nil || !strings.Contains(err.Error(), "requires root") {
 		t.Errorf("nobody RunJob without polkitd: %v, want refusal", err)
 	}
-	if calls := be.Calls(); !slices.Equal(calls, []string{"RunJob prune true"}) {
+	if calls := be.Calls(); !slices.Equal(calls, []string{"RunJob prune true", "Pull localhost/app:1"}) {
 		t.Errorf("backend calls %v", calls)
 	}
 }

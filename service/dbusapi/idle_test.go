@@ -26,6 +26,8 @@ func TestIdleCountsEveryCall(t *testing.T) {
 		{"ListJobs", func() error { return obj.Call(Interface+".ListJobs", 0).Err }},
 		{"RunJob", func() error { return obj.Call(Interface+".RunJob", 0, "prune", true).Err }},
 		{"RunJob(unknown)", func() error { obj.Call(Interface+".RunJob", 0, "nope", true); return nil }},
+		{"RecentRuns", func() error { return obj.Call(Interface+".RecentRuns", 0, uint64(0)).Err }},
+		{"PullImage", func() error { return obj.Call(Interface+".PullImage", 0, "localhost/app:1").Err }},
 		{"GetReport", func() error { return obj.Call(Interface+".GetReport", 0, "run-1").Err }},
 		{"Reload", func() error { obj.Call(Interface+".Reload", 0); return nil }},
 		{"Pin", func() error { return obj.Call(Interface+".Pin", 0, "docker.io/library/alpine:3").Err }},

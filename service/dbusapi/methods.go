@@ -3,6 +3,9 @@ package dbusapi
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
@@ -48,6 +51,42 @@ func (m *methods) RunJob(sender dbus.Sender, job string, dryRun bool) (string, *
 		return "", toDBusError(err)
 	}
 	return id, nil
+}
+
+// PullImage(s ref) → s run_id: pulls one reference now (the "Pull update"
+// action of a notification). Mutating.
+func (m *methods) PullImage(sender dbus.Sender, ref string) (string, *dbus.Error) {
+	defer m.s.called()()
+	ctx, cancel := m.ctx()
+	defer cancel()
+	if derr := m.s.authorize(ctx, sender, "PullImage"); derr != nil {
+		return "", derr
+	}
+	id, err := m.s.backend.Pull(ctx, ref)
+	if err != nil {
+		return "", toDBusError(err)
+	}
+	return id, nil
+}
+
+// RecentRuns(t since_usec) → a(sst): finished runs that ended after
+// since (run id, job, end µs), oldest first. Read-only.
+func (m *methods) RecentRuns(sinceUsec uint64) ([]RunRefEntry, *dbus.Error) {
+	defer m.s.called()()
+	ctx, cancel := m.ctx()
+	defer cancel()
+	if sinceUsec > math.MaxInt64 {
+		return nil, toDBusError(fmt.Errorf("%w: since %d out of range", ErrInvalidArgs, sinceUsec))
+	}
+	refs, err := m.s.backend.RecentRuns(ctx, time.UnixMicro(int64(sinceUsec)))
+	if err != nil {
+		return nil, toDBusError(err)
+	}
+	out := make([]RunRefEntry, 0, len(refs))
+	for _, r := range refs {
+		out = append(out, r.Entry())
+	}
+	return out, nil
 }
 
 // GetReport(s run_id) → s json.

@@ -76,6 +76,8 @@ func managerIntrospection(st Status) introspect.Interface {
 			{Name: "ListJobs", Args: []introspect.Arg{arg("jobs", jobsSig, "out")}},
 			{Name: "RunJob", Args: []introspect.Arg{
 				arg("job", "s", "in"), arg("dry_run", "b", "in"), arg("run_id", "s", "out")}},
+			{Name: "PullImage", Args: []introspect.Arg{arg("ref", "s", "in"), arg("run_id", "s", "out")}},
+			{Name: "RecentRuns", Args: []introspect.Arg{arg("since_usec", "t", "in"), arg("runs", "a(sst)", "out")}},
 			{Name: "GetReport", Args: []introspect.Arg{arg("run_id", "s", "in"), arg("json", "s", "out")}},
 			{Name: "Reload"},
 			{Name: "Pin", Args: []introspect.Arg{arg("ref", "s", "in")}},

@@ -23,8 +23,8 @@ import (
 
 	sdjournal "github.com/coreos/go-systemd/v22/journal"
 
-	"github.com/stowage/stowage/jobs/jobspec"
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/report"
 )
 
 // Identifier is the SYSLOG_IDENTIFIER of every entry.

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/test/testenv"
 )
 

@@ -18,8 +18,8 @@ import (
 	"github.com/godbus/dbus/v5"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 )
 
 // Actor carries out a notification's actions for the process that shows it.

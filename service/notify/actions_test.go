@@ -13,8 +13,8 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/test/testenv"
 )

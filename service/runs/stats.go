@@ -9,8 +9,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/service/api"
 )
 

@@ -24,7 +24,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/stowage/stowage/jobs/clock"
+	"github.com/stowage/stowage/jobs/shared/clock"
 	"github.com/stowage/stowage/service/api"
 )
 

@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/service/journal"
 )
 
@@ -52,9 +52,10 @@ type Spawner struct {
 	// (PolicyFD) and the worker is told so with --policy-fd, so it never
 	// reads a policy file itself.
 	Policy []byte
-	// RunArgs are appended to `run JOB ...` for one run (e.g. refresh's
-	// --pull REF); the daemon sets them on its per-run copy.
-	RunArgs []string
+	// JobArgs are the job's own flags for this run (after the job name),
+	// e.g. refresh's --pull REF or --defer-pulls REASON; the daemon sets
+	// them on its per-run copy.
+	JobArgs []string
 }
 
 // PolicyFD is the descriptor number the policy snapshot has in the worker.
@@ -81,11 +82,10 @@ func (s *Spawner) Args(job string, dryRun bool) []string {
 	if dryRun {
 		args = append(args, "--dry-run")
 	}
-	args = append(args, s.RunArgs...)
 	if s.Policy != nil {
 		args = append(args, "--policy-fd", strconv.Itoa(PolicyFD))
 	}
-	return args
+	return append(args, s.JobArgs...)
 }
 
 // Run runs job to completion. When ctx ends, the worker's process group gets

@@ -150,9 +150,9 @@ printf '{"job":"prune","summary":"%s %s %s"}' "$*" "$w" "$(printf %s "$data" | b
 }
 
 func TestArgsOrder(t *testing.T) {
-	s := Spawner{GlobalArgs: []string{"--user"}, RunArgs: []string{"--pull", "a:1"}, Policy: []byte("x")}
+	s := Spawner{GlobalArgs: []string{"--user"}, JobArgs: []string{"--pull", "a:1"}, Policy: []byte("x")}
 	got := strings.Join(s.Args("refresh", false), " ")
-	if want := "--user run refresh --format json --log-format json --pull a:1 --policy-fd 3"; got != want {
+	if want := "--user run refresh --format json --log-format json --policy-fd 3 --pull a:1"; got != want {
 		t.Fatalf("Args = %q, want %q", got, want)
 	}
 }

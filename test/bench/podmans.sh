@@ -216,9 +216,17 @@ for n in $SIZES; do
 			st+=("$(stowage_timed "$c" df)")
 			pm+=("$(podman_timed "$r" "$c" system df)")
 		done
+		# Cold: the store changed since the last df (here: its snapshot is
+		# gone), so df loads the store and measures what changed.
+		cold=()
+		for _ in $(seq "$REPS"); do
+			rm -f "$c/run/stowage-df-snapshot.json"
+			cold+=("$(stowage_timed "$c" df)")
+		done
+		cold_med=$(printf '%s\n' "${cold[@]}" | median)
 		st_med=$(printf '%s\n' "${st[@]}" | median) st_best=$(printf '%s\n' "${st[@]}" | best)
 		pm_med=$(printf '%s\n' "${pm[@]}" | median) pm_best=$(printf '%s\n' "${pm[@]}" | best)
-		worst_st=$(awk -v a="$worst_st" -v b="$st_med" 'BEGIN {print (b > a) ? b : a}')
+		worst_st=$(awk -v a="$worst_st" -v b="$st_med" -v c="$cold_med" 'BEGIN {m = (b > a) ? b : a; print (c > m) ? c : m}')
 		read -r pm_size pm_rec < <(pm_df_images "$r" "$c")
 		read -r st_total st_rec < <(stw "$c" df --volumes no --format json | jq -r '"\(.total_bytes) \(.reclaimable_bytes)"')
 		rec_before=$(recorded "$c") disk_before=$(disk "$c")
@@ -268,6 +276,7 @@ for n in $SIZES; do
 			echo "### podman $v (Debian $s rootfs) vs stowage $("$STOWAGE_BIN" --version 2>/dev/null | awk '{print $NF}')"
 			echo "system df: median ${pm_med} ms, best ${pm_best} ms (runs: ${pm[*]})"
 			echo "stowage df: median ${st_med} ms, best ${st_best} ms (runs: ${st[*]})"
+			echo "stowage df after a store change (no snapshot to serve; loads the store): median ${cold_med} ms (runs: ${cold[*]}); ratio podman $v / stowage: $(ratio "$pm_med" "$cold_med")x"
 			echo "ratio podman $v / stowage: median $(ratio "$pm_med" "$st_med")x, best $(ratio "$pm_best" "$st_best")x"
 			echo "no container: podman images size $nc_size, reclaimable $nc_rec; stowage total/reclaimable ${nc_st/ //}"
 			echo "$CONTAINERS containers: podman images size $pm_size ($(mb "$pm_size")), reclaimable $pm_rec ($(mb "$pm_rec")); stowage total $st_total, reclaimable $st_rec ($(mb "$st_rec")); store records $rec_before"
@@ -277,7 +286,7 @@ for n in $SIZES; do
 	done
 	rm -rf "$master"
 	verdict=$(awk -v t="$worst_st" 'BEGIN {print (t < 1000) ? "PASS" : "FAIL"}')
-	summary+=("stowage df $(commas "$n") images: $(awk -v t="$worst_st" 'BEGIN {printf "%.3f", t / 1000}') s (worst median of the ${SUITES// /, } copies; < 1 s: $verdict)")
+	summary+=("stowage df $(commas "$n") images: $(awk -v t="$worst_st" 'BEGIN {printf "%.3f", t / 1000}') s (worst median of the ${SUITES// /, } copies, warm or after a store change; < 1 s: $verdict)")
 done
 
 {

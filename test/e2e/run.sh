@@ -969,6 +969,20 @@ check "purge left no stowage files" leftovers
 not_running() { ! ct systemctl is-active -q stowage.service stowage.socket; }
 check "purge stopped the system units" not_running
 
+# ========================== 5. metered connection (bookworm) =====================
+# A real NetworkManager cannot run in this container (it shares the host's
+# network): metered.sh boots its own with a private network. Its checks
+# count here.
+if [ "$suite" = bookworm ]; then
+	while IFS= read -r line; do
+		echo "$line"
+		case $line in
+		PASS:*) passed=$((passed + 1)) ;;
+		FAIL:*) failed=$((failed + 1)) ;;
+		esac
+	done < <(bash "$here/metered.sh" "$deb" "$suite" 2>&1)
+fi
+
 finish
 exit
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/stowage/stowage/jobs/clock"
+	"github.com/stowage/stowage/jobs/shared/clock"
 )
 
 // Throttle paces reads to at most rate bytes per second averaged since it

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage/jobs/refresh"
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/scheduler"

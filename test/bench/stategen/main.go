@@ -36,12 +36,12 @@ import (
 	"github.com/godbus/dbus/v5"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/stowage/stowage/jobs/inventory"
-	"github.com/stowage/stowage/jobs/lastuse"
 	"github.com/stowage/stowage/jobs/prune"
 	"github.com/stowage/stowage/jobs/refresh"
-	"github.com/stowage/stowage/jobs/report"
-	"github.com/stowage/stowage/jobs/state"
+	"github.com/stowage/stowage/jobs/shared/lastuse"
+	"github.com/stowage/stowage/jobs/shared/layergraph"
+	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/jobs/verify"
 	"github.com/stowage/stowage/jobs/volumes"
 	"github.com/stowage/stowage/policy"
@@ -357,9 +357,9 @@ func (s *sim) verify() (any, *report.Common, error) {
 // prune records the containers' image uses, removes the images replaced
 // since the last run and lists every image kept, as the prune job does.
 func (s *sim) prune(ctx context.Context) (any, *report.Common, error) {
-	snap := &inventory.Snapshot{Taken: s.now}
+	snap := &layergraph.Snapshot{Taken: s.now}
 	for i := range min(containers, len(s.refs)) {
-		snap.Containers = append(snap.Containers, inventory.Container{ID: fmt.Sprintf("%064d", i), ImageID: s.refs[i].imageID, Created: s.now})
+		snap.Containers = append(snap.Containers, layergraph.Container{ID: fmt.Sprintf("%064d", i), ImageID: s.refs[i].imageID, Created: s.now})
 	}
 	if err := lastuse.Scan(ctx, s.db, snap, nil, s.now); err != nil {
 		return nil, nil, err

@@ -13,7 +13,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/stowage/stowage/jobs/report"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/service/journal"
 )
 
