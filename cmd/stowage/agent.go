@@ -90,13 +90,14 @@ func runAgent(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	// TODO(lead): pass a as the Notifier's Actor (notify.Options.Actor)
-	// once service/notify has it (issue 16, actions branch).
+	// The agent carries out its notifications' actions over the system
+	// bus, where the system daemon authorizes them.
 	pol := agentNotifyPolicy(g, log)
-	n, err := notify.New(notify.Options{Conn: session, State: db, Policy: pol, Logger: log})
+	n, err := notify.New(notify.Options{Conn: session, State: db, Policy: pol, Logger: log, Actor: a})
 	if err != nil {
 		return err
 	}
+	defer n.Close()
 	tn := &topicNotifier{n: n, pol: pol}
 
 	// The session is over when its bus goes: stop with it.

@@ -345,23 +345,8 @@ func printRun(w io.Writer, r *api.Run, format string) error {
 		if err := writeJSON(w, r); err != nil {
 			return err
 		}
-	} else {
-		fmt.Fprintf(w, "run %s: %s %s", r.ID, r.Job, r.Outcome)
-		if r.DryRun {
-			fmt.Fprint(w, " (dry run)")
-		}
-		fmt.Fprintln(w)
-		if r.Summary != "" {
-			fmt.Fprintln(w, r.Summary)
-		}
-		if r.Error != "" {
-			fmt.Fprintln(w, "error:", r.Error)
-		}
-		if len(r.Report) > 0 {
-			if err := writeJSON(w, r.Report); err != nil {
-				return err
-			}
-		}
+	} else if err := r.WriteText(w); err != nil {
+		return err
 	}
 	if r.Outcome.Done() && r.Outcome != api.OutcomeSucceeded {
 		return &exitError{code: 1}

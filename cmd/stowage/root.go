@@ -64,6 +64,7 @@ func newRootCmdJobs(handoff *storeopen.Handoff, jobs []jobenv.Runner) *cobra.Com
 
 	root.AddCommand(newPolicyCmd(g), newDfCmd(g), newImagesCmd(g), newRunCmd(g, jobs), newHistoryCmd(g), newInfoCmd(g), newQuadletCmd(g))
 	root.AddCommand(newPinCmds(g)...)
+	root.AddCommand(newNotifyCmd(g))
 	root.AddCommand(newDaemonCmds(g)...)
 	root.AddCommand(newAgentCmd(g))
 	root.AddCommand(newGenDocsCmd(root))

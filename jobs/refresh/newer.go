@@ -393,9 +393,10 @@ func PullNewerFor(ref string, p policy.Refresh) bool {
 
 // pullNewer pulls the newer versions a rule asks for, as NAME:NEWTAG; the
 // old tag and image are left alone. A newer reference already held locally
-// is not pulled again. It returns how many were pulled.
+// is not pulled again. The newer version of force (Options.PullOnly) is
+// pulled whatever the rules say. It returns how many were pulled.
 func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *types.SystemContext, c *client, plat *platforms,
-	targets []Target, images []LocalImage, p policy.Refresh, dryRun bool, deferWhy string, rep *Report) (pulled, deferred int) {
+	targets []Target, images []LocalImage, p policy.Refresh, force string, dryRun bool, deferWhy string, rep *Report) (pulled, deferred int) {
 	if dryRun {
 		return 0, 0
 	}
@@ -413,7 +414,7 @@ func pullNewer(ctx context.Context, log *slog.Logger, store storage.Store, sys *
 	n := 0
 	for i := range rep.Newer {
 		r := &rep.Newer[i]
-		if r.Newer == "" || r.Error != "" || local[r.NewerRef] || !PullNewerFor(r.Reference, p) {
+		if r.Newer == "" || r.Error != "" || local[r.NewerRef] || !PullNewerFor(r.Reference, p) && r.Reference != force {
 			continue
 		}
 		named, err := reference.ParseNormalizedNamed(r.NewerRef)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	storage "go.podman.io/storage"
 
 	"github.com/stowage/stowage/jobs/shared/clock"
+	"github.com/stowage/stowage/jobs/shared/pins"
 	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
@@ -41,6 +43,12 @@ type Options struct {
 	// connection", decided by the daemon): it checks and reports as usual,
 	// and notes and counts each pull it leaves out.
 	DeferPulls string
+	// PullOnly restricts the run to this one reference and pulls it when
+	// it drifted, and its newer version when one is found, whatever its
+	// refresh mode (`stowage run refresh --pull REF`: a notification's
+	// "Pull update"). A reference refresh does not check (mode off, not
+	// local) or a pinned one is an error; nothing is ever removed.
+	PullOnly string
 	// tagsPage is the n of tag-list pages (tests); 0 means tagsPageSize.
 	tagsPage int
 }
@@ -135,6 +143,14 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 	}
 	targets, skipped := Plan(images, o.Policy)
 	rep.Skipped = skipped
+	pullOnly := ""
+	if o.PullOnly != "" {
+		pullOnly = NormalizeReference(o.PullOnly)
+		if targets, err = restrictTo(targets, skipped, pullOnly, db); err != nil {
+			return nil, err
+		}
+		rep.Skipped = nil
+	}
 	log.Debug("planned", "images", len(images), "targets", len(targets), "skipped", len(skipped), "elapsed", time.Since(t0))
 	refs := make([]string, len(targets))
 	for i, t := range targets {
@@ -210,7 +226,7 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 		log.Debug("newer versions checked", "repositories", len(ls), "elapsed", time.Since(t0))
 	}
 	pulled, deferred := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, o.DeferPulls, rep)
-	pulledNewer, deferredNewer := pullNewer(ctx, log, store, sys, c, plat, targets, images, o.Policy, o.DryRun, o.DeferPulls, rep)
+	pulledNewer, deferredNewer := pullNewer(ctx, log, store, sys, c, plat, targets, images, o.Policy, pullOnly, o.DryRun, o.DeferPulls, rep)
 	oldest, err := oldestPendingDrift(db, results)
 	if err != nil {
 		return nil, err
@@ -231,6 +247,31 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 	}
 	rep.Finished = now()
 	return rep, nil
+}
+
+// restrictTo keeps the target ref alone, in pull mode. It refuses a
+// reference refresh skips and one pinned by name: pulling would move the
+// pinned name off the image the user pinned.
+func restrictTo(targets []Target, skipped []Skipped, ref string, db *state.DB) ([]Target, error) {
+	i := slices.IndexFunc(targets, func(t Target) bool { return t.Reference == ref })
+	if i < 0 {
+		for _, s := range skipped {
+			if NormalizeReference(s.Name) == ref {
+				return nil, fmt.Errorf("refresh: not pulling %s: %s", ref, s.Reason)
+			}
+		}
+		return nil, fmt.Errorf("refresh: not pulling %s: no local image has this name", ref)
+	}
+	ps, err := pins.List(db)
+	if err != nil {
+		return nil, err
+	}
+	if p := pins.NewSet(ps).Match("", []string{ref}); p != "" {
+		return nil, fmt.Errorf("refresh: not pulling %s: it is pinned (stowage unpin %s)", ref, p)
+	}
+	t := targets[i]
+	t.Mode = policy.RefreshPull
+	return []Target{t}, nil
 }
 
 // pullDrifted pulls the drifted references whose mode is pull; it returns

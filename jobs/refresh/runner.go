@@ -36,6 +36,12 @@ insecure), certs.d, auth.json, REGISTRY_AUTH_FILE and credential helpers.
 A credential helper gets the per-request timeout ([refresh] timeout) and is
 killed, with its process group, when it runs out.
 
+With --pull REF it checks that one reference alone and pulls it when it
+drifted (and its newer version when one is found), whatever its mode: what a
+notification's "Pull update" runs. A reference refresh skips (mode off,
+digest-pinned, localhost/) or one pinned with stowage pin is refused; the old
+image is kept, nothing is removed.
+
 The exit status is 1 when references were to be checked and not one could
 be (every one an error or unauthorized: a broken registries.conf or
 auth.json, no registry reachable); the report is printed all the same.`,
@@ -44,14 +50,17 @@ auth.json, no registry reachable); the report is printed all the same.`,
 }
 
 func command(f *pflag.FlagSet) jobenv.RunFunc {
-	var authFile, certDir, sigPolicy, deferPulls string
+	var authFile, certDir, sigPolicy, deferPulls, pull string
 	f.StringVar(&authFile, "authfile", "", "auth file (default: $REGISTRY_AUTH_FILE, then the containers auth.json lookup)")
 	f.StringVar(&certDir, "cert-dir", "", "certificates directory for all registries (as podman --cert-dir; default: certs.d lookup)")
 	f.StringVar(&sigPolicy, "signature-policy", "", "signature policy file for pulls (default: the system policy.json)")
 	f.StringVar(&deferPulls, "defer-pulls", "", "pull nothing, giving this reason in the report (the daemon sets it on a metered connection or battery: [schedule] defer_on_metered, defer_on_battery)")
+	f.StringVar(&pull, "pull", "", "check only this reference and pull it if drifted, or its newer version if one is found, whatever its mode (a pinned reference is refused)")
 	return func(ctx context.Context, env *jobenv.Env) (*jobenv.Output, error) {
 		p := env.Policy
-		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: jobspec.Refresh.UserNamespace(p, env.DryRun)})
+		// --pull writes layers whatever the policy's mode.
+		userNS := jobspec.Refresh.UserNamespace(p, env.DryRun) || pull != "" && !env.DryRun
+		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: userNS})
 		if err != nil {
 			return nil, err
 		}
@@ -69,7 +78,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			// podman's convention, not containers/image's.
 			sys.AuthFilePath = os.Getenv("REGISTRY_AUTH_FILE")
 		}
-		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun, Clock: env.Clock, DeferPulls: deferPulls})
+		rep, err := Run(ctx, env.Log, st.Store, db, Options{Policy: p.Refresh, Sys: sys, DryRun: env.DryRun, Clock: env.Clock, DeferPulls: deferPulls, PullOnly: pull})
 		if err != nil {
 			return nil, err
 		}

@@ -39,20 +39,6 @@ import (
 	"github.com/stowage/stowage/service/notify"
 )
 
-// Actor carries out a notification's actions for the process that shows it.
-//
-// TODO(lead): this is a copy of notify.Actor from the issue-16 contract
-// (the actions helper adds it to service/notify); replace it with
-// notify.Actor on merge and pass the Agent as the Notifier's Actor.
-type Actor interface {
-	// Prune starts a prune run now (not a dry run); returns its run ID.
-	Prune(ctx context.Context) (runID string, err error)
-	// Pull pulls ref now (refresh of that one reference, pull mode); returns the run ID.
-	Pull(ctx context.Context, ref string) (runID string, err error)
-	// Report returns the run's report rendered as text (what `stowage report RUN` prints).
-	Report(ctx context.Context, runID string) (string, error)
-}
-
 // BusName is the agent's name on the session bus: owning it makes one
 // agent per session (the user unit and the autostart entry may both start
 // one) and tells systemd the agent is up (Type=dbus).
@@ -129,7 +115,7 @@ type Agent struct {
 	sys *dbus.Conn // current system bus connection; nil while there is none
 }
 
-var _ Actor = (*Agent)(nil)
+var _ notify.Actor = (*Agent)(nil)
 
 // New returns an Agent; Run starts it.
 func New(opts Options) (*Agent, error) {

@@ -43,10 +43,13 @@ const (
 
 // Run is one job run as the daemon records it.
 type Run struct {
-	ID       string    `json:"id"`
-	Job      string    `json:"job"`
-	DryRun   bool      `json:"dry_run"`
-	Trigger  Trigger   `json:"trigger"`
+	ID      string  `json:"id"`
+	Job     string  `json:"job"`
+	DryRun  bool    `json:"dry_run"`
+	Trigger Trigger `json:"trigger"`
+	// Args are the job's own arguments (refresh --pull REF from a
+	// notification's "Pull update").
+	Args     []string  `json:"args,omitempty"`
 	Queued   time.Time `json:"queued"`
 	Started  time.Time `json:"started,omitzero"`
 	Finished time.Time `json:"finished,omitzero"`

@@ -56,11 +56,13 @@ func (d *Daemon) startBus() func() {
 	b.srv = srv
 	d.busSrv = srv
 	if !d.opts.System && d.opts.State != nil {
-		n, err := notify.New(notify.Options{Conn: conn, State: d.opts.State, Policy: d.Policy().Notify, Logger: d.log})
+		n, err := notify.New(notify.Options{Conn: conn, State: d.opts.State, Policy: d.Policy().Notify, Logger: d.log,
+			Actor: notifyActor{d}, Opener: d.opts.ReportOpener})
 		if err != nil {
 			d.log.Warn("desktop notifications off", "error", err)
 		} else {
 			b.notifier = n
+			d.notifier = n
 		}
 	}
 	d.observers = append(d.observers, b)
@@ -68,6 +70,9 @@ func (d *Daemon) startBus() func() {
 	return func() {
 		srv.Update(func(s *dbusapi.Status) { s.State = "stopping" })
 		_ = srv.Close()
+		if b.notifier != nil {
+			b.notifier.Close()
+		}
 		conn.Close()
 	}
 }

@@ -127,7 +127,14 @@ func TestDesktopNotificationWiring(t *testing.T) {
 		func(o *Options) { o.NoBus, o.BusAddress = false, bus.Address })
 	ctx := t.Context()
 	for i := range 2 {
-		r, err := h.c.Trigger(ctx, "refresh", false)
+		// A run is recorded (Wait returns) before the scheduler lets the
+		// job go, which is after the notification: retry while busy.
+		var r *api.Run
+		var err error
+		waitFor(t, "refresh free", func() bool {
+			r, err = h.c.Trigger(ctx, "refresh", false)
+			return err == nil || !strings.Contains(err.Error(), "already running")
+		})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,6 +34,7 @@ import (
 	"github.com/stowage/stowage/service/deferral"
 	"github.com/stowage/stowage/service/journal"
 	"github.com/stowage/stowage/service/metrics"
+	"github.com/stowage/stowage/service/notify"
 	"github.com/stowage/stowage/service/runs"
 	"github.com/stowage/stowage/service/scheduler"
 	"github.com/stowage/stowage/service/worker"
@@ -107,6 +108,9 @@ type Options struct {
 	DeferredSettle time.Duration
 	// KeepStartupMemory skips releaseStartupMemory after READY=1.
 	KeepStartupMemory bool
+	// ReportOpener opens the report file a notification's "Show report"
+	// writes (the path is appended); nil means xdg-open.
+	ReportOpener []string
 	// testAfterQueue, set by tests only, runs in Trigger right after the
 	// scheduler queued the run.
 	testAfterQueue func(id string)
@@ -142,6 +146,9 @@ type Daemon struct {
 	// busSrv is the D-Bus object, nil without a bus. startBus sets it and
 	// idle reads it, both on Run's goroutine.
 	busSrv *dbusapi.Server
+	// notifier sends desktop notifications (user mode), nil without;
+	// startBus sets it and idle reads it, both on Run's goroutine.
+	notifier *notify.Notifier
 	// last caches each job's last finished run (without its report): the
 	// daemon is the only writer, and status/jobs requests then never wait
 	// on the state database's file lock.
@@ -371,7 +378,8 @@ loop:
 }
 
 // idle reports whether the daemon may exit now: no client on the control
-// socket or D-Bus within the idle window, no run in progress, queued or
+// socket or D-Bus within the idle window, no notification with actions
+// open (notify.Notifier.ActionsOpen), no run in progress, queued or
 // armed as a catch-up, and no scheduled start due within the idle window
 // (scheduler.StayUp). A later slot is left to the timer: it starts the
 // daemon again and the start-up catch-up runs what was missed.
@@ -382,6 +390,13 @@ func (d *Daemon) idle() bool {
 	// A client using the daemon over D-Bus is as active as one on the
 	// control socket.
 	if d.busSrv != nil && !d.busSrv.Idle(d.opts.IdleExit) {
+		return false
+	}
+	// A notification with actions is open: its ActionInvoked must find
+	// the daemon. The notifier bounds this (the notification's expiry plus
+	// a minute, at most notify.DefaultHold), so a server that never says
+	// it closed one cannot keep the daemon up for ever.
+	if d.notifier != nil && d.notifier.ActionsOpen() {
 		return false
 	}
 	return !scheduler.StayUp(d.sched.Jobs(), d.now(), d.opts.IdleExit)

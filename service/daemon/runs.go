@@ -25,6 +25,7 @@ func (d *Daemon) execute(ctx context.Context, req scheduler.Request) {
 	r := &api.Run{
 		ID: req.ID, Job: req.Job, DryRun: req.DryRun, Trigger: req.Trigger,
 		Queued: req.Queued, Started: time.Now(), Outcome: api.OutcomeRunning,
+		Args: req.Args,
 	}
 	d.mu.Lock()
 	d.active[r.ID] = r
@@ -223,6 +224,7 @@ func (d *Daemon) trigger(job string, dryRun bool, args []string, mutating bool) 
 		return copyRun(r), nil
 	}
 	r := &api.Run{ID: req.ID, Job: job, DryRun: dryRun, Trigger: req.Trigger, Queued: req.Queued, Outcome: api.OutcomeQueued}
+	r.Args = req.Args
 	// Visible to Run(id) until the worker starts; execute replaces it.
 	d.active[req.ID] = r
 	return copyRun(r), nil

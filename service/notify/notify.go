@@ -5,6 +5,14 @@
 // once while it persists: seen findings and the ids per topic live in the
 // state DB, so a daemon restart does not repeat them. A finding no run has
 // reported for SeenRetention is forgotten (and shown again if it returns).
+//
+// With an Actor, and when the server advertises the "actions" capability,
+// a notification offers actions (see planActions): "prune", "pull",
+// "report" and "snooze". The Notifier remembers what each notification id
+// is about (memory and state DB), listens for ActionInvoked and
+// NotificationClosed, snoozes references itself, writes and opens reports,
+// and asks the Actor to prune or pull. ActionsOpen tells the process
+// whether it must stay up so that no ActionInvoked is missed.
 package notify
 
 import (
@@ -15,6 +23,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -41,7 +51,9 @@ const (
 )
 
 // Bucket is the state DB bucket of this package: "seen/<hash>" → the last
-// time a run reported the finding, "topic/<topic>" → last notification id.
+// time a run reported the finding, "topic/<topic>" → last notification id,
+// "snooze/<ref>" → when the reference was snoozed, "open/<id>" → what an
+// open notification with actions is about.
 const Bucket = "notify"
 
 // SeenRetention is how long a finding no run reports any more stays known.
@@ -75,6 +87,19 @@ type Options struct {
 	// Timeout is the expire_timeout passed to Notify in ms; 0 lets the
 	// server decide (-1).
 	Timeout time.Duration
+	// Actor carries out prune and pull; nil sends notifications without
+	// actions and does not listen for them.
+	Actor Actor
+	// ReportDir receives the reports the "report" action writes; empty
+	// means $XDG_RUNTIME_DIR/stowage/reports.
+	ReportDir string
+	// Opener opens a report file (the path is appended); nil means
+	// DefaultOpener.
+	Opener []string
+	// Hold bounds how long a notification with actions counts as open
+	// (ActionsOpen) when no NotificationClosed arrives: DefaultHold when 0,
+	// and at most Timeout plus a minute when Timeout is set.
+	Hold time.Duration
 }
 
 // Notifier sends notifications; safe for concurrent use.
@@ -87,14 +112,28 @@ type Notifier struct {
 
 	mu  sync.Mutex // serialises runs (seen-set read-modify-write) and guards pol
 	pol policy.Notify
+
+	actor     Actor
+	reportDir string
+	opener    []string
+	hold      time.Duration
+	ctx       context.Context // ends with Close
+	cancel    context.CancelFunc
+	sigs      chan *dbus.Signal
+	wg        sync.WaitGroup // the signal loop and actions in progress
+
+	openMu sync.Mutex          // guards open (never held across D-Bus calls)
+	open   map[uint32]openNote // notifications with actions, by id
 }
 
-// New returns a Notifier.
+// New returns a Notifier; with an Actor it listens for actions until Close.
 func New(opts Options) (*Notifier, error) {
 	if opts.Conn == nil || opts.State == nil {
 		return nil, errors.New("notify: New needs a bus connection and a state DB")
 	}
-	n := &Notifier{conn: opts.Conn, db: opts.State, log: opts.Logger, now: opts.Now, pol: opts.Policy, timeout: -1}
+	n := &Notifier{conn: opts.Conn, db: opts.State, log: opts.Logger, now: opts.Now, pol: opts.Policy, timeout: -1,
+		actor: opts.Actor, reportDir: opts.ReportDir, opener: opts.Opener, hold: opts.Hold, open: map[uint32]openNote{}}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -103,6 +142,32 @@ func New(opts Options) (*Notifier, error) {
 	}
 	if opts.Timeout > 0 {
 		n.timeout = int32(min(opts.Timeout.Milliseconds(), 1<<31-1))
+	}
+	if len(n.opener) == 0 {
+		n.opener = DefaultOpener()
+	}
+	if n.reportDir == "" {
+		if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
+			n.reportDir = filepath.Join(rt, "stowage", "reports")
+		}
+	}
+	if n.hold <= 0 {
+		n.hold = DefaultHold
+	}
+	if opts.Timeout > 0 {
+		// The server closes it at its timeout; a minute's grace for the
+		// user's click that raced it.
+		n.hold = min(n.hold, opts.Timeout+time.Minute)
+	}
+	if n.actor == nil {
+		return n, nil
+	}
+	if err := n.loadOpen(); err != nil {
+		n.log.Warn("reading open notifications", "error", err)
+	}
+	if err := n.listen(); err != nil {
+		n.cancel()
+		return nil, err
 	}
 	return n, nil
 }
@@ -122,6 +187,8 @@ type Sent struct {
 	Body     string
 	Urgency  byte
 	Findings int
+	// Actions is the actions array sent (key, label, ...), empty without.
+	Actions []string
 }
 
 // NotifyRun sends at most one notification for a job run: the events not
@@ -145,8 +212,14 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 	)
 	err := n.db.View(Bucket, func(b *bolt.Bucket) error {
 		dup := map[string]bool{}
+		snoozed := snoozedIn(b)
 		for _, ev := range events {
 			if urgency(policy.Urgency(ev.Severity)) < floor {
+				continue
+			}
+			if ev.Reference != "" && snoozed[ev.Reference] {
+				// The user said "don't remind me": not shown, not
+				// marked seen (un-snoozing shows it again).
 				continue
 			}
 			k := findingKey(job, ev)
@@ -188,13 +261,32 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 	if sent.Urgency == 0 {
 		hints["transient"] = dbus.MakeVariant(true)
 	}
+	actions := []string{}
+	var note *openNote
+	if n.actor != nil {
+		if server, ok := n.serverActions(ctx); ok {
+			acts, ref := planActions(fresh, events)
+			actions = actionArray(acts)
+			note = &openNote{RunID: runID, Job: job, Ref: ref, Server: server, Until: now.Add(n.hold)}
+			for _, a := range acts {
+				note.Actions = append(note.Actions, a.Key)
+			}
+		}
+	}
 	var id uint32
 	err = n.conn.Object(ServiceName, ServicePath).CallWithContext(ctx, ServiceNotify, 0,
-		AppName, replaces, Icon, sent.Summary, sent.Body, []string{}, hints, n.timeout).Store(&id)
+		AppName, replaces, Icon, sent.Summary, sent.Body, actions, hints, n.timeout).Store(&id)
 	if err != nil {
 		return nil, fmt.Errorf("notify: Notify: %w", err)
 	}
 	sent.ID = id
+	sent.Actions = actions
+	if n.actor != nil {
+		// A notification replaced in place without actions is forgotten.
+		if err := n.remember(id, note); err != nil {
+			n.log.Warn("remembering a notification's actions", "id", id, "error", err)
+		}
+	}
 	if err := n.touch(again, keys, id, sent.Topic, now); err != nil {
 		return &sent, fmt.Errorf("notify: recording notification %d: %w", id, err)
 	}

@@ -31,6 +31,8 @@ type server struct {
 	mu    sync.Mutex
 	next  uint32
 	calls []call
+	// caps are the advertised capabilities; nil means just "body".
+	caps []string
 }
 
 func (s *server) Notify(app string, replaces uint32, icon, summary, body string, actions []string,
@@ -46,7 +48,12 @@ func (s *server) Notify(app string, replaces uint32, icon, summary, body string,
 	return id, nil
 }
 
-func (s *server) GetCapabilities() ([]string, *dbus.Error) { return []string{"body"}, nil }
+func (s *server) GetCapabilities() ([]string, *dbus.Error) {
+	if s.caps != nil {
+		return s.caps, nil
+	}
+	return []string{"body"}, nil
+}
 
 func (s *server) Calls() []call {
 	s.mu.Lock()

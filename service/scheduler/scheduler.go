@@ -326,7 +326,7 @@ func (s *Scheduler) Tick(ctx context.Context) time.Duration {
 		js.pending = js.pending[1:]
 		req.Payload = s.cfg.Payload
 		js.running = &req
-		if js.catchUp && !req.DryRun && js.Schedule != nil {
+		if js.catchUp && !req.DryRun && req.Args == nil && js.Schedule != nil {
 			// A real run (a manual one) covers the missed slot.
 			js.catchUp = false
 			js.next = s.nextAfter(js.Schedule, now, s.cfg.Jitter)

@@ -148,3 +148,11 @@ printf '{"job":"prune","summary":"%s %s %s"}' "$*" "$w" "$(printf %s "$data" | b
 		t.Fatalf("policy on fd 3 (base64) %s, want %s", got, want)
 	}
 }
+
+func TestArgsOrder(t *testing.T) {
+	s := Spawner{GlobalArgs: []string{"--user"}, JobArgs: []string{"--pull", "a:1"}, Policy: []byte("x")}
+	got := strings.Join(s.Args("refresh", false), " ")
+	if want := "--user run refresh --format json --log-format json --policy-fd 3 --pull a:1"; got != want {
+		t.Fatalf("Args = %q, want %q", got, want)
+	}
+}
