@@ -31,6 +31,7 @@ type Desktop struct {
 	Display string
 	dir     string
 	conn    *dbus.Conn
+	next    int // NextShown's cursor into Shown
 }
 
 // Server names of dunst's own control interface (dunstctl uses it).
@@ -206,7 +207,8 @@ func (d *Desktop) Shown(t testing.TB) []Shown {
 }
 
 // WaitShown waits up to timeout for the server to display notification id
-// and returns its latest display.
+// and returns its latest display (dunst may reuse the id of a closed
+// notification that a client replaces: NextShown tells displays apart).
 func (d *Desktop) WaitShown(t testing.TB, id uint32, timeout time.Duration) Shown {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -222,6 +224,23 @@ func (d *Desktop) WaitShown(t testing.TB, id uint32, timeout time.Duration) Show
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("notification %d not shown within %s; shown: %+v; log: %s", id, timeout, d.Shown(t), d.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// NextShown waits up to timeout for the next display NextShown has not
+// returned yet (a new notification or an update in place) and returns it.
+func (d *Desktop) NextShown(t testing.TB, timeout time.Duration) Shown {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if shown := d.Shown(t); len(shown) > d.next {
+			d.next++
+			return shown[d.next-1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no notification shown within %s (%d before); log: %s", timeout, d.next, d.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
