@@ -502,7 +502,7 @@ dir=%[1]s
 cat >"$dir/menu.tmp"
 { read -r id; read -r label; } <"$dir/want"
 if [ -n "$label" ]; then
-	while IFS= read -r line; do
+	while IFS= read -r line || [ -n "$line" ]; do
 		case $line in
 		"#$label ("*") [$id,"*"]") printf '%%s\n' "$line"; break ;;
 		esac
