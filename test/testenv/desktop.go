@@ -23,7 +23,8 @@ import (
 // display and owning org.freedesktop.Notifications on the bus. Tests look
 // at it as a person would: what the server displayed (Shown), a screenshot
 // of the screen, and its context menu to invoke a notification's action
-// (InvokeAction), which makes dunst emit ActionInvoked on the bus.
+// (InvokeAction), which makes dunst emit ActionInvoked on the bus; and a
+// text viewer that xdg-open uses in this session (Env, Opened).
 type Desktop struct {
 	// Bus is the session bus dunst serves on.
 	Bus *DBus
@@ -54,7 +55,7 @@ func StartDesktop(t testing.TB) *Desktop {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	d := &Desktop{dir: dir}
-	for _, sub := range []string{"shown", "menu"} {
+	for _, sub := range []string{"shown", "menu", "opened", "xdg/applications"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -64,6 +65,11 @@ func StartDesktop(t testing.TB) *Desktop {
 
 	writeExec(t, filepath.Join(dir, "shown.sh"), fmt.Sprintf(shownScript, filepath.Join(dir, "shown")))
 	writeExec(t, filepath.Join(dir, "pick.sh"), fmt.Sprintf(pickScript, filepath.Join(dir, "menu")))
+	writeExec(t, filepath.Join(dir, "opened.sh"), fmt.Sprintf(openedScript, filepath.Join(dir, "opened")))
+	writeFile(t, filepath.Join(dir, "xdg/applications/stowage-test-viewer.desktop"),
+		fmt.Sprintf(viewerEntry, filepath.Join(dir, "opened.sh")))
+	writeFile(t, filepath.Join(dir, "xdg/applications/mimeapps.list"),
+		"[Default Applications]\ntext/plain=stowage-test-viewer.desktop\n")
 	conf := filepath.Join(dir, "dunstrc")
 	writeFile(t, conf, fmt.Sprintf(dunstrc, filepath.Join(dir, "pick.sh"), filepath.Join(dir, "shown.sh")))
 
@@ -148,9 +154,65 @@ func startXvfb(t testing.TB, dir string) string {
 	return ":" + strconv.Itoa(n)
 }
 
-// Env is the session's environment: DISPLAY and DBUS_SESSION_BUS_ADDRESS.
+// Env is the session's environment: DISPLAY, DBUS_SESSION_BUS_ADDRESS and
+// XDG_DATA_DIRS with the session's applications first, where text/plain
+// opens in a viewer that records what it was given (Opened): a process
+// running with it that opens a text file with xdg-open, as a desktop
+// would, can be checked.
 func (d *Desktop) Env() []string {
-	return []string{"DISPLAY=" + d.Display, "DBUS_SESSION_BUS_ADDRESS=" + d.Bus.Address}
+	return []string{"DISPLAY=" + d.Display, "DBUS_SESSION_BUS_ADDRESS=" + d.Bus.Address,
+		"XDG_DATA_DIRS=" + filepath.Join(d.dir, "xdg") + ":/usr/local/share:/usr/share"}
+}
+
+// Opened is a file the session's text viewer was asked to open.
+type Opened struct {
+	// Path is the file's path as the viewer got it.
+	Path string
+	// Content is the file's content when it was opened.
+	Content string
+}
+
+// Opened returns the files the session's text viewer opened, in order.
+func (d *Desktop) Opened(t testing.TB) []Opened {
+	t.Helper()
+	root := filepath.Join(d.dir, "opened")
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Opened
+	for _, e := range ents { // ReadDir sorts: <nanoseconds>, the order of opening
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		path, err := os.ReadFile(filepath.Join(root, e.Name(), "path"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		content, err := os.ReadFile(filepath.Join(root, e.Name(), "content"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, Opened{Path: string(path), Content: string(content)})
+	}
+	return out
+}
+
+// WaitOpened waits up to timeout until the viewer opened n files and
+// returns them.
+func (d *Desktop) WaitOpened(t testing.TB, n int, timeout time.Duration) []Opened {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := d.Opened(t)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files opened within %s, want %d: %+v", len(got), timeout, n, got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Log returns what dunst printed so far.
@@ -509,4 +571,25 @@ if [ -n "$label" ]; then
 	done <"$dir/menu.tmp"
 fi
 mv "$dir/menu.tmp" "$dir/offered"
+`
+
+// viewerEntry is the session's text viewer: xdg-open runs its Exec line
+// for text/plain (mimeapps.list beside it). %[1]s is the opened script.
+const viewerEntry = `[Desktop Entry]
+Type=Application
+Name=stowage test viewer
+Exec=%[1]s %%f
+MimeType=text/plain;
+NoDisplay=true
+`
+
+// openedScript records a file it is asked to open: its path and a copy,
+// in a directory written aside and renamed. %[1]s is the directory.
+const openedScript = `#!/bin/sh
+dir=%[1]s
+n=$(date +%%s%%N)
+mkdir "$dir/.$n" || exit 1
+printf '%%s' "$1" >"$dir/.$n/path"
+cp "$1" "$dir/.$n/content" || : >"$dir/.$n/content"
+mv "$dir/.$n" "$dir/$n"
 `

@@ -3,6 +3,7 @@ package testenv
 import (
 	"image"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -136,5 +137,26 @@ func TestCropEmpty(t *testing.T) {
 	a := image.NewRGBA(image.Rect(0, 0, 4, 4))
 	if b := Crop(a, a, 2).Bounds(); !b.Empty() {
 		t.Errorf("crop of identical images %v, want empty", b)
+	}
+}
+
+// TestDesktopOpensText: xdg-open, run in the session's environment, opens
+// a text file in the session's recording viewer.
+func TestDesktopOpensText(t *testing.T) {
+	RequireTool(t, "xdg-open")
+	d := StartDesktop(t)
+	f := filepath.Join(t.TempDir(), "RUN.txt")
+	if err := os.WriteFile(f, []byte("prune: removed 2 images\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("xdg-open", f)
+	// Not the test's own XDG_* or desktop: a plain session.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, d.Env()...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("xdg-open: %v: %s", err, out)
+	}
+	got := d.WaitOpened(t, 1, 10*time.Second)
+	if len(got) != 1 || got[0].Path != f || got[0].Content != "prune: removed 2 images\n" {
+		t.Errorf("opened %+v, want %s with its text", got, f)
 	}
 }
