@@ -74,7 +74,13 @@ func StartDesktop(t testing.TB) *Desktop {
 	writeFile(t, conf, fmt.Sprintf(dunstrc, filepath.Join(dir, "pick.sh"), filepath.Join(dir, "shown.sh")))
 
 	cmd := exec.Command("dunst", "-config", conf)
-	cmd.Env = append(os.Environ(), d.Env()...)
+	// X only: dunst would draw on a Wayland display it inherited.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "WAYLAND_DISPLAY=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, d.Env()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	logf, err := os.Create(filepath.Join(dir, "dunst.log"))
 	if err != nil {
