@@ -12,6 +12,8 @@
 # check prints PASS or FAIL; the last line is "N passed, N failed" and the
 # exit status is non-zero on any failure.
 # Must run as root. Set STOWAGE_E2E_KEEP=1 to keep the work directory.
+# Screenshots of the desktop notifications (a real dunst in the user's
+# session) go to $STOWAGE_SCREENSHOTS, by default test/e2e/out.
 # The whole script is one compound command: bash parses it completely before
 # running it, so editing the file during a run cannot derail that run.
 {
