@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(podman skopeo buildah docker-registry uidmap dbus dbus-user-session systemd-container
       debootstrap fuse-overlayfs gnupg curl jq quota e2fsprogs crun catatonit golang-github-containers-common
       polkitd desktop-file-utils systemd util-linux time bc runc busybox-static prometheus prometheus-node-exporter
-      qemu-system-x86)
+      qemu-system-x86 xvfb dunst x11-apps fonts-dejavu-core adwaita-icon-theme imagemagick xdg-utils file)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

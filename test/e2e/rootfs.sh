@@ -1,7 +1,7 @@
 #!/bin/bash
 # rootfs.sh SUITE — print the path of a cached, debootstrapped Debian rootfs
-# (bookworm, trixie or sid) with systemd, D-Bus and podman for the end-to-end
-# test, building it on first use.
+# (bookworm, trixie or sid) with systemd, D-Bus, podman and a virtual desktop
+# (Xvfb, dunst) for the end-to-end test, building it on first use.
 #
 # podman goes in the way users install it: `apt-get install podman`, its
 # Recommends included (on trixie that brings the containers-storage package
@@ -26,8 +26,12 @@ RECIPE=2
 # apt resolves virtual dependencies and Recommends as on a user's machine.
 BASE=systemd,systemd-sysv,dbus,dbus-user-session,libpam-systemd,polkitd,ca-certificates,procps,iproute2,less
 USER_PKGS="podman"
-# What the test itself uses inside (not what stowage needs): none beyond BASE,
-# except on one system: Debian's Prometheus and node exporter, for the
+# A desktop for the notification checks (run.sh, desktop.sh): a virtual X
+# server, Debian's notification daemon and xwd for screenshots, without
+# their Recommends.
+DESKTOP_PKGS="xvfb dunst x11-apps fonts-dejavu-core"
+# What the test itself uses inside (not what stowage needs): none beyond BASE
+# and DESKTOP_PKGS, except on one system: Debian's Prometheus and node exporter, for the
 # scrape of stowage's textfile metrics (run.sh). Installed without their
 # Recommends (the collectors package's timers would write other .prom files
 # and start smartd), and their units disabled in the tree: the container
@@ -72,7 +76,7 @@ mirror() {
 	done
 }
 
-keytext="$RECIPE $SUITE $BASE $USER_PKGS"
+keytext="$RECIPE $SUITE $BASE $USER_PKGS desktop $DESKTOP_PKGS"
 [ -n "$EXTRA_PKGS" ] && keytext="$keytext extra$EXTRA_RECIPE $EXTRA_PKGS"
 key=$(printf '%s\n' "$keytext" | sha256sum | cut -c1-16)
 dir=$CACHE/$SUITE-$key
@@ -113,6 +117,7 @@ if [ ! -f "$dir/.installed" ]; then
 	}
 	in_tree apt-get "${APT_OPTS[@]}" update >>"$log" 2>&1 || fail
 	in_tree apt-get "${APT_OPTS[@]}" install -y $USER_PKGS >>"$log" 2>&1 || fail
+	in_tree apt-get "${APT_OPTS[@]}" install -y --no-install-recommends $DESKTOP_PKGS >>"$log" 2>&1 || fail
 	if [ -n "$EXTRA_PKGS" ]; then
 		in_tree apt-get "${APT_OPTS[@]}" install -y --no-install-recommends $EXTRA_PKGS >>"$log" 2>&1 || fail
 		in_tree systemctl disable $EXTRA_UNITS >>"$log" 2>&1 || fail

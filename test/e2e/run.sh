@@ -12,6 +12,8 @@
 # check prints PASS or FAIL; the last line is "N passed, N failed" and the
 # exit status is non-zero on any failure.
 # Must run as root. Set STOWAGE_E2E_KEEP=1 to keep the work directory.
+# Screenshots of the desktop notifications (a real dunst in the user's
+# session) go to $STOWAGE_SCREENSHOTS, by default test/e2e/out.
 # The whole script is one compound command: bash parses it completely before
 # running it, so editing the file during a run cannot derail that run.
 {
@@ -146,6 +148,9 @@ wait_for() {
 	for _ in $(seq $((n * 2))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
 	"$@"
 }
+# The desktop helpers (desktop_start, desktop_wait_shown, desktop_invoke,
+# desktop_shot, ...): a real notification server in a user's session.
+. "$here/desktop.sh"
 state() { ct systemctl is-system-running 2>/dev/null | grep -E '^(running|degraded)$' >/dev/null; }
 check "systemd boots in the container" wait_for 120 state
 [ "$failed" = 0 ] || boot_failed "the container is not usable"
@@ -477,6 +482,53 @@ check "user: service exits after the idle timeout again" wait_for 90 inactive
 check "user: a D-Bus call activates it (SystemdService=stowage.service)" \
 	as busctl --user call io.github.stowage.Stowage1 /io/github/stowage/Stowage1 io.github.stowage.Stowage1.Manager ListJobs
 check "user: stowage.service active after D-Bus activation" as systemctl --user is-active stowage.service
+
+# ========================== 1b. user mode: a notification on a real server =====
+# The user's desktop: Xvfb and Debian's dunst in the user's own session
+# (dunst.service on /run/user/UID/bus; test/e2e/desktop.sh). A tag that moved
+# on in the registry makes the user daemon's refresh run send a
+# notification; dunst shows it and keeps it in its history, and a
+# screenshot per system goes to $STOWAGE_SCREENSHOTS (test/e2e/out).
+shots=${STOWAGE_SCREENSHOTS:-$here/out}
+# drift_fixture RUNNER — e2e/notify:1 pulled from the registry, then the
+# registry's tag moved to another image.
+drift_fixture() {
+	local sh=$1
+	$sh bash -euc "
+		cd \$(mktemp -d)
+		mkdir r && echo 1 >r/v && tar -C r -cf a.tar .
+		podman import -q a.tar $reg/e2e/notify:1 >/dev/null
+		podman push -q --tls-verify=false $reg/e2e/notify:1
+		podman rmi -f $reg/e2e/notify:1 >/dev/null
+		podman pull -q --tls-verify=false $reg/e2e/notify:1 >/dev/null
+		echo 2 >r/v && tar -C r -cf b.tar .
+		podman import -q b.tar localhost/e2e/notify-next:1 >/dev/null
+		podman push -q --tls-verify=false localhost/e2e/notify-next:1 docker://$reg/e2e/notify:1
+		podman rmi -f localhost/e2e/notify-next:1 >/dev/null
+	"
+}
+notify_on() { prune_policy | sed 's/^desktop = false$/desktop = true/' | as tee "/home/$user/.config/stowage/stowage.toml" >/dev/null && as stowage reload; }
+# The run may report other drift too (base:1, which the system fixture
+# pushed anew): the notification is then about several findings, one of
+# them this one.
+drift_shown=$(printf '^[0-9]+\tNORMAL\tstowage\tstowage refresh: [^\t]+\t(.*\\\\n)?%s now points to sha256:' "$reg/e2e/notify:1")
+in_history() {
+	as dunstctl close-all && desktop_history as |
+		grep -E "$(printf '^[0-9]+\tstowage\tstowage refresh: [^\t]+\t(.*\\\\n)?%s now points to sha256:' "$reg/e2e/notify:1")"
+}
+check "user: Xvfb and dunst in the user's session (Debian's dunst.service on the session bus)" desktop_start as 99
+check "user: refresh fixture ($reg/e2e/notify:1 moved on in the registry)" drift_fixture as
+check "user: policy with [notify] desktop = true, stowage reload" notify_on
+check "user: stowage trigger refresh --wait" as stowage trigger refresh --wait
+check "user: dunst shows the user daemon's notification (app stowage, urgency normal, the drifted reference in its body)" \
+	desktop_wait_shown as 20 "$drift_shown"
+check "user: screenshot of the notification ($shots/$suite-user-refresh.png)" \
+	desktop_shot as 99 "$shots/$suite-user-refresh.png"
+# (Actions on this notification — desktop_invoke as ID "Pull update" —
+# come here, before it is closed.)
+check "user: closed, the notification is in dunst's history" in_history
+prune_policy | as tee "/home/$user/.config/stowage/stowage.toml" >/dev/null
+as stowage reload >/dev/null
 
 # ========================== 2. system mode ======================================
 prune_policy | ct tee /etc/stowage/stowage.toml >/dev/null
