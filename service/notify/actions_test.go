@@ -139,7 +139,7 @@ func (e *actionEnv) notifier(t *testing.T, now func() time.Time) *Notifier {
 		t.Fatal(err)
 	}
 	n, err := New(Options{Conn: c, State: db, Policy: policy.Notify{Desktop: true, MinUrgency: policy.UrgencyNormal},
-		Now: now, Actor: e.actor, ReportDir: e.reports,
+		Clock: nowClock(now), Actor: e.actor, ReportDir: e.reports,
 		Opener: []string{"sh", "-c", `printf %s "$1" > "$0"`, e.opened}})
 	if err != nil {
 		t.Fatal(err)
@@ -378,3 +378,9 @@ func TestDefaultOpener(t *testing.T) {
 		t.Errorf("under systemd: %q", got)
 	}
 }
+
+// nowClock is a test clock reading now (time is faked here, nothing else).
+type nowClock func() time.Time
+
+func (f nowClock) Now() time.Time                       { return f() }
+func (nowClock) After(d time.Duration) <-chan time.Time { return time.After(d) }

@@ -33,6 +33,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/stowage/stowage/jobs/shared/clock"
 	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/jobs/shared/state"
@@ -82,8 +83,8 @@ type Options struct {
 	Policy policy.Notify
 	// Logger; nil discards.
 	Logger *slog.Logger
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time; nil means clock.Real.
+	Clock clock.Clock
 	// Timeout is the expire_timeout passed to Notify in ms; 0 lets the
 	// server decide (-1).
 	Timeout time.Duration
@@ -131,14 +132,11 @@ func New(opts Options) (*Notifier, error) {
 	if opts.Conn == nil || opts.State == nil {
 		return nil, errors.New("notify: New needs a bus connection and a state DB")
 	}
-	n := &Notifier{conn: opts.Conn, db: opts.State, log: opts.Logger, now: opts.Now, pol: opts.Policy, timeout: -1,
+	n := &Notifier{conn: opts.Conn, db: opts.State, log: opts.Logger, now: clockOrReal(opts.Clock).Now, pol: opts.Policy, timeout: -1,
 		actor: opts.Actor, reportDir: opts.ReportDir, opener: opts.Opener, hold: opts.Hold, open: map[uint32]openNote{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
-	}
-	if n.now == nil {
-		n.now = time.Now
 	}
 	if opts.Timeout > 0 {
 		n.timeout = int32(min(opts.Timeout.Milliseconds(), 1<<31-1))
@@ -415,4 +413,12 @@ func kindTitle(kind string) string {
 		return k.Title
 	}
 	return strings.ReplaceAll(kind, "_", " ")
+}
+
+// clockOrReal is c, or the system clock when c is nil.
+func clockOrReal(c clock.Clock) clock.Clock {
+	if c == nil {
+		return clock.Real
+	}
+	return c
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/stowage/stowage/jobs/shared/clock"
 	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
@@ -89,7 +90,7 @@ func newNotifier(t *testing.T, bus *testenv.DBus, stateDir string, p policy.Noti
 		t.Fatal(err)
 	}
 	n, err := New(Options{Conn: c, State: db, Policy: p,
-		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }})
+		Clock: clock.At(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))})
 	if err != nil {
 		t.Fatal(err)
 	}

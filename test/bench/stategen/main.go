@@ -530,7 +530,13 @@ func startNotifier(now func() time.Time, db *state.DB) (*notify.Notifier, error)
 		return nil, fmt.Errorf("connecting to the session bus: %w", err)
 	}
 	return notify.New(notify.Options{
-		Conn: conn, State: db, Now: now,
+		Conn: conn, State: db, Clock: funcClock(now),
 		Policy: policy.Notify{Desktop: true, MinUrgency: policy.UrgencyLow},
 	})
 }
+
+// funcClock is the generator's fake clock as a clock.Clock.
+type funcClock func() time.Time
+
+func (f funcClock) Now() time.Time                       { return f() }
+func (funcClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
