@@ -144,6 +144,11 @@ func (g *globals) openStoreQuota(ctx context.Context, p *policy.Policy, willDele
 	if err != nil {
 		return nil, res.Options, nil, err
 	}
+	return g.openResolved(ctx, p, res, willDelete, withQuota)
+}
+
+// openResolved is openStoreQuota on a store already resolved.
+func (g *globals) openResolved(ctx context.Context, p *policy.Policy, res storeopen.Resolution, willDelete, withQuota bool) (storage.Store, types.StoreOptions, *quota.Reading, error) {
 	so := res.Options
 	var q *quota.Reading
 	if withQuota && !g.systemScope() {

@@ -113,16 +113,18 @@ func (g *globals) volumeUsage(ctx context.Context, p *policy.Policy, mayStart bo
 // serves instead (inventory.CachedSnapshot): no store load, and no user
 // namespace either when the containers can be measured from here.
 func (g *globals) account(ctx context.Context, p *policy.Policy, configs bool) (*inventory.Accounting, error) {
+	res, err := g.resolveStore(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	so := res.Options
 	if !configs {
-		if res, err := g.resolveStore(ctx, p); err == nil {
-			so := res.Options
-			if snap, ok := inventory.CachedSnapshot(so.GraphRoot, so.RunRoot, so.GraphDriverName, so.GraphDriverOptions, so.GraphRoot, time.Now()); ok {
-				g.logger().Debug("df: the store's records are unchanged since the last snapshot; serving it")
-				return inventory.Account(snap), nil
-			}
+		if snap, ok := inventory.CachedSnapshot(so.GraphRoot, so.RunRoot, so.GraphDriverName, so.GraphDriverOptions, so.GraphRoot, time.Now()); ok {
+			g.logger().Debug("df: the store's records are unchanged since the last snapshot; serving it")
+			return inventory.Account(snap), nil
 		}
 	}
-	st, so, err := g.openStore(ctx, p, false)
+	st, so, _, err := g.openResolved(ctx, p, res, false, false)
 	if err != nil {
 		return nil, err
 	}
