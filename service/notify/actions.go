@@ -44,6 +44,7 @@ const (
 const (
 	serviceInterface   = "org.freedesktop.Notifications"
 	capabilityActions  = "actions"
+	capabilityMarkup   = "body-markup"
 	signalAction       = "ActionInvoked"
 	signalClosed       = "NotificationClosed"
 	methodCapabilities = serviceInterface + ".GetCapabilities"
@@ -219,19 +220,19 @@ func snoozedIn(b *bolt.Bucket) map[string]bool {
 	return out
 }
 
-// serverActions returns the unique name of the notification server and
-// whether it advertises the "actions" capability.
-func (n *Notifier) serverActions(ctx context.Context) (string, bool) {
+// server returns the unique name of the notification server and the
+// capabilities it advertises (none when it cannot say).
+func (n *Notifier) server(ctx context.Context) (string, []string) {
 	var owner string
 	if err := n.conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, ServiceName).Store(&owner); err != nil {
-		return "", false
+		return "", nil
 	}
 	var caps []string
 	if err := n.conn.Object(ServiceName, ServicePath).CallWithContext(ctx, methodCapabilities, 0).Store(&caps); err != nil {
 		n.log.Debug("notification server capabilities", "error", err)
-		return owner, false
+		return owner, nil
 	}
-	return owner, slices.Contains(caps, capabilityActions)
+	return owner, caps
 }
 
 // remember records (or, with no actions, forgets) what notification id is

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -261,8 +262,15 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 	}
 	actions := []string{}
 	var note *openNote
+	server, caps := n.server(ctx)
+	// A server that reads markup in bodies would take a finding's "<" or
+	// "&" for markup (dunst then drops the text it cannot parse).
+	body := sent.Body
+	if slices.Contains(caps, capabilityMarkup) {
+		body = markupEscaper.Replace(body)
+	}
 	if n.actor != nil {
-		if server, ok := n.serverActions(ctx); ok {
+		if slices.Contains(caps, capabilityActions) {
 			acts, ref := planActions(fresh, events)
 			actions = actionArray(acts)
 			note = &openNote{RunID: runID, Job: job, Ref: ref, Server: server, Until: now.Add(n.hold)}
@@ -273,7 +281,7 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 	}
 	var id uint32
 	err = n.conn.Object(ServiceName, ServicePath).CallWithContext(ctx, ServiceNotify, 0,
-		AppName, replaces, Icon, sent.Summary, sent.Body, actions, hints, n.timeout).Store(&id)
+		AppName, replaces, Icon, sent.Summary, body, actions, hints, n.timeout).Store(&id)
 	if err != nil {
 		return nil, fmt.Errorf("notify: Notify: %w", err)
 	}
@@ -422,3 +430,7 @@ func clockOrReal(c clock.Clock) clock.Clock {
 	}
 	return c
 }
+
+// markupEscaper escapes text for a body the server reads as markup (the
+// Desktop Notifications Specification's body-markup).
+var markupEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")

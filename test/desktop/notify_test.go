@@ -228,3 +228,24 @@ func TestUpdateInPlaceOnDunst(t *testing.T) {
 		t.Errorf("dunst showed %d displays, want 2 (run 2 sends nothing): %+v", len(all), all)
 	}
 }
+
+// TestMarkupEscapedOnDunst: dunst reads bodies as markup (it advertises
+// body-markup), so a finding's "<", ">" and "&" reach it escaped and are
+// shown as text, not taken for tags.
+func TestMarkupEscapedOnDunst(t *testing.T) {
+	d := testenv.StartDesktop(t)
+	n := newNotifier(t, d)
+	ref := "registry.example.com/a&b:1"
+	ev := report.Event{Kind: report.EventSignatureRejected, Severity: report.SeverityCritical,
+		Message: ref + " is rejected: signed by <release@example.com> & not trusted", Topic: "verify:" + ref,
+		Image: "3333", Reference: ref}
+	sent, err := n.NotifyRun(context.Background(), report.JobVerify, "r1", []report.Event{ev})
+	if err != nil || sent == nil {
+		t.Fatalf("NotifyRun: %v %v", sent, err)
+	}
+	s := d.NextShown(t, 10*time.Second)
+	want := "registry.example.com/a&amp;b:1 is rejected: signed by &lt;release@example.com&gt; &amp; not trusted"
+	if s.ID != sent.ID || s.Body != want {
+		t.Fatalf("dunst got body %q, want the escaped %q", s.Body, want)
+	}
+}
