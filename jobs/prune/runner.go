@@ -10,18 +10,21 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/pflag"
 
+	"github.com/stowage/stowage/jobs/prune/prunespec"
 	"github.com/stowage/stowage/jobs/prune/quadlet"
 	"github.com/stowage/stowage/jobs/shared/clock"
 	"github.com/stowage/stowage/jobs/shared/jobenv"
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/lastuse"
 	"github.com/stowage/stowage/jobs/shared/quota"
 	"github.com/stowage/stowage/jobs/shared/storeopen"
 )
 
-// Runner is `stowage run prune`.
-var Runner = jobenv.Runner{
-	Job:   jobspec.Prune,
+// Entry is the prune job as the command line lists it: its descriptor and
+// its runner.
+var Entry = jobenv.Job{Spec: prunespec.Descriptor, Runner: runner}
+
+// runner is `stowage run prune`.
+var runner = jobenv.Runner{
 	Short: "Remove dangling, unused and least recently used images within the policy's limits",
 	Long: `Plan which images and orphan layers to remove (dangling, orphan, unused_for,
 quota/LRU), never touching images in use, read-only, kept, pinned, referenced by
@@ -51,7 +54,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			}
 			clk = clock.At(t)
 		}
-		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: jobspec.Prune.UserNamespace(p, env.DryRun), Quota: true})
+		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: prunespec.Descriptor.UserNamespace(p, env.DryRun), Quota: true})
 		if err != nil {
 			return nil, err
 		}

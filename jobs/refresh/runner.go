@@ -10,15 +10,18 @@ import (
 	"github.com/spf13/pflag"
 	"go.podman.io/image/v5/types"
 
+	"github.com/stowage/stowage/jobs/refresh/refreshspec"
 	"github.com/stowage/stowage/jobs/shared/jobenv"
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/storeopen"
 )
 
-// Runner is `stowage run refresh`: check every tagged registry reference
+// Entry is the refresh job as the command line lists it: its descriptor and
+// its runner.
+var Entry = jobenv.Job{Spec: refreshspec.Descriptor, Runner: runner}
+
+// runner is `stowage run refresh`: check every tagged registry reference
 // for drift, record it, and pull where the policy says so.
-var Runner = jobenv.Runner{
-	Job:   jobspec.Refresh,
+var runner = jobenv.Runner{
 	Short: "Check local tags against their registries (HEAD first) and report drift",
 	Long: `Resolves every tagged registry reference held locally with one HEAD request
 where possible, classifies it as current, drifted, missing, blocked,
@@ -59,7 +62,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 	return func(ctx context.Context, env *jobenv.Env) (*jobenv.Output, error) {
 		p := env.Policy
 		// --pull writes layers whatever the policy's mode.
-		userNS := jobspec.Refresh.UserNamespace(p, env.DryRun) || pull != "" && !env.DryRun
+		userNS := refreshspec.Descriptor.UserNamespace(p, env.DryRun) || pull != "" && !env.DryRun
 		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: userNS})
 		if err != nil {
 			return nil, err

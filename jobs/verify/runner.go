@@ -10,14 +10,17 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/stowage/stowage/jobs/shared/jobenv"
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/storeopen"
 	"github.com/stowage/stowage/jobs/verify/integrity"
+	"github.com/stowage/stowage/jobs/verify/verifyspec"
 )
 
-// Runner is `stowage run verify [--integrity] [--mode M]`.
-var Runner = jobenv.Runner{
-	Job:   jobspec.Verify,
+// Entry is the verify job as the command line lists it: its descriptor and
+// its runner.
+var Entry = jobenv.Job{Spec: verifyspec.Descriptor, Runner: runner}
+
+// runner is `stowage run verify [--integrity] [--mode M]`.
+var runner = jobenv.Runner{
 	Short: "Re-verify local images' signatures against the trust policy (and layer integrity)",
 	Long: `Evaluate every local image, under each of its names, against the current
 containers trust policy (policy.json) with the signatures stored alongside it,
@@ -54,7 +57,7 @@ func command(f *pflag.FlagSet) jobenv.RunFunc {
 			return nil, errors.New("[verify] integrity_rate must be a size per second (\"200MiB\"), not a percentage")
 		}
 		v.Integrity = integ || v.Integrity
-		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: jobspec.Verify.UserNamespace(&p, env.DryRun)})
+		st, err := env.OpenStore(ctx, jobenv.StoreRequest{UserNamespace: verifyspec.Descriptor.UserNamespace(&p, env.DryRun)})
 		if err != nil {
 			return nil, err
 		}

@@ -9,14 +9,17 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/stowage/stowage/jobs/shared/jobenv"
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/jobs/volumes/volumesspec"
 )
 
-// Runner is `stowage run volumes`: remove unused Podman volumes the policy
+// Entry is the volumes job as the command line lists it: its descriptor and
+// its runner.
+var Entry = jobenv.Job{Spec: volumesspec.Descriptor, Runner: runner}
+
+// runner is `stowage run volumes`: remove unused Podman volumes the policy
 // lets go, through podman's REST API.
-var Runner = jobenv.Runner{
-	Job:   jobspec.Volumes,
+var runner = jobenv.Runner{
 	Short: "Remove unused (dangling) Podman volumes the policy lets go",
 	Long: `Remove dangling Podman volumes through podman's REST API: by default only
 anonymous volumes older than [volumes] min_age without a keep label. Podman's

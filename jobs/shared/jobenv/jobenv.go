@@ -1,7 +1,7 @@
 // Package jobenv is the job contract's run half: the environment one job run
 // gets and the Runner each job package exposes. `stowage run JOB` (the
 // worker the daemon starts, or a person) builds one Env and hands it to the
-// job's registered Runner; the light half, what the daemon knows about a
+// job's Runner (each job package exposes its Job: descriptor and Runner); the light half, what the daemon knows about a
 // job without linking it, is jobs/shared/jobspec.
 package jobenv
 
@@ -96,10 +96,18 @@ type Output struct {
 // error is not nil: the run reported, and still failed (exit status 1).
 type RunFunc func(ctx context.Context, env *Env) (*Output, error)
 
-// Runner is a job's run side, registered once in cmd/stowage.
+// Job is one job as the command line registers it (one line a job, in
+// cmd/stowage): its light descriptor, which the daemon reads, and its run
+// side.
+type Job struct {
+	// Spec is the job's descriptor (its name is the subcommand).
+	Spec jobspec.Descriptor
+	// Runner runs it.
+	Runner Runner
+}
+
+// Runner is a job's run side.
 type Runner struct {
-	// Job is the job's descriptor (its name is the subcommand).
-	Job jobspec.Descriptor
 	// Short and Long are the command's help.
 	Short, Long string
 	// TextFormat names the human --format ("text" when empty).

@@ -1,12 +1,18 @@
 // Package jobspec is the job contract's light half: what the daemon, its
 // adapters (D-Bus, journal, metrics, notifications) and the command line
 // know about each job without linking the job itself (which links
-// containers/storage). The registry lists every job once; a job's run side
-// (jobs/shared/jobenv.Runner) is registered beside it in cmd/stowage.
+// containers/storage). Each job's descriptor lives in its own light
+// package (jobs/JOB/JOBspec); the command line lists every job once
+// (jobenv.Job) and hands the Registry to the daemon and its adapters.
 package jobspec
 
 import (
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
@@ -41,104 +47,38 @@ type Descriptor struct {
 	FreesBytes bool
 }
 
-// The jobs.
-var (
-	// Refresh checks tags against their registries and may pull.
-	Refresh = Descriptor{
-		Name:     report.JobRefresh,
-		Schedule: func(s policy.Schedule) policy.CronSpec { return s.Refresh },
-		Mutating: func(p *policy.Policy) bool { return p.Refresh.MayPull() },
-		// Notify mode only reads the store; pull mode writes layers.
-		UserNamespace: func(p *policy.Policy, dryRun bool) bool { return !dryRun && p.Refresh.MayPull() },
-		Events:        []report.EventKind{driftDetected, imagePulled, newerVersion},
-		Gauges:        refreshGauges,
-	}
-	// Verify re-verifies signatures and, optionally, layer integrity.
-	Verify = Descriptor{
-		Name:     report.JobVerify,
-		Schedule: func(s policy.Schedule) policy.CronSpec { return s.Verify },
-		Mutating: verifyMutating,
-		// Reading subuid-owned layer files (integrity) needs the
-		// namespace just as deleting does.
-		UserNamespace: func(p *policy.Policy, dryRun bool) bool {
-			return p.Verify.Integrity || !dryRun && verifyMutating(p)
-		},
-		Events: []report.EventKind{signatureRejected, signatureRecovered, imageUntagged, imageRemoved, layerCorrupted},
-		Gauges: verifyGauges,
-	}
-	// Prune removes images and layers within the policy's limits.
-	Prune = Descriptor{
-		Name:          report.JobPrune,
-		Schedule:      func(s policy.Schedule) policy.CronSpec { return s.Prune },
-		Mutating:      func(p *policy.Policy) bool { return p.Prune.Enabled },
-		UserNamespace: func(_ *policy.Policy, dryRun bool) bool { return !dryRun },
-		Events:        []report.EventKind{imageRemoved, layerRemoved, quotaExceeded},
-		Gauges:        pruneGauges,
-		MeasuresStore: true,
-		FreesBytes:    true,
-	}
-	// Volumes removes unused Podman volumes through podman's API.
-	Volumes = Descriptor{
-		Name:       report.JobVolumes,
-		Schedule:   func(s policy.Schedule) policy.CronSpec { return s.Volumes },
-		Mutating:   func(p *policy.Policy) bool { return p.Volumes.Enabled },
-		Events:     []report.EventKind{volumeRemoved},
-		Gauges:     volumesGauges,
-		FreesBytes: true,
-	}
-)
+// ImageRemoved is the event two jobs report (verify in remove mode, prune):
+// the same kind, MESSAGE_ID and title in both descriptors.
+var ImageRemoved = report.EventKind{Kind: report.EventImageRemoved, MessageID: "b1a4361849344034acb8603b43a4d909", Title: "image removed"}
 
-// The kinds of event the jobs report.
-var (
-	driftDetected      = report.EventKind{Kind: report.EventDriftDetected, MessageID: "cd725c7e20074dc196d54004842844e7", Title: "newer image available"}
-	signatureRejected  = report.EventKind{Kind: report.EventSignatureRejected, MessageID: "c260b8f8392c43e6b9dc4507da0d6b4a", Title: "signature rejected"}
-	signatureRecovered = report.EventKind{Kind: report.EventSignatureRecovered, MessageID: "10e7153b5d0e4ae397dce9b7af608abc", Title: "signature valid again"}
-	imageRemoved       = report.EventKind{Kind: report.EventImageRemoved, MessageID: "b1a4361849344034acb8603b43a4d909", Title: "image removed"}
-	imageUntagged      = report.EventKind{Kind: report.EventImageUntagged, MessageID: "92051d9bc03a4ea787d0d1ec7e5bd36a", Title: "image untagged"}
-	imagePulled        = report.EventKind{Kind: report.EventImagePulled, MessageID: "137dbb1397cd45b28af57018733eaacd", Title: "image pulled"}
-	layerRemoved       = report.EventKind{Kind: report.EventLayerRemoved, MessageID: "ba63348b29c04226ac3e13b747de605a", Title: "layer removed"}
-	layerCorrupted     = report.EventKind{Kind: report.EventLayerCorrupted, MessageID: "63b0d8a824164a06a8f57b39911f9881", Title: "corrupted layer"}
-	volumeRemoved      = report.EventKind{Kind: report.EventVolumeRemoved, MessageID: "235991c80c64439483c5cc23866563a4", Title: "volume removed"}
-	quotaExceeded      = report.EventKind{Kind: report.EventQuotaExceeded, MessageID: "624ae96b18e848bd9efc75caeccc105b", Title: "storage quota exceeded"}
-	newerVersion       = report.EventKind{Kind: report.EventNewerVersion, MessageID: "cc82b40e678845c89fd44858e8b79ea0", Title: "newer version available"}
-)
-
-func verifyMutating(p *policy.Policy) bool {
-	return p.Verify.Mode == policy.VerifyUntag || p.Verify.Mode == policy.VerifyRemove
-}
-
-// registry is every job, in a stable order (status, metrics, docs).
-var registry = []Descriptor{Refresh, Verify, Prune, Volumes}
-
-// All returns every job's descriptor, in the registry's order.
-func All() []Descriptor { return slices.Clone(registry) }
+// Registry is every job's descriptor, in a stable order (status, metrics,
+// docs). The command line builds it from its one list of jobs and hands it
+// to the daemon and its adapters.
+type Registry []Descriptor
 
 // Names returns every job's name, in the registry's order.
-func Names() []string { return NamesOf(registry) }
-
-// NamesOf returns the names of jobs, in their order.
-func NamesOf(jobs []Descriptor) []string {
-	out := make([]string, len(jobs))
-	for i, d := range jobs {
+func (r Registry) Names() []string {
+	out := make([]string, len(r))
+	for i, d := range r {
 		out[i] = d.Name
 	}
 	return out
 }
 
 // Lookup returns the job named name.
-func Lookup(name string) (Descriptor, bool) {
-	i := slices.IndexFunc(registry, func(d Descriptor) bool { return d.Name == name })
+func (r Registry) Lookup(name string) (Descriptor, bool) {
+	i := slices.IndexFunc(r, func(d Descriptor) bool { return d.Name == name })
 	if i < 0 {
 		return Descriptor{}, false
 	}
-	return registry[i], true
+	return r[i], true
 }
 
 // EventKinds returns every kind of event the jobs report, each once, in
 // the registry's order.
-func EventKinds() []report.EventKind {
+func (r Registry) EventKinds() []report.EventKind {
 	var out []report.EventKind
-	for _, d := range registry {
+	for _, d := range r {
 		for _, k := range d.Events {
 			if !slices.ContainsFunc(out, func(o report.EventKind) bool { return o.Kind == k.Kind }) {
 				out = append(out, k)
@@ -149,8 +89,8 @@ func EventKinds() []report.EventKind {
 }
 
 // LookupEvent returns the kind of event named kind.
-func LookupEvent(kind string) (report.EventKind, bool) {
-	for _, d := range registry {
+func (r Registry) LookupEvent(kind string) (report.EventKind, bool) {
+	for _, d := range r {
 		for _, k := range d.Events {
 			if k.Kind == kind {
 				return k, true
@@ -159,3 +99,62 @@ func LookupEvent(kind string) (report.EventKind, bool) {
 	}
 	return report.EventKind{}, false
 }
+
+// Validate checks the registry: names unique and not empty, every
+// descriptor complete, each job scheduled by its own [schedule] key (the
+// field tagged with its name), gauges named stowage_JOB_… and unique, and
+// each event kind declared once (a kind two jobs report is the same value)
+// with a distinct 32-hex MESSAGE_ID and a title.
+func (r Registry) Validate() error {
+	var errs []error
+	var tagged policy.Schedule
+	sv := reflect.ValueOf(&tagged).Elem()
+	for i := range sv.NumField() {
+		if c, ok := sv.Field(i).Addr().Interface().(*policy.CronSpec); ok {
+			c.Spec = strings.Split(sv.Type().Field(i).Tag.Get("toml"), ",")[0]
+		}
+	}
+	seen := map[string]bool{}
+	kinds := map[string]report.EventKind{}
+	ids := map[string]string{}
+	for _, d := range r {
+		if d.Name == "" || seen[d.Name] {
+			errs = append(errs, fmt.Errorf("job name %q empty or repeated", d.Name))
+		}
+		seen[d.Name] = true
+		if d.Schedule == nil || d.Mutating == nil {
+			errs = append(errs, fmt.Errorf("job %s: no schedule or mutating rule", d.Name))
+			continue
+		}
+		if got := d.Schedule(tagged).Spec; got != d.Name {
+			errs = append(errs, fmt.Errorf("job %s: scheduled by [schedule] %q, want its own key", d.Name, got))
+		}
+		for _, g := range d.Gauges {
+			if !strings.HasPrefix(g.Name, "stowage_"+d.Name+"_") || g.Help == "" || len(g.Figures) == 0 || seen[g.Name] {
+				errs = append(errs, fmt.Errorf("job %s: gauge %s: want a unique stowage_%s_ name, help and figures", d.Name, g.Name, d.Name))
+			}
+			seen[g.Name] = true
+			for _, f := range g.Figures {
+				if f.Key == "" || (f.Label == "") != (g.Label == "") {
+					errs = append(errs, fmt.Errorf("job %s: gauge %s figure %+v: key and label value (iff the gauge has a label) required", d.Name, g.Name, f))
+				}
+			}
+		}
+		for _, k := range d.Events {
+			if prev, ok := kinds[k.Kind]; ok && prev != k {
+				errs = append(errs, fmt.Errorf("event kind %s declared differently: %+v and %+v", k.Kind, prev, k))
+			}
+			kinds[k.Kind] = k
+			if !messageID.MatchString(k.MessageID) || k.Title == "" {
+				errs = append(errs, fmt.Errorf("event kind %+v: MESSAGE_ID not 32 hex digits, or no title", k))
+			}
+			if other, ok := ids[k.MessageID]; ok && other != k.Kind {
+				errs = append(errs, fmt.Errorf("event kinds %s and %s share MESSAGE_ID %s", k.Kind, other, k.MessageID))
+			}
+			ids[k.MessageID] = k.Kind
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var messageID = regexp.MustCompile(`^[0-9a-f]{32}$`)
