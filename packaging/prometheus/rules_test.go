@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/stowage/stowage/service/metrics"
+	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -92,7 +93,7 @@ func metricNames(text string) []string {
 }
 
 func documented(name string) bool {
-	return slices.ContainsFunc(metrics.Families, func(f metrics.Family) bool { return f.Name == name })
+	return slices.ContainsFunc(metrics.Families(testjobs.Registry()), func(f metrics.Family) bool { return f.Name == name })
 }
 
 // exprs are the rule expressions (the annotations name metrics in prose).
@@ -146,7 +147,7 @@ func TestRulesAndDashboardUseDocumentedMetrics(t *testing.T) {
 	}
 	// No rule relies on a live-only series: the textfile lacks them.
 	for _, n := range metricNames(exprs(t)) {
-		for _, f := range metrics.Families {
+		for _, f := range metrics.Families(testjobs.Registry()) {
 			if f.Name == n && f.Live {
 				t.Errorf("%s uses %s, which is not in the textfile", rules, n)
 			}

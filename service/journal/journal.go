@@ -23,7 +23,6 @@ import (
 
 	sdjournal "github.com/coreos/go-systemd/v22/journal"
 
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/report"
 )
 
@@ -31,7 +30,8 @@ import (
 const Identifier = "stowage"
 
 // Daemon event kinds; the jobs' kinds are listed in their descriptors
-// (jobspec.EventKinds).
+// (jobspec.Registry.EventKinds), which the command line hands over
+// (Options.Events).
 const (
 	KindJobStarted    = "job_started"
 	KindJobFinished   = "job_finished"
@@ -63,7 +63,7 @@ const (
 )
 
 // daemonMessageIDs are the daemon's own kinds' MESSAGE_IDs; the jobs'
-// kinds are in their descriptors (jobspec.EventKinds). Never change one:
+// kinds are in their descriptors (jobspec.Registry.EventKinds). Never change one:
 // catalogs and users' journalctl filters refer to them.
 var daemonMessageIDs = map[string]string{
 	KindJobStarted:    "ba3dcf5d82c24bfc97f7b7506ab11755",
@@ -72,20 +72,11 @@ var daemonMessageIDs = map[string]string{
 	KindPolicyInvalid: "ad26ecb2bf3e4641adb805017cb91ffd",
 }
 
-// MessageID returns the MESSAGE_ID of an event kind, or "" for an unknown kind.
-func MessageID(kind string) string {
-	if id, ok := daemonMessageIDs[kind]; ok {
-		return id
-	}
-	k, _ := jobspec.LookupEvent(kind)
-	return k.MessageID
-}
-
 // MessageIDs returns the kind → MESSAGE_ID table: the daemon's kinds and
-// every registered job's.
-func MessageIDs() map[string]string {
+// the jobs' (events).
+func MessageIDs(events []report.EventKind) map[string]string {
 	m := maps.Clone(daemonMessageIDs)
-	for _, k := range jobspec.EventKinds() {
+	for _, k := range events {
 		m[k.Kind] = k.MessageID
 	}
 	return m
@@ -118,12 +109,17 @@ type Options struct {
 	// ForceStderr skips the journal even when its socket exists (e.g. when
 	// stderr already is a journal stream and the caller prefers it).
 	ForceStderr bool
+	// Events are the jobs' kinds of event (jobspec.Registry.EventKinds):
+	// a record whose "kind" is one of them, or the daemon's, gets its
+	// MESSAGE_ID.
+	Events []report.EventKind
 }
 
 // Handler is an slog.Handler writing to journald or, without it, to stderr.
 type Handler struct {
 	level   slog.Leveler
 	journal bool
+	ids     map[string]string // kind → MESSAGE_ID (MessageIDs)
 	out     *lockedWriter
 	attrs   []slog.Attr // pre-resolved attrs from WithAttrs, already prefixed
 	group   string      // current group prefix, "" or "A_B_"
@@ -139,7 +135,7 @@ var _ slog.Handler = (*Handler)(nil)
 // NewHandler returns a Handler that sends to the journal when it is
 // reachable (journal.Enabled) and to stderr otherwise.
 func NewHandler(opts Options) *Handler {
-	h := &Handler{level: opts.Level}
+	h := &Handler{level: opts.Level, ids: MessageIDs(opts.Events)}
 	if h.level == nil {
 		h.level = slog.LevelInfo
 	}
@@ -212,7 +208,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	})
 	pri := Priority(r.Level)
 	if h.journal {
-		err := sdjournal.Send(r.Message, sdjournal.Priority(pri), Fields(attrs))
+		err := sdjournal.Send(r.Message, sdjournal.Priority(pri), Fields(attrs, h.ids))
 		if err == nil {
 			return nil
 		}
@@ -237,13 +233,13 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 
 // Fields turns attributes into journal fields (without MESSAGE and
 // PRIORITY, which journal.Send adds): SYSLOG_IDENTIFIER, MESSAGE_ID for a
-// known "kind" and STOWAGE_<KEY> for every attribute.
-func Fields(attrs []slog.Attr) map[string]string {
+// "kind" in ids (MessageIDs) and STOWAGE_<KEY> for every attribute.
+func Fields(attrs []slog.Attr, ids map[string]string) map[string]string {
 	f := map[string]string{"SYSLOG_IDENTIFIER": Identifier}
 	for _, a := range attrs {
 		v := valueString(a.Value)
 		if a.Key == AttrKind {
-			if id := MessageID(v); id != "" {
+			if id := ids[v]; id != "" {
 				f["MESSAGE_ID"] = id
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -62,7 +63,7 @@ func TestMessageIDsCoverKinds(t *testing.T) {
 	hex := regexp.MustCompile(`^[0-9a-f]{32}$`)
 	seen := map[string]string{}
 	for _, k := range kinds {
-		id := MessageID(k)
+		id := testIDs[k]
 		if !hex.MatchString(id) {
 			t.Errorf("kind %s: MESSAGE_ID %q is not 32 lower-case hex digits", k, id)
 		}
@@ -71,15 +72,15 @@ func TestMessageIDsCoverKinds(t *testing.T) {
 		}
 		seen[id] = k
 	}
-	if len(MessageIDs()) != len(kinds) {
+	if len(testIDs) != len(kinds) {
 		t.Errorf("MessageIDs has %d kinds, the test knows %d: update the test and the catalog",
-			len(MessageIDs()), len(kinds))
+			len(testIDs), len(kinds))
 	}
 }
 
 func TestStderrFallback(t *testing.T) {
 	var buf bytes.Buffer
-	h := NewHandler(Options{Stderr: &buf, ForceStderr: true})
+	h := NewHandler(Options{Stderr: &buf, ForceStderr: true, Events: testjobs.Registry().EventKinds()})
 	if h.UsesJournal() {
 		t.Fatal("ForceStderr handler uses the journal")
 	}
@@ -157,7 +158,7 @@ func TestJournalDatagrams(t *testing.T) {
 	if strings.TrimSpace(string(out)) != "true" {
 		t.Fatalf("helper did not detect the journal socket: %q", out)
 	}
-	ids := MessageIDs()
+	ids := testIDs
 	var entries []map[string]string
 	deadline := time.After(10 * time.Second)
 	for len(entries) < len(ids)+6 {
@@ -301,7 +302,7 @@ func parseCatalog(t *testing.T, path string) []string {
 }
 
 func TestCatalogMatchesCode(t *testing.T) {
-	code := slices.Sorted(maps.Values(MessageIDs()))
+	code := slices.Sorted(maps.Values(testIDs))
 	cat := parseCatalog(t, "stowage.catalog")
 	slices.Sort(cat)
 	if !slices.Equal(cat, code) {
@@ -432,7 +433,7 @@ func TestRealJournald(t *testing.T) {
 	errFile := filepath.Join(t.TempDir(), "emit.err")
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", realJournalScript)
 	cmd.Env = append(os.Environ(), "CATDIR="+catDir, "EMIT="+bin, "EMIT_ERR="+errFile,
-		"DRIFT_ID="+MessageID(report.EventDriftDetected))
+		"DRIFT_ID="+testIDs[report.EventDriftDetected])
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -446,7 +447,7 @@ func TestRealJournald(t *testing.T) {
 	if !ok {
 		t.Fatalf("no catalog section in output:\n%s", out)
 	}
-	ids := MessageIDs()
+	ids := testIDs
 	byID := map[string]map[string]any{}
 	for _, line := range strings.Split(strings.TrimSpace(entriesOut), "\n") {
 		var e map[string]any
@@ -481,3 +482,6 @@ func TestRealJournald(t *testing.T) {
 		t.Errorf("journalctl -x did not expand the catalog entry:\n%s", catalogOut)
 	}
 }
+
+// testIDs is the MESSAGE_ID table of the daemon's kinds and the real jobs'.
+var testIDs = MessageIDs(testjobs.Registry().EventKinds())

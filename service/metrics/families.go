@@ -42,12 +42,14 @@ func (f Family) TypeName() string {
 	return "gauge"
 }
 
-// Families is every metric family stowage exports (besides the Go and
-// process collectors on the live endpoints), in exposition order: the
-// families every job has, then each registered job's gauges. The README's
-// metrics section, the alerting rules and the dashboard may only use these
-// (a test checks).
-var Families = append(slices.Clone(jobFamilies), gaugeFamilies(jobspec.All())...)
+// Families is every metric family stowage exports for jobs (besides the Go
+// and process collectors on the live endpoints), in exposition order: the
+// families every job has, then each job's gauges. The README's metrics
+// section, the alerting rules and the dashboard may only use these (a test
+// checks).
+func Families(jobs jobspec.Registry) []Family {
+	return append(slices.Clone(jobFamilies), gaugeFamilies(jobs)...)
+}
 
 // jobFamilies are the families of every job and the daemon's own.
 var jobFamilies = []Family{
@@ -97,10 +99,8 @@ type fromReport struct {
 	omitZero bool
 }
 
-// reportFigures are the report figures exported, per job. Figures a report
+// figuresOf lists the report figures exported, per job. Figures a report
 // lacks are not exported (e.g. the quota ones without a quota).
-var reportFigures = figuresOf(jobspec.All())
-
 func figuresOf(jobs []jobspec.Descriptor) []fromReport {
 	var out []fromReport
 	for _, d := range jobs {

@@ -35,13 +35,15 @@ type Metrics struct {
 	built   []prometheus.Metric
 	running map[string]bool
 
+	cat  *catalog
 	live *prometheus.Registry
 	file *prometheus.Registry
 }
 
-// New returns metrics with nothing recorded yet; Update fills them.
-func New() *Metrics {
-	m := &Metrics{running: map[string]bool{}, live: prometheus.NewRegistry(), file: prometheus.NewRegistry()}
+// New returns metrics for jobs with nothing recorded yet; Update fills
+// them.
+func New(jobs jobspec.Registry) *Metrics {
+	m := &Metrics{running: map[string]bool{}, cat: newCatalog(jobs), live: prometheus.NewRegistry(), file: prometheus.NewRegistry()}
 	m.live.MustRegister(collector{m: m, live: true},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.file.MustRegister(collector{m: m})
@@ -71,27 +73,28 @@ func (m *Metrics) SetRunning(job string, on bool) {
 
 // Update replaces the figures with those built from in.
 func (m *Metrics) Update(in Input) {
-	built := Build(in)
+	built := m.cat.build(in)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.built = built
 }
 
-var descs = func() map[string]*prometheus.Desc {
-	out := make(map[string]*prometheus.Desc, len(Families))
-	for _, f := range Families {
-		out[f.Name] = prometheus.NewDesc(f.Name, f.Help, f.Labels, nil)
-	}
-	return out
-}()
+// catalog is every family of the jobs' metrics, described once.
+type catalog struct {
+	jobs    jobspec.Registry
+	descs   map[string]*prometheus.Desc
+	types   map[string]prometheus.ValueType
+	figures []fromReport
+}
 
-var familyType = func() map[string]prometheus.ValueType {
-	out := make(map[string]prometheus.ValueType, len(Families))
-	for _, f := range Families {
-		out[f.Name] = f.Type
+func newCatalog(jobs jobspec.Registry) *catalog {
+	c := &catalog{jobs: jobs, descs: map[string]*prometheus.Desc{}, types: map[string]prometheus.ValueType{}, figures: figuresOf(jobs)}
+	for _, f := range Families(jobs) {
+		c.descs[f.Name] = prometheus.NewDesc(f.Name, f.Help, f.Labels, nil)
+		c.types[f.Name] = f.Type
 	}
-	return out
-}()
+	return c
+}
 
 // collector emits the built figures (and, live, the running gauges). It
 // describes nothing up front (an unchecked collector): its series depend on
@@ -117,29 +120,29 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if !c.live {
 		return
 	}
-	for _, job := range jobsOf(slices.Collect(maps.Keys(running))) {
-		ch <- gauge("stowage_job_running", b2f(running[job]), job)
+	for _, job := range c.m.cat.jobsOf(slices.Collect(maps.Keys(running))) {
+		ch <- c.m.cat.gauge("stowage_job_running", b2f(running[job]), job)
 	}
 }
 
-// Build turns in into const metrics. Pure.
-func Build(in Input) []prometheus.Metric {
+// build turns in into const metrics. Pure.
+func (c *catalog) build(in Input) []prometheus.Metric {
 	var out []prometheus.Metric
-	jobs := jobsOf(slices.Collect(maps.Keys(in.Last)), slices.Collect(maps.Keys(in.Stats)), slices.Collect(maps.Keys(in.Periods)))
+	jobs := c.jobsOf(slices.Collect(maps.Keys(in.Last)), slices.Collect(maps.Keys(in.Stats)), slices.Collect(maps.Keys(in.Periods)))
 	for _, job := range jobs {
 		if r := in.Last[job]; r != nil && !r.Finished.IsZero() {
 			out = append(out,
-				gauge("stowage_job_last_run_timestamp_seconds", unixSeconds(r.Finished), job),
-				gauge("stowage_job_last_run_success", b2f(r.Outcome == api.OutcomeSucceeded), job),
-				gauge("stowage_job_last_run_duration_seconds", r.Duration().Seconds(), job))
+				c.gauge("stowage_job_last_run_timestamp_seconds", unixSeconds(r.Finished), job),
+				c.gauge("stowage_job_last_run_success", b2f(r.Outcome == api.OutcomeSucceeded), job),
+				c.gauge("stowage_job_last_run_duration_seconds", r.Duration().Seconds(), job))
 		}
 		st := in.Stats[job]
 		if !st.LastSuccess.IsZero() {
-			out = append(out, gauge("stowage_job_last_success_timestamp_seconds", unixSeconds(st.LastSuccess), job))
+			out = append(out, c.gauge("stowage_job_last_success_timestamp_seconds", unixSeconds(st.LastSuccess), job))
 		}
 		// Every outcome from 0, so increase() sees the first failure.
 		for _, o := range []api.Outcome{api.OutcomeSucceeded, api.OutcomeFailed, api.OutcomeTimedOut, api.OutcomeCanceled} {
-			out = append(out, prometheus.MustNewConstMetric(descs["stowage_job_runs_total"], prometheus.CounterValue,
+			out = append(out, prometheus.MustNewConstMetric(c.descs["stowage_job_runs_total"], prometheus.CounterValue,
 				float64(st.Runs[o]), job, string(o)))
 		}
 		buckets := make(map[float64]uint64, len(runs.DurationBuckets))
@@ -150,18 +153,18 @@ func Build(in Input) []prometheus.Metric {
 				buckets[ub] = 0
 			}
 		}
-		out = append(out, prometheus.MustNewConstHistogram(descs["stowage_job_duration_seconds"],
+		out = append(out, prometheus.MustNewConstHistogram(c.descs["stowage_job_duration_seconds"],
 			st.DurationCount, st.DurationSum, buckets, job))
-		if d, ok := jobspec.Lookup(job); ok && d.FreesBytes {
-			out = append(out, prometheus.MustNewConstMetric(descs["stowage_job_freed_bytes_total"], prometheus.CounterValue,
+		if d, ok := c.jobs.Lookup(job); ok && d.FreesBytes {
+			out = append(out, prometheus.MustNewConstMetric(c.descs["stowage_job_freed_bytes_total"], prometheus.CounterValue,
 				st.FreedBytes, job))
 		}
 		if p := in.Periods[job]; p > 0 {
-			out = append(out, gauge("stowage_job_schedule_period_seconds", p.Seconds(), job))
+			out = append(out, c.gauge("stowage_job_schedule_period_seconds", p.Seconds(), job))
 		}
 	}
-	out = append(out, gauge("stowage_policy_valid", b2f(!in.PolicyInvalid)))
-	for _, f := range reportFigures {
+	out = append(out, c.gauge("stowage_policy_valid", b2f(!in.PolicyInvalid)))
+	for _, f := range c.figures {
 		v, ok := in.Stats[f.job].Metrics[f.key]
 		if !ok || f.omitZero && v == 0 {
 			continue
@@ -170,15 +173,15 @@ func Build(in Input) []prometheus.Metric {
 		if f.label != "" {
 			labels = []string{f.label}
 		}
-		out = append(out, prometheus.MustNewConstMetric(descs[f.family], familyType[f.family], v, labels...))
+		out = append(out, prometheus.MustNewConstMetric(c.descs[f.family], c.types[f.family], v, labels...))
 	}
 	return out
 }
 
 // jobsOf lists every registered job, then any other name given, sorted.
-func jobsOf(names ...[]string) []string {
+func (c *catalog) jobsOf(names ...[]string) []string {
 	seen := map[string]bool{}
-	out := jobspec.Names()
+	out := c.jobs.Names()
 	for _, j := range out {
 		seen[j] = true
 	}
@@ -195,8 +198,8 @@ func jobsOf(names ...[]string) []string {
 	return append(out, extra...)
 }
 
-func gauge(name string, v float64, labels ...string) prometheus.Metric {
-	d, ok := descs[name]
+func (c *catalog) gauge(name string, v float64, labels ...string) prometheus.Metric {
+	d, ok := c.descs[name]
 	if !ok {
 		panic(fmt.Sprintf("metrics: undocumented family %s", name)) // a bug, caught by the tests
 	}

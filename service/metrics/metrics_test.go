@@ -16,6 +16,7 @@ import (
 
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
+	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/service/runs"
 	"github.com/stowage/stowage/test/testenv"
 )
@@ -67,7 +68,7 @@ func gather(t *testing.T, g prometheus.Gatherer) string {
 }
 
 func TestBuild(t *testing.T) {
-	m := New()
+	m := New(testjobs.Registry())
 	m.Update(fullInput())
 	m.SetRunning("verify", true)
 	file, live := gather(t, m.File()), gather(t, m.Live())
@@ -124,7 +125,7 @@ func TestBuild(t *testing.T) {
 	}
 	// Every documented family appears (so none is documented but dead),
 	// with its documented type.
-	for _, f := range Families {
+	for _, f := range Families(testjobs.Registry()) {
 		if !strings.Contains(live, "# TYPE "+f.Name+" "+f.TypeName()+"\n") {
 			t.Errorf("family %s (%s) not exported", f.Name, f.TypeName())
 		}
@@ -137,7 +138,7 @@ func TestBuildOmits(t *testing.T) {
 		Stats:         map[string]runs.Stats{"refresh": {Metrics: map[string]float64{"drift_pending": 0, "drift_oldest_first_seen": 0}}},
 		PolicyInvalid: true,
 	}
-	m := New()
+	m := New(testjobs.Registry())
 	m.Update(in)
 	text := gather(t, m.File())
 	for _, absent := range []string{"stowage_refresh_drift_oldest_first_seen_timestamp_seconds", "stowage_job_last_run_timestamp_seconds",
@@ -156,7 +157,7 @@ func TestBuildOmits(t *testing.T) {
 
 // TestPromtoolCheckMetrics runs promtool's linter on both expositions.
 func TestPromtoolCheckMetrics(t *testing.T) {
-	m := New()
+	m := New(testjobs.Registry())
 	m.Update(fullInput())
 	m.SetRunning("prune", true)
 	for name, g := range map[string]prometheus.Gatherer{"textfile": m.File(), "live": m.Live()} {
@@ -241,7 +242,7 @@ func TestWriteTextfile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("old\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := New()
+	m := New(testjobs.Registry())
 	m.Update(fullInput())
 	old := syscall.Umask(0o077) // the file is 0644 whatever the umask
 	err := WriteTextfile(path, m.File())
@@ -278,7 +279,7 @@ func TestREADMEDocumentsEveryFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	readme := string(b)
-	for _, f := range Families {
+	for _, f := range Families(testjobs.Registry()) {
 		row := regexp.MustCompile("(?m)^\\| `" + regexp.QuoteMeta(f.Name) + "(\\{[^`]*\\})?` \\| " + f.TypeName() + " \\|")
 		if !row.MatchString(readme) {
 			t.Errorf("README has no row `| `%s{...}` | %s | ...`", f.Name, f.TypeName())

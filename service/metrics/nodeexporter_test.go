@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -19,7 +20,7 @@ import (
 func TestNodeExporterReadsTextfile(t *testing.T) {
 	testenv.RequireTool(t, "prometheus-node-exporter")
 	dir := t.TempDir()
-	m := New()
+	m := New(testjobs.Registry())
 	m.Update(fullInput())
 	if err := WriteTextfile(filepath.Join(dir, TextfileName), m.File()); err != nil {
 		t.Fatal(err)

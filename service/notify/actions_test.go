@@ -16,6 +16,7 @@ import (
 	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -139,7 +140,7 @@ func (e *actionEnv) notifier(t *testing.T, now func() time.Time) *Notifier {
 		t.Fatal(err)
 	}
 	n, err := New(Options{Conn: c, State: db, Policy: policy.Notify{Desktop: true, MinUrgency: policy.UrgencyNormal},
-		Clock: nowClock(now), Actor: e.actor, ReportDir: e.reports,
+		Events: testjobs.Registry().EventKinds(), Clock: nowClock(now), Actor: e.actor, ReportDir: e.reports,
 		Opener: []string{"sh", "-c", `printf %s "$1" > "$0"`, e.opened}})
 	if err != nil {
 		t.Fatal(err)

@@ -35,7 +35,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/stowage/stowage/jobs/shared/clock"
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
@@ -98,6 +97,9 @@ type Options struct {
 	// Opener opens a report file (the path is appended); nil means
 	// DefaultOpener.
 	Opener []string
+	// Events are the jobs' kinds of event (jobspec.Registry.EventKinds),
+	// whose titles name a finding; an unknown kind is named after itself.
+	Events []report.EventKind
 	// Hold bounds how long a notification with actions counts as open
 	// (ActionsOpen) when no NotificationClosed arrives: DefaultHold when 0,
 	// and at most Timeout plus a minute when Timeout is set.
@@ -111,6 +113,7 @@ type Notifier struct {
 	log     *slog.Logger
 	now     func() time.Time
 	timeout int32
+	events  []report.EventKind
 
 	mu  sync.Mutex // serialises runs (seen-set read-modify-write) and guards pol
 	pol policy.Notify
@@ -133,7 +136,7 @@ func New(opts Options) (*Notifier, error) {
 	if opts.Conn == nil || opts.State == nil {
 		return nil, errors.New("notify: New needs a bus connection and a state DB")
 	}
-	n := &Notifier{conn: opts.Conn, db: opts.State, log: opts.Logger, now: clockOrReal(opts.Clock).Now, pol: opts.Policy, timeout: -1,
+	n := &Notifier{conn: opts.Conn, db: opts.State, log: opts.Logger, now: clockOrReal(opts.Clock).Now, pol: opts.Policy, timeout: -1, events: opts.Events,
 		actor: opts.Actor, reportDir: opts.ReportDir, opener: opts.Opener, hold: opts.Hold, open: map[uint32]openNote{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if n.log == nil {
@@ -237,7 +240,7 @@ func (n *Notifier) NotifyRun(ctx context.Context, job, runID string, events []re
 		if len(fresh) == 0 {
 			return nil
 		}
-		sent = compose(job, fresh)
+		sent = compose(n.events, job, fresh)
 		if b == nil {
 			return nil
 		}
@@ -376,8 +379,9 @@ func eventTopic(job string, ev report.Event) string {
 }
 
 // compose builds the one notification of a run: the topic and urgency of
-// its most severe finding, a summary line, and one body line per finding.
-func compose(job string, fresh []report.Event) Sent {
+// its most severe finding, a summary line, and one body line per finding;
+// events title the kinds.
+func compose(events []report.EventKind, job string, fresh []report.Event) Sent {
 	lead := fresh[0]
 	for _, ev := range fresh[1:] {
 		if urgency(policy.Urgency(ev.Severity)) > urgency(policy.Urgency(lead.Severity)) {
@@ -386,7 +390,7 @@ func compose(job string, fresh []report.Event) Sent {
 	}
 	s := Sent{Topic: eventTopic(job, lead), Urgency: urgency(policy.Urgency(lead.Severity)), Findings: len(fresh)}
 	if len(fresh) == 1 {
-		s.Summary = fmt.Sprintf("stowage %s: %s", job, kindTitle(lead.Kind))
+		s.Summary = fmt.Sprintf("stowage %s: %s", job, kindTitle(events, lead.Kind))
 	} else {
 		s.Summary = fmt.Sprintf("stowage %s: %d new findings", job, len(fresh))
 	}
@@ -398,7 +402,7 @@ func compose(job string, fresh []report.Event) Sent {
 		}
 		msg := ev.Message
 		if msg == "" {
-			msg = strings.TrimSpace(kindTitle(ev.Kind) + " " + firstNonEmpty(ev.Reference, ev.Image, ev.Volume))
+			msg = strings.TrimSpace(kindTitle(events, ev.Kind) + " " + firstNonEmpty(ev.Reference, ev.Image, ev.Volume))
 		}
 		lines = append(lines, msg)
 	}
@@ -416,9 +420,9 @@ func firstNonEmpty(ss ...string) string {
 }
 
 // kindTitle names an event kind: its title in the job's descriptor.
-func kindTitle(kind string) string {
-	if k, ok := jobspec.LookupEvent(kind); ok {
-		return k.Title
+func kindTitle(events []report.EventKind, kind string) string {
+	if i := slices.IndexFunc(events, func(k report.EventKind) bool { return k.Kind == kind }); i >= 0 {
+		return events[i].Title
 	}
 	return strings.ReplaceAll(kind, "_", " ")
 }

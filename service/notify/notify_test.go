@@ -13,6 +13,7 @@ import (
 	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -89,7 +90,7 @@ func newNotifier(t *testing.T, bus *testenv.DBus, stateDir string, p policy.Noti
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := New(Options{Conn: c, State: db, Policy: p,
+	n, err := New(Options{Conn: c, State: db, Policy: p, Events: testjobs.Registry().EventKinds(),
 		Clock: clock.At(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))})
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +258,7 @@ func TestCompose(t *testing.T) {
 			maxBodyFindings + 1, "… and 2 more", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := compose("prune", tc.events)
+			s := compose(testjobs.Registry().EventKinds(), "prune", tc.events)
 			lines := strings.Split(s.Body, "\n")
 			if s.Topic != tc.topic || s.Summary != tc.summary || len(lines) != tc.bodyLines ||
 				lines[len(lines)-1] != tc.lastLine || s.Urgency != tc.urgency {
@@ -265,7 +266,7 @@ func TestCompose(t *testing.T) {
 			}
 		})
 	}
-	if s := compose("volumes", many[:1]); s.Body != "volume removed v0" {
+	if s := compose(testjobs.Registry().EventKinds(), "volumes", many[:1]); s.Body != "volume removed v0" {
 		t.Errorf("body without message = %q", s.Body)
 	}
 }

@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/stowage/stowage/jobs/shared/report"
+	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/service/journal"
 )
 
 func main() {
-	h := journal.NewHandler(journal.Options{Level: slog.LevelDebug})
+	events := testjobs.Registry().EventKinds()
+	h := journal.NewHandler(journal.Options{Level: slog.LevelDebug, Events: events})
 	fmt.Println(h.UsesJournal())
 	log := slog.New(h)
 	ctx := context.Background()
@@ -29,7 +31,7 @@ func main() {
 		return
 	}
 	kinds := make([]string, 0)
-	for k := range journal.MessageIDs() {
+	for k := range journal.MessageIDs(events) {
 		kinds = append(kinds, k)
 	}
 	slices.Sort(kinds)
