@@ -27,6 +27,7 @@ import (
 	"github.com/stowage/stowage/service/runs"
 	"github.com/stowage/stowage/service/worker"
 	"github.com/stowage/stowage/test/testenv"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 // The files packaging installs, tested against the agent and the daemon.
@@ -149,7 +150,7 @@ func startSystemDaemon(t *testing.T, bus *testenv.DBus, dir, eventsFile string) 
 	script := `printf '{"job":"%s","summary":"args %s","events":%s,"metrics":{}}\n' "$2" "$*" "$(cat ` + eventsFile + `)"`
 	sock := filepath.Join(dir, "run", "stowage.sock")
 	d, err := daemon.New(daemon.Options{
-		System: true, Version: "test",
+		System: true, Version: "test", Jobs: testjobs.Registry(),
 		LoadPolicy: func() (*policy.Snapshot, error) { return policy.LoadSnapshot(policy.LoadOptions{Path: pol}) },
 		Runs:       runs.New(db, 0),
 		Spawner:    &worker.Spawner{Exe: "/bin/sh", GlobalArgs: []string{"-c", script, "sh"}, Env: os.Environ()},
@@ -160,7 +161,7 @@ func startSystemDaemon(t *testing.T, bus *testenv.DBus, dir, eventsFile string) 
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	sd := &systemDaemon{c: client.New(sock), cancel: cancel, done: make(chan error, 1)}
+	sd := &systemDaemon{c: client.New(sock, nil), cancel: cancel, done: make(chan error, 1)}
 	go func() { sd.done <- d.Run(ctx) }()
 	waitFor(t, "system daemon on the bus", func() bool {
 		st, err := sd.c.Status(t.Context())
@@ -230,7 +231,7 @@ func startAgentAt(t *testing.T, sysAddr func() string, sessionBus *testenv.DBus,
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := notify.New(notify.Options{Conn: session, State: db, Policy: policy.Default().Notify})
+	n, err := notify.New(notify.Options{Conn: session, State: db, Policy: policy.Default().Notify, Events: testjobs.Registry().EventKinds()})
 	if err != nil {
 		t.Fatal(err)
 	}

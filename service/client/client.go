@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/service/api"
 )
 
@@ -36,18 +35,23 @@ var ErrEmptyJob = errors.New("job name is empty")
 var ErrEmptyRun = errors.New("run id is empty")
 
 // emptyJob is ErrEmptyJob with the job names to choose from.
-func emptyJob() error {
-	return fmt.Errorf("%w; one of %s", ErrEmptyJob, strings.Join(jobspec.Names(), ", "))
+func (c *Client) emptyJob() error {
+	if len(c.jobs) == 0 {
+		return ErrEmptyJob
+	}
+	return fmt.Errorf("%w; one of %s", ErrEmptyJob, strings.Join(c.jobs, ", "))
 }
 
 // Client is a control API client; safe for concurrent use.
 type Client struct {
 	socket string
+	jobs   []string
 	http   *http.Client
 }
 
-// New returns a client for the daemon listening on socket.
-func New(socket string) *Client {
+// New returns a client for the daemon listening on socket; jobs are the
+// job names an empty name's error lists (jobspec.Registry.Names).
+func New(socket string, jobs []string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -56,7 +60,7 @@ func New(socket string) *Client {
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+	return &Client{socket: socket, jobs: jobs, http: &http.Client{Transport: tr}}
 }
 
 // Socket is the socket path the client dials.
@@ -148,7 +152,7 @@ func (c *Client) Jobs(ctx context.Context) ([]api.Job, error) {
 // Trigger starts a run of job now and returns it (queued or running).
 func (c *Client) Trigger(ctx context.Context, job string, dryRun bool) (*api.Run, error) {
 	if job == "" {
-		return nil, emptyJob()
+		return nil, c.emptyJob()
 	}
 	var r api.Run
 	return &r, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(job)+"/runs", api.TriggerRequest{DryRun: dryRun}, &r)
@@ -166,7 +170,7 @@ func (c *Client) Run(ctx context.Context, id string) (*api.Run, error) {
 // Latest returns job's newest run.
 func (c *Client) Latest(ctx context.Context, job string) (*api.Run, error) {
 	if job == "" {
-		return nil, emptyJob()
+		return nil, c.emptyJob()
 	}
 	var r api.Run
 	return &r, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(job)+"/last", nil, &r)

@@ -66,7 +66,7 @@ func TestPullActionPullsTheImage(t *testing.T) {
 		<-exited
 		t.Logf("daemon stderr:\n%s", stderr.String())
 	})
-	c := client.New(sock)
+	c := client.New(sock, nil)
 	t.Cleanup(func() { c.Close() })
 	ctx := t.Context()
 	waitFor(t, "daemon up", func() bool { _, err := c.Status(ctx); return err == nil })

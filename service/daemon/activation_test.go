@@ -126,7 +126,7 @@ func TestSocketActivation(t *testing.T) {
 		t.Fatal("READY=1 before the first connection: the daemon was not socket-activated")
 	}
 
-	c := client.New(sock)
+	c := client.New(sock, nil)
 	defer c.Close()
 	st, err := c.Status(t.Context())
 	if err != nil {

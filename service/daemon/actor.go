@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stowage/stowage/jobs/shared/jobspec"
+	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/notify"
 	"github.com/stowage/stowage/service/scheduler"
@@ -23,7 +23,7 @@ var _ notify.Actor = notifyActor{}
 
 // Prune is RunJob("prune", dryRun=false).
 func (a notifyActor) Prune(ctx context.Context) (string, error) {
-	return whenFree(ctx, func() (*api.Run, error) { return a.d.Trigger(jobspec.Prune.Name, false) })
+	return whenFree(ctx, func() (*api.Run, error) { return a.d.Trigger(report.JobPrune, false) })
 }
 
 // Pull is a refresh run of ref alone in pull mode (refresh --pull REF).

@@ -10,7 +10,6 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/pins"
 	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/policy"
@@ -56,7 +55,7 @@ func (d *Daemon) startBus() func() {
 	b.srv = srv
 	d.busSrv = srv
 	if !d.opts.System && d.opts.State != nil {
-		n, err := notify.New(notify.Options{Conn: conn, State: d.opts.State, Policy: d.Policy().Notify, Logger: d.log,
+		n, err := notify.New(notify.Options{Conn: conn, State: d.opts.State, Policy: d.Policy().Notify, Logger: d.log, Events: d.opts.Jobs.EventKinds(),
 			Actor: notifyActor{d}, Opener: d.opts.ReportOpener})
 		if err != nil {
 			d.log.Warn("desktop notifications off", "error", err)
@@ -126,7 +125,7 @@ func (b *busObserver) RunFinished(ctx context.Context, r *api.Run) {
 			b.d.log.Warn("D-Bus signal", "error", err)
 		}
 	}
-	if d, ok := jobspec.Lookup(r.Job); ok && d.MeasuresStore {
+	if d, ok := b.d.opts.Jobs.Lookup(r.Job); ok && d.MeasuresStore {
 		m := r.Common.Metrics
 		if used, ok := m["usage_bytes"]; ok {
 			b.srv.Update(func(s *dbusapi.Status) {

@@ -74,9 +74,9 @@ type Options struct {
 	// LoadPolicy reads the policy. The snapshot is what the daemon
 	// schedules by and what every worker it starts receives.
 	LoadPolicy func() (*policy.Snapshot, error)
-	// Jobs are the jobs the daemon schedules and reports on; nil is every
-	// registered job (jobspec.All).
-	Jobs    []jobspec.Descriptor
+	// Jobs are the jobs the daemon schedules and reports on: the command
+	// line's list (required).
+	Jobs    jobspec.Registry
 	Runs    *runs.Store
 	Spawner *worker.Spawner
 	Logger  *slog.Logger
@@ -170,11 +170,8 @@ func New(o Options) (*Daemon, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Jobs == nil {
-		o.Jobs = jobspec.All()
-	}
-	if o.Runs == nil || o.Spawner == nil || o.LoadPolicy == nil {
-		return nil, errors.New("daemon: Runs, Spawner and LoadPolicy are required")
+	if len(o.Jobs) == 0 || o.Runs == nil || o.Spawner == nil || o.LoadPolicy == nil {
+		return nil, errors.New("daemon: Jobs, Runs, Spawner and LoadPolicy are required")
 	}
 	snap, err := o.LoadPolicy()
 	if err != nil {
@@ -201,7 +198,7 @@ func New(o Options) (*Daemon, error) {
 		r.Report = nil
 	}
 	d := &Daemon{
-		opts: o, log: o.Logger, metrics: metrics.New(), started: time.Now(),
+		opts: o, log: o.Logger, metrics: metrics.New(o.Jobs), started: time.Now(),
 		snap: snap, policyLoad: time.Now(), active: map[string]*api.Run{}, last: last,
 		periods:   periodsOf(cfg),
 		observers: append([]Observer(nil), o.Observers...),

@@ -18,6 +18,7 @@ import (
 	"github.com/stowage/stowage/service/client"
 	"github.com/stowage/stowage/service/runs"
 	"github.com/stowage/stowage/service/worker"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 // shWorker is a worker "binary": sh -c SCRIPT sh run JOB --format json --log-format json [--dry-run],
@@ -58,6 +59,7 @@ func start(t *testing.T, sp *worker.Spawner, policyBody string, mod func(*Option
 	}
 	o := Options{
 		Version: "test",
+		Jobs:    testjobs.Registry(),
 		LoadPolicy: func() (*policy.Snapshot, error) {
 			return policy.LoadSnapshot(policy.LoadOptions{Path: h.policy})
 		},
@@ -78,7 +80,7 @@ func start(t *testing.T, sp *worker.Spawner, policyBody string, mod func(*Option
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- h.d.Run(ctx) }()
-	h.c = client.New(h.sock)
+	h.c = client.New(h.sock, nil)
 	waitFor(t, "daemon up", func() bool { _, err := h.c.Status(t.Context()); return err == nil })
 	t.Cleanup(func() {
 		h.c.Close()
@@ -337,7 +339,7 @@ func TestIdleExitWaitsForDueRun(t *testing.T) {
 		t.Fatalf("exited with a run due: %v", err)
 	case <-time.After(7 * time.Second):
 	}
-	c := client.New(h.sock)
+	c := client.New(h.sock, nil)
 	defer c.Close()
 	if l, err := c.Latest(t.Context(), "verify"); err != nil || l.Trigger != api.TriggerSchedule {
 		t.Fatalf("scheduled run: %+v %v", l, err)

@@ -7,6 +7,7 @@ import (
 	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/scheduler"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 // TestScheduleConfigIteratesJobs: the daemon schedules every job it is
@@ -38,7 +39,7 @@ func TestScheduleConfigIteratesJobs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := scheduleConfig(&policy.Snapshot{Policy: p, Sources: []policy.Source{src}}, append(jobspec.All(), toy))
+			cfg, err := scheduleConfig(&policy.Snapshot{Policy: p, Sources: []policy.Source{src}}, append(testjobs.Registry(), toy))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -46,7 +47,7 @@ func TestScheduleConfigIteratesJobs(t *testing.T) {
 			for i, j := range cfg.Jobs {
 				names[i] = j.Name
 			}
-			if want := append(jobspec.Names(), "toy"); !slices.Equal(names, want) {
+			if want := append(testjobs.Registry().Names(), "toy"); !slices.Equal(names, want) {
 				t.Fatalf("jobs %v, want %v", names, want)
 			}
 			byName := map[string]scheduler.Job{}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stowage/stowage/service/journal"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 type syncBuffer struct {
@@ -34,7 +35,7 @@ func TestJournalEntries(t *testing.T) {
 echo '{"time":"t","level":"WARN","msg":"pull failed","image":"abc","job":"other","store":{"driver":"vfs"}}' >&2
 printf '{"job":"%s","summary":"s","events":[{"kind":"image_removed","severity":"low","message":"removed old","image":"abc","bytes":7}]}' "$2"`
 	h := start(t, shWorker(script), basePolicy, func(o *Options) {
-		o.Logger = slog.New(journal.NewHandler(journal.Options{ForceStderr: true, Stderr: &buf}))
+		o.Logger = slog.New(journal.NewHandler(journal.Options{ForceStderr: true, Stderr: &buf, Events: testjobs.Registry().EventKinds()}))
 		o.Spawner.Logger = o.Logger // as `stowage daemon` does
 	})
 	ctx := t.Context()
@@ -68,7 +69,7 @@ printf '{"job":"%s","summary":"s","events":[{"kind":"image_removed","severity":"
 		}
 	}
 	for _, k := range []string{journal.KindJobStarted, journal.KindJobFinished, journal.KindJobFailed, "image_removed"} {
-		if journal.MessageID(k) == "" {
+		if journal.MessageIDs(testjobs.Registry().EventKinds())[k] == "" {
 			t.Errorf("kind %s has no MESSAGE_ID", k)
 		}
 	}

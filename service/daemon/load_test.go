@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/service/client"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 // loadDuration is STOWAGE_LOAD_DURATION (e.g. "5s" while iterating),
@@ -49,10 +49,10 @@ func TestControlLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := client.New(h.sock)
+			c := client.New(h.sock, nil)
 			defer c.Close()
 			for ctx.Err() == nil {
-				for _, job := range jobspec.Names() {
+				for _, job := range testjobs.Registry().Names() {
 					if _, err := c.Trigger(ctx, job, false); err != nil && !errors.Is(err, client.ErrBusy) && ctx.Err() == nil {
 						fail(err)
 					}
@@ -64,13 +64,13 @@ func TestControlLoad(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c := client.New(h.sock)
+				c := client.New(h.sock, nil)
 				defer c.Close()
 				for k := 0; ctx.Err() == nil; k++ {
 					var err error
 					switch {
 					case k%50 == 49:
-						_, err = c.History(ctx, jobspec.Names()[i%4], 5)
+						_, err = c.History(ctx, testjobs.Registry().Names()[i%4], 5)
 					case k%20 == 19:
 						_, err = c.Metrics(ctx)
 					case k%2 == 1:

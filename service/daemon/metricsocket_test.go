@@ -132,7 +132,7 @@ textfile = "`+textfile+`"
 	d := activate(t, bin, sock, addr, p.Env, args)
 	waitFor(t, "listening socket", func() bool { _, err := os.Stat(sock); return err == nil })
 
-	c := client.New(sock)
+	c := client.New(sock, nil)
 	defer c.Close()
 	ctx := t.Context()
 	if _, err := c.Status(ctx); err != nil {

@@ -53,7 +53,7 @@ func startDaemonProc(t *testing.T, bin, dir, pol string, env []string, extra ...
 		d.exited <- err
 		t.Logf("daemon stderr:\n%s", d.stderr.String())
 	})
-	d.c = client.New(d.sock)
+	d.c = client.New(d.sock, nil)
 	t.Cleanup(func() { d.c.Close() })
 	waitFor(t, "daemon up", func() bool { _, err := d.c.Status(t.Context()); return err == nil })
 	return d

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stowage/stowage/service/journal"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 // runAttrs are what the daemon attaches to every record of a run's worker.
@@ -21,7 +22,7 @@ var runAttrs = []slog.Attr{
 // MESSAGE, PRIORITY and the fields.
 func journalEntry(line string) map[string]string {
 	r := ParseLine([]byte(line))
-	f := journal.Fields(append(append([]slog.Attr(nil), runAttrs...), r.Attrs...))
+	f := journal.Fields(append(append([]slog.Attr(nil), runAttrs...), r.Attrs...), journal.MessageIDs(testjobs.Registry().EventKinds()))
 	f["MESSAGE"] = r.Message
 	f["PRIORITY"] = string(rune('0' + journal.Priority(r.Level)))
 	return f

@@ -11,12 +11,12 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/notify"
 	"github.com/stowage/stowage/test/testenv"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 // kindCase is one run's findings, worded as the job that reports them
@@ -113,7 +113,7 @@ func newNotifier(t *testing.T, d *testenv.Desktop) *notify.Notifier {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := notify.New(notify.Options{Conn: conn, State: db,
+	n, err := notify.New(notify.Options{Conn: conn, State: db, Events: testjobs.Registry().EventKinds(),
 		Policy: policy.Notify{Desktop: true, MinUrgency: policy.UrgencyLow}})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func TestEveryKindOnDunst(t *testing.T) {
 			covered[ev.Kind] = true
 		}
 	}
-	for _, k := range jobspec.EventKinds() {
+	for _, k := range testjobs.Registry().EventKinds() {
 		if !covered[k.Kind] {
 			t.Errorf("event kind %s has no case here", k.Kind)
 		}
@@ -160,7 +160,7 @@ func TestEveryKindOnDunst(t *testing.T) {
 				lines = append(lines, ev.Message)
 			}
 			if len(c.events) == 1 {
-				k, _ := jobspec.LookupEvent(lead.Kind)
+				k, _ := testjobs.Registry().LookupEvent(lead.Kind)
 				wantSummary = fmt.Sprintf("stowage %s: %s", c.job, k.Title)
 			}
 			if shown.ID != sent.ID || shown.AppName != "stowage" || shown.Summary != wantSummary ||

@@ -48,6 +48,7 @@ import (
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/notify"
 	"github.com/stowage/stowage/service/runs"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 // Simulation parameters that are not flags: the shape of a busy host.
@@ -530,7 +531,7 @@ func startNotifier(now func() time.Time, db *state.DB) (*notify.Notifier, error)
 		return nil, fmt.Errorf("connecting to the session bus: %w", err)
 	}
 	return notify.New(notify.Options{
-		Conn: conn, State: db, Clock: funcClock(now),
+		Conn: conn, State: db, Clock: funcClock(now), Events: testjobs.Registry().EventKinds(),
 		Policy: policy.Notify{Desktop: true, MinUrgency: policy.UrgencyLow},
 	})
 }
