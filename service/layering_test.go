@@ -5,8 +5,8 @@
 //	service/...        the daemon and its adapters: scheduler, control API,
 //	                   D-Bus, journal, metrics, notifications, worker launcher
 //	jobs/JOB           one package per job (refresh, verify, prune, volumes,
-//	                   exactly the jobs jobspec registers), each with its own
-//	                   sub-packages
+//	                   exactly the jobs cmd/stowage lists), each with its
+//	                   own sub-packages, among them JOBspec, its descriptor
 //	jobs/shared/...    the parts jobs, the daemon and the command line share:
 //	                   store opening, state, reports, inventory and layer
 //	                   graph, podman API, last use, pins, quota, clock, the
@@ -25,7 +25,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -81,10 +80,16 @@ func TestTree(t *testing.T) {
 	if got := dirs(""); !slices.Equal(got, top) {
 		t.Errorf("top-level directories = %v, want %v", got, top)
 	}
-	want := append(jobspec.Names(), "shared")
-	slices.Sort(want)
-	if got := dirs("jobs/"); !slices.Equal(got, want) {
-		t.Errorf("jobs/ holds %v, want the registered jobs and shared/: %v", got, want)
+	// Each job has its light descriptor package, jobs/JOB/JOBspec (that
+	// jobs/ holds exactly the jobs the command line lists is checked
+	// there, where the list is).
+	for _, job := range dirs("jobs/") {
+		if job == "shared" {
+			continue
+		}
+		if got := dirs("jobs/" + job + "/"); !slices.Contains(got, job+"spec") {
+			t.Errorf("jobs/%s has no descriptor package jobs/%s/%sspec", job, job, job)
+		}
 	}
 }
 
@@ -140,6 +145,12 @@ func TestDependencyDirection(t *testing.T) {
 			}
 			return ""
 		}},
+		{"./service/...", func(_, d string) string {
+			if j := jobOf(d); j != "" && d != jobs+j+"/"+j+"spec" {
+				return "the daemon knows a job only by its descriptor (jobs/JOB/JOBspec)"
+			}
+			return ""
+		}},
 	}
 	for _, r := range rules {
 		ps := deps(t, r.pattern)
@@ -162,10 +173,24 @@ func TestDependencyDirection(t *testing.T) {
 // service/ (the daemon, its D-Bus, control socket, journal, metrics and
 // notification adapters, the scheduler and the worker launcher). The
 // stowage binary itself also holds the worker, so its closure is not the
-// daemon's and is not checked here.
+// daemon's and is not checked here. Each job's descriptor package
+// (jobs/JOB/JOBspec) is held to the same rule.
 func TestDaemonLinksNoGraphDriver(t *testing.T) {
 	const storage = "go.podman.io/storage"
-	for pkg, ds := range deps(t, "./service/...") {
+	light := deps(t, "./service/...")
+	// The jobs' descriptor packages are light too: the daemon's tests and
+	// the command line's registry read them.
+	for pkg, ds := range deps(t, "./jobs/...") {
+		if rest, ok := strings.CutPrefix(pkg, module+"/jobs/"); ok {
+			if job, sub, _ := strings.Cut(rest, "/"); sub == job+"spec" {
+				light[pkg] = ds
+			}
+		}
+	}
+	if len(light) == 0 {
+		t.Fatal("no packages to check")
+	}
+	for pkg, ds := range light {
 		for _, d := range ds {
 			if d == storage || strings.HasPrefix(d, storage+"/drivers") {
 				t.Errorf("%s links %s: the daemon must not link the store or a graph driver", pkg, d)

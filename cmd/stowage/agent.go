@@ -58,7 +58,7 @@ func runAgent(ctx context.Context, g *globals) error {
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return fmt.Errorf("invalid --log-level %q: %w", g.logLevel, err)
 	}
-	log := slog.New(journal.NewHandler(journal.Options{Level: lvl}))
+	log := slog.New(journal.NewHandler(journal.Options{Level: lvl, Events: g.jobs.EventKinds()}))
 	// The session first: without one there is nothing to do, nor to create.
 	session, err := dbusapi.Connect(false)
 	if err != nil {
@@ -93,7 +93,7 @@ func runAgent(ctx context.Context, g *globals) error {
 	// The agent carries out its notifications' actions over the system
 	// bus, where the system daemon authorizes them.
 	pol := agentNotifyPolicy(g, log)
-	n, err := notify.New(notify.Options{Conn: session, State: db, Policy: pol, Logger: log, Actor: a})
+	n, err := notify.New(notify.Options{Conn: session, State: db, Policy: pol, Logger: log, Actor: a, Events: g.jobs.EventKinds()})
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
 	"github.com/stowage/stowage/service/client"
@@ -59,7 +58,7 @@ func runDaemon(ctx context.Context, g *globals, idleExit, settle time.Duration, 
 		return fmt.Errorf("invalid --log-level %q: %w", g.logLevel, err)
 	}
 	// journald when its socket exists, else stderr lines with <N> prefixes.
-	h := journal.NewHandler(journal.Options{Level: lvl})
+	h := journal.NewHandler(journal.Options{Level: lvl, Events: g.jobs.EventKinds()})
 	log := slog.New(h)
 	system := g.systemScope()
 	db, err := g.stateDB()
@@ -86,6 +85,7 @@ func runDaemon(ctx context.Context, g *globals, idleExit, settle time.Duration, 
 	d, err := daemon.New(daemon.Options{
 		System:   system,
 		Version:  version,
+		Jobs:     g.jobs,
 		IdleExit: idleExit,
 		LoadPolicy: func() (*policy.Snapshot, error) {
 			return policy.LoadSnapshot(policy.LoadOptions{Path: g.policyPath, System: system})
@@ -154,7 +154,7 @@ func (f *clientFlags) client(g *globals) (*client.Client, error) {
 			return nil, err
 		}
 	}
-	return client.New(path), nil
+	return client.New(path, g.jobs.Names()), nil
 }
 
 // call runs fn with a client and a bounded context.
@@ -318,7 +318,7 @@ func newReportCmd(g *globals) *cobra.Command {
 				if args[0] == "" {
 					return errors.New("report: run id or job name is empty")
 				}
-				if isJob(args[0]) {
+				if g.isJob(args[0]) {
 					r, err = c.Latest(ctx, args[0])
 				} else {
 					r, err = c.Run(ctx, args[0])
@@ -334,8 +334,8 @@ func newReportCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func isJob(s string) bool {
-	_, ok := jobspec.Lookup(s)
+func (g *globals) isJob(s string) bool {
+	_, ok := g.jobs.Lookup(s)
 	return ok
 }
 

@@ -21,27 +21,84 @@ import (
 	"github.com/stowage/stowage/policy"
 )
 
-// TestRunnersMatchRegistry: every registered job has exactly one runner, in
-// the registry's order, and each runner carries its job's descriptor.
-func TestRunnersMatchRegistry(t *testing.T) {
-	rs := runners()
-	var names []string
-	for _, r := range rs {
-		names = append(names, r.Job.Name)
-		if r.Command == nil || r.Short == "" || r.DryRunHelp == "" {
-			t.Errorf("runner %s: command, help and --dry-run help are required", r.Job.Name)
-		}
-		if d, ok := jobspec.Lookup(r.Job.Name); !ok || d.Schedule == nil || d.Mutating == nil {
-			t.Errorf("runner %s: no complete descriptor in the registry", r.Job.Name)
-		}
+// TestJobList: the one list of jobs is a valid registry (unique names,
+// complete descriptors, own schedule keys, gauges and event kinds), starts
+// with the four jobs in their order (status, metrics), every job has a
+// complete runner and a `stowage run` command, and jobs/ holds exactly the
+// listed jobs and shared/.
+func TestJobList(t *testing.T) {
+	jobs := allJobs()
+	reg := registryOf(jobs)
+	if err := reg.Validate(); err != nil {
+		t.Fatal(err)
 	}
-	if want := jobspec.Names(); !slices.Equal(names, want) {
-		t.Fatalf("runners %v, registry %v", names, want)
+	if names := reg.Names(); !slices.Equal(names[:4], []string{"refresh", "verify", "prune", "volumes"}) {
+		t.Errorf("jobs %v: the first four keep their order (status, metrics)", names)
 	}
 	run := newRootCmd(nil)
-	for _, name := range jobspec.Names() {
-		if c, _, err := run.Find([]string{"run", name}); err != nil || c.Name() != name {
-			t.Errorf("stowage run %s: %v", name, err)
+	for _, j := range jobs {
+		if r := j.Runner; r.Command == nil || r.Short == "" || r.DryRunHelp == "" {
+			t.Errorf("runner %s: command, help and --dry-run help are required", j.Spec.Name)
+		}
+		if c, _, err := run.Find([]string{"run", j.Spec.Name}); err != nil || c.Name() != j.Spec.Name {
+			t.Errorf("stowage run %s: %v", j.Spec.Name, err)
+		}
+	}
+	entries, err := os.ReadDir("../../jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	want := append(reg.Names(), "shared")
+	slices.Sort(want)
+	if !slices.Equal(dirs, want) {
+		t.Errorf("jobs/ holds %v, want the listed jobs and shared/: %v", dirs, want)
+	}
+}
+
+// TestMutatingAndNamespace: who may change storage and who must enter the
+// rootless user namespace, per policy.
+func TestMutatingAndNamespace(t *testing.T) {
+	def := policy.Default()
+	pull := policy.Default()
+	pull.Refresh.Rules = append(pull.Refresh.Rules, policy.RefreshRule{Match: "x/*", Mode: policy.RefreshPull})
+	untag := policy.Default()
+	untag.Verify.Mode = policy.VerifyUntag
+	integ := policy.Default()
+	integ.Verify.Integrity = true
+	reg := registryOf(allJobs())
+	for _, tt := range []struct {
+		name    string
+		job     string
+		p       *policy.Policy
+		dryRun  bool
+		mut, ns bool
+	}{
+		{"refresh default", "refresh", def, false, def.Refresh.MayPull(), def.Refresh.MayPull()},
+		{"refresh rule pulls", "refresh", pull, false, true, true},
+		{"refresh rule pulls, dry", "refresh", pull, true, true, false},
+		{"verify untag", "verify", untag, false, true, true},
+		{"verify untag, dry", "verify", untag, true, true, false},
+		{"verify integrity, dry", "verify", integ, true, false, true},
+		{"prune", "prune", def, false, def.Prune.Enabled, true},
+		{"prune, dry", "prune", def, true, def.Prune.Enabled, false},
+		{"volumes", "volumes", def, false, def.Volumes.Enabled, false},
+	} {
+		d, ok := reg.Lookup(tt.job)
+		if !ok {
+			t.Fatalf("%s: no job %s", tt.name, tt.job)
+		}
+		if got := d.Mutating(tt.p); got != tt.mut {
+			t.Errorf("%s: mutating %t, want %t", tt.name, got, tt.mut)
+		}
+		ns := d.UserNamespace != nil && d.UserNamespace(tt.p, tt.dryRun)
+		if ns != tt.ns {
+			t.Errorf("%s: user namespace %t, want %t", tt.name, ns, tt.ns)
 		}
 	}
 }
@@ -52,16 +109,21 @@ type toyReport struct {
 	Counted []int `json:"counted"`
 }
 
-// toyRunner is a job that exists only in this test. Adding a job is this:
-// its descriptor, its runner (its own package in a real job) and one line
-// in runners(); `stowage run toy` then gets the generic command (policy,
-// run lock, --dry-run, --format, the environment) and the toy's own flag.
-var toyRunner = jobenv.Runner{
-	Job: jobspec.Descriptor{
+// toyJob is a job that exists only in this test. Adding a job is this:
+// its descriptor and its runner (its own package in a real job) and one
+// line in allJobs(); `stowage run toy` then gets the generic command
+// (policy, run lock, --dry-run, --format, the environment) and the toy's
+// own flag.
+var toyJob = jobenv.Job{
+	Spec: jobspec.Descriptor{
 		Name:     "toy",
 		Schedule: func(s policy.Schedule) policy.CronSpec { return s.Verify },
 		Mutating: func(p *policy.Policy) bool { return p.Prune.Enabled },
 	},
+	Runner: toyRunner,
+}
+
+var toyRunner = jobenv.Runner{
 	Short:      "Count to --to",
 	DryRunHelp: "count, record nothing",
 	Command: func(f *pflag.FlagSet) jobenv.RunFunc {
@@ -105,7 +167,7 @@ func TestRunToyJob(t *testing.T) {
 	stateDir := filepath.Join(dir, "state")
 	run := func(args ...string) (string, error) {
 		t.Helper()
-		root := newRootCmdJobs(nil, append(runners(), toyRunner))
+		root := newRootCmdJobs(nil, append(allJobs(), toyJob))
 		var out bytes.Buffer
 		root.SetOut(&out)
 		root.SetArgs(append([]string{"--policy", pol, "--state-dir", stateDir, "run", "toy"}, args...))

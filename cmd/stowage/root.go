@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stowage/stowage/jobs/shared/jobenv"
+	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/jobs/shared/storeopen"
 )
 
@@ -27,17 +28,20 @@ type globals struct {
 	// handoff is the store the parent process resolved, when this process
 	// was re-executed inside the rootless user namespace.
 	handoff *storeopen.Handoff
+	// jobs are the registered jobs' descriptors (allJobs), for the daemon,
+	// its adapters and the client commands.
+	jobs jobspec.Registry
 }
 
 // newRootCmd builds the command tree; handoff is storeopen.TakeHandoff's
 // result (nil outside the rootless user namespace child).
 func newRootCmd(handoff *storeopen.Handoff) *cobra.Command {
-	return newRootCmdJobs(handoff, runners())
+	return newRootCmdJobs(handoff, allJobs())
 }
 
 // newRootCmdJobs is newRootCmd with jobs as `stowage run`'s jobs.
-func newRootCmdJobs(handoff *storeopen.Handoff, jobs []jobenv.Runner) *cobra.Command {
-	g := &globals{handoff: handoff}
+func newRootCmdJobs(handoff *storeopen.Handoff, jobs []jobenv.Job) *cobra.Command {
+	g := &globals{handoff: handoff, jobs: registryOf(jobs)}
 	root := &cobra.Command{
 		Use:           "stowage",
 		Short:         "Keep a Podman host's container storage fresh, trusted and lean",

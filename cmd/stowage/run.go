@@ -8,29 +8,14 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/stowage/stowage/jobs/prune"
-	"github.com/stowage/stowage/jobs/refresh"
 	"github.com/stowage/stowage/jobs/shared/clock"
 	"github.com/stowage/stowage/jobs/shared/jobenv"
 	"github.com/stowage/stowage/jobs/shared/podmanapi"
-	"github.com/stowage/stowage/jobs/verify"
-	"github.com/stowage/stowage/jobs/volumes"
 )
-
-// runners is every job's run side, one line a job, in the order of the
-// registry (jobspec.All; a test checks they agree).
-func runners() []jobenv.Runner {
-	return []jobenv.Runner{
-		refresh.Runner,
-		verify.Runner,
-		prune.Runner,
-		volumes.Runner,
-	}
-}
 
 // newRunCmd is `stowage run JOB`: one job run in this process, the same code
 // path the daemon's workers use.
-func newRunCmd(g *globals, jobs []jobenv.Runner) *cobra.Command {
+func newRunCmd(g *globals, jobs []jobenv.Job) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run JOB",
 		Short: "Run one maintenance job now, in this process",
@@ -42,8 +27,8 @@ func newRunCmd(g *globals, jobs []jobenv.Runner) *cobra.Command {
 			return g.lockRun(cmd)
 		},
 	}
-	for _, r := range jobs {
-		c.AddCommand(newJobCmd(g, r))
+	for _, j := range jobs {
+		c.AddCommand(newJobCmd(g, j))
 	}
 	return c
 }
@@ -51,7 +36,8 @@ func newRunCmd(g *globals, jobs []jobenv.Runner) *cobra.Command {
 // newJobCmd is `stowage run NAME [--dry-run] [--format json]` for one job:
 // the policy, logger, clock, store, state and podman connection it gets
 // (one jobenv.Env), its report printed as JSON or text, and its own flags.
-func newJobCmd(g *globals, r jobenv.Runner) *cobra.Command {
+func newJobCmd(g *globals, j jobenv.Job) *cobra.Command {
+	r := j.Runner
 	var (
 		dryRun bool
 		format string
@@ -61,7 +47,7 @@ func newJobCmd(g *globals, r jobenv.Runner) *cobra.Command {
 		text = "text"
 	}
 	c := &cobra.Command{
-		Use:   r.Job.Name,
+		Use:   j.Spec.Name,
 		Short: r.Short,
 		Long:  r.Long,
 		Args:  cobra.NoArgs,

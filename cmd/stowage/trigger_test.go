@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stowage/stowage/jobs/shared/jobspec"
 	"github.com/stowage/stowage/test/testenv"
 )
 
@@ -37,7 +36,7 @@ func TestTriggerJobNames(t *testing.T) {
 	testenv.StartDaemon(t, bin, sock, nil, "--user", "--state-dir", filepath.Join(dir, "state"),
 		"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "--storage-driver", "vfs",
 		"--policy", pol, "daemon", "--socket", sock)
-	jobs := "one of " + strings.Join(jobspec.Names(), ", ")
+	jobs := "one of " + strings.Join(registryOf(allJobs()).Names(), ", ")
 
 	// The CLI.
 	for _, c := range []struct{ job, want string }{
