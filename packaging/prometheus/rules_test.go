@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"github.com/stowage/stowage/service/metrics"
-	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/test/testenv"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 const (

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/stowage/stowage/jobs/shared/report"
-	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/test/testenv"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 func TestFieldName(t *testing.T) {

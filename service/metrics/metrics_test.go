@@ -16,9 +16,9 @@ import (
 
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/service/api"
-	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/service/runs"
 	"github.com/stowage/stowage/test/testenv"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 var t0 = time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/test/testenv"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 // TestNodeExporterReadsTextfile hands the textfile to Debian's real

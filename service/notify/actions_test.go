@@ -16,8 +16,8 @@ import (
 	"github.com/stowage/stowage/jobs/shared/report"
 	"github.com/stowage/stowage/jobs/shared/state"
 	"github.com/stowage/stowage/policy"
-	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/test/testenv"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 func TestPlanActions(t *testing.T) {

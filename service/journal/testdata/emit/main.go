@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/stowage/stowage/jobs/shared/report"
-	"github.com/stowage/stowage/test/testjobs"
 	"github.com/stowage/stowage/service/journal"
+	"github.com/stowage/stowage/test/testjobs"
 )
 
 func main() {
