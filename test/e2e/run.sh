@@ -591,7 +591,7 @@ check "user: podman pull $reg/e2e/base:1 (up to date again)" as podman pull -q -
 check "user: policy with [notify] desktop = true, stowage reload" notify_on
 # Started again by the trigger from a user manager that has the session's
 # DISPLAY now (desktop_start set it): xdg-open needs it for "Show report".
-as systemctl --user stop stowage.service
+as systemctl --user stop stowage.service 2>/dev/null
 n=$(shown_n as)
 check "user: stowage trigger refresh --wait" trigger_id as "$work/user-run1" refresh
 check "user: dunst shows the user daemon's notification (app stowage, urgency normal, the drifted reference in its body)" \
@@ -784,7 +784,7 @@ check "agent: the session's text viewer opened the system run's report: RUN.txt,
 	wait_for 30 report_opened as "$nopen" "$(cat "$work/sys-run3" 2>/dev/null)" ct
 ct rm -f "$rules" /etc/systemd/system/stowage.service.d/pull.conf
 ct systemctl daemon-reload
-ct systemctl stop stowage.service
+ct systemctl stop stowage.service 2>/dev/null
 as systemctl --user stop stowage-agent.service
 desktop_stop as
 prune_policy | as tee "/home/$user/.config/stowage/stowage.toml" >/dev/null
