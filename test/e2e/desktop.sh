@@ -20,6 +20,13 @@
 #   desktop_invoke RUNNER ID LABEL   pick action LABEL of notification ID in dunst's context menu:
 #                                    dunst emits ActionInvoked(ID, KEY) to the sender
 #   desktop_shot RUNNER N OUT.png    screenshot of :N, cropped to what is drawn (needs the host's convert)
+#   desktop_opened RUNNER            every file the session's text viewer opened, oldest first: one
+#                                    directory each (path: the path it got; content: a copy)
+#
+# The session's text viewer: xdg-open (outside a known desktop: its MIME
+# lookup with file(1), the user's ~/.config/mimeapps.list and
+# ~/.local/share/applications) opens text/plain with a script that
+# records what it was given.
 
 # desktop_dir RUNNER — the user's directory of records (shown/, menu/).
 desktop_dir() { $1 sh -c 'echo "$HOME/.cache/stowage-e2e"'; }
@@ -27,7 +34,22 @@ desktop_dir() { $1 sh -c 'echo "$HOME/.cache/stowage-e2e"'; }
 desktop_start() {
 	local sh=$1 n=$2 dir
 	dir=$(desktop_dir "$sh") || return 1
-	$sh mkdir -p "$dir/shown" "$dir/menu" "$($sh sh -c 'echo "$HOME/.config/dunst"')" || return 1
+	$sh mkdir -p "$dir/shown" "$dir/menu" "$dir/opened" "$($sh sh -c 'echo "$HOME/.config/dunst"')" \
+		"$($sh sh -c 'echo "$HOME/.local/share/applications"')" || return 1
+	# The text viewer: records the path and a copy of the file it opens.
+	$sh tee "$dir/opened.sh" >/dev/null <<'EOF'
+#!/bin/sh
+dir=$HOME/.cache/stowage-e2e/opened
+n=$(date +%s%N)
+mkdir "$dir/.$n" || exit 1
+printf '%s' "$1" >"$dir/.$n/path"
+cp "$1" "$dir/.$n/content" || : >"$dir/.$n/content"
+mv "$dir/.$n" "$dir/$n"
+EOF
+	printf '[Desktop Entry]\nType=Application\nName=stowage e2e viewer\nExec=%s %%f\nMimeType=text/plain;\nNoDisplay=true\n' "$dir/opened.sh" |
+		$sh tee "$($sh sh -c 'echo "$HOME/.local/share/applications/stowage-e2e-viewer.desktop"')" >/dev/null || return 1
+	printf '[Default Applications]\ntext/plain=stowage-e2e-viewer.desktop\n' |
+		$sh tee "$($sh sh -c 'echo "$HOME/.config/mimeapps.list"')" >/dev/null || return 1
 	# Records one display as one line (dunst passes the fields in DUNST_*
 	# variables; newlines in the body become \n), written aside, then
 	# renamed.
@@ -56,7 +78,7 @@ if [ -n "$label" ]; then
 fi
 mv "$dir/menu.tmp" "$dir/offered"
 EOF
-	$sh chmod +x "$dir/shown.sh" "$dir/pick.sh" || return 1
+	$sh chmod +x "$dir/shown.sh" "$dir/pick.sh" "$dir/opened.sh" || return 1
 	$sh tee "$($sh sh -c 'echo "$HOME/.config/dunst/dunstrc"')" >/dev/null <<EOF
 [global]
     font = DejaVu Sans 10
@@ -117,6 +139,10 @@ desktop_wait_shown() {
 }
 
 desktop_id() { desktop_shown "$1" | grep -E -- "$2" | tail -n 1 | cut -f1; }
+
+desktop_opened() {
+	$1 sh -c 'ls -d "$HOME"/.cache/stowage-e2e/opened/[0-9]* 2>/dev/null; true'
+}
 
 desktop_history() {
 	$1 dunstctl history | jq -r '.data[0][] | [.id.data, .appname.data, .summary.data, (.body.data | gsub("\n"; "\\n"))] | map(tostring) | join("\t")'

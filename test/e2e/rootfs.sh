@@ -27,9 +27,10 @@ RECIPE=2
 BASE=systemd,systemd-sysv,dbus,dbus-user-session,libpam-systemd,polkitd,ca-certificates,procps,iproute2,less
 USER_PKGS="podman"
 # A desktop for the notification checks (run.sh, desktop.sh): a virtual X
-# server, Debian's notification daemon and xwd for screenshots, without
-# their Recommends.
-DESKTOP_PKGS="xvfb dunst x11-apps fonts-dejavu-core"
+# server, Debian's notification daemon, xwd for screenshots, and xdg-open
+# with file(1) (its MIME lookup outside a known desktop) for the "Show
+# report" action, without their Recommends.
+DESKTOP_PKGS="xvfb dunst x11-apps fonts-dejavu-core xdg-utils file"
 # What the test itself uses inside (not what stowage needs): none beyond BASE
 # and DESKTOP_PKGS, except on one system: Debian's Prometheus and node exporter, for the
 # scrape of stowage's textfile metrics (run.sh). Installed without their

@@ -488,44 +488,148 @@ check "user: stowage.service active after D-Bus activation" as systemctl --user 
 # (dunst.service on /run/user/UID/bus; test/e2e/desktop.sh). A tag that moved
 # on in the registry makes the user daemon's refresh run send a
 # notification; dunst shows it and keeps it in its history, and a
-# screenshot per system goes to $STOWAGE_SCREENSHOTS (test/e2e/out).
+# screenshot per system goes to $STOWAGE_SCREENSHOTS (test/e2e/out). Its
+# actions are picked in dunst's context menu, as a user would: dunst sends
+# ActionInvoked to the daemon, and each action's effect is checked: "Pull
+# update" pulls the new image, "Show report" opens the run's report in the
+# session's text viewer (xdg-open), "Don't remind me" silences the
+# reference.
 shots=${STOWAGE_SCREENSHOTS:-$here/out}
-# drift_fixture RUNNER — e2e/notify:1 pulled from the registry, then the
+# move_tag RUNNER REPO — the registry's REPO:1 moves to a new image.
+move_tag() {
+	local sh=$1 repo=$2
+	$sh bash -euc "
+		cd \$(mktemp -d)
+		mkdir r && date +%s%N >r/v && tar -C r -cf n.tar .
+		podman import -q n.tar localhost/e2e/next:1 >/dev/null
+		podman push -q --tls-verify=false localhost/e2e/next:1 docker://$reg/$repo:1
+		podman rmi -f localhost/e2e/next:1 >/dev/null
+	"
+}
+# drift_fixture RUNNER REPO — REPO:1 pulled from the registry, then the
 # registry's tag moved to another image.
 drift_fixture() {
-	local sh=$1
+	local sh=$1 repo=$2
 	$sh bash -euc "
 		cd \$(mktemp -d)
 		mkdir r && echo 1 >r/v && tar -C r -cf a.tar .
-		podman import -q a.tar $reg/e2e/notify:1 >/dev/null
-		podman push -q --tls-verify=false $reg/e2e/notify:1
-		podman rmi -f $reg/e2e/notify:1 >/dev/null
-		podman pull -q --tls-verify=false $reg/e2e/notify:1 >/dev/null
-		echo 2 >r/v && tar -C r -cf b.tar .
-		podman import -q b.tar localhost/e2e/notify-next:1 >/dev/null
-		podman push -q --tls-verify=false localhost/e2e/notify-next:1 docker://$reg/e2e/notify:1
-		podman rmi -f localhost/e2e/notify-next:1 >/dev/null
-	"
+		podman import -q a.tar $reg/$repo:1 >/dev/null
+		podman push -q --tls-verify=false $reg/$repo:1
+		podman rmi -f $reg/$repo:1 >/dev/null
+		podman pull -q --tls-verify=false $reg/$repo:1 >/dev/null
+	" && move_tag "$sh" "$repo"
 }
+# reg_digest REPO — the manifest digest the registry serves for REPO:1.
+reg_digest() {
+	curl -fsI -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+		-H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://$reg/v2/$1/manifests/1" |
+		tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" { print $2 }'
+}
+# pulled_new RUNNER REPO — the store's REPO:1 is the registry's REPO:1.
+pulled_new() {
+	local want got
+	want=$(reg_digest "$2")
+	got=$($1 podman image inspect --format '{{.Digest}}' "$reg/$2:1")
+	echo "registry $2:1: $want; the store's $reg/$2:1: $got"
+	[ -n "$want" ] && [ "$want" = "$got" ]
+}
+behind() { ! pulled_new "$@"; }
+# action_pulled RUNNER REPO — pulled_new; if not, the newest refresh run's
+# report says why.
+action_pulled() { pulled_new "$@" && return 0; $1 stowage report refresh | tail -n 12; return 1; }
 notify_on() { prune_policy | sed 's/^desktop = false$/desktop = true/' | as tee "/home/$user/.config/stowage/stowage.toml" >/dev/null && as stowage reload; }
-# The run may report other drift too (base:1, which the system fixture
-# pushed anew): the notification is then about several findings, one of
-# them this one.
-drift_shown=$(printf '^[0-9]+\tNORMAL\tstowage\tstowage refresh: [^\t]+\t(.*\\\\n)?%s now points to sha256:' "$reg/e2e/notify:1")
+# drift_re REPO — a display of a refresh run's drift notification about
+# REPO:1 (app stowage, urgency normal). A run may report other drift too:
+# the notification is then about several findings, one of them this one.
+drift_re() { printf '^[0-9]+\tNORMAL\tstowage\tstowage refresh: [^\t]+\t(.*\\\\n)?%s now points to sha256:' "$reg/$1:1"; }
+shown_n() { desktop_shown "$1" | wc -l; }
+# shown_since RUNNER N ERE — the latest display after the first N whose
+# line matches ERE.
+shown_since() { desktop_shown "$1" | tail -n +$(($2 + 1)) | grep -E -- "$3" | tail -n 1 | grep .; }
+# trigger_id RUNNER FILE JOB — stowage trigger JOB --wait; the run's id goes to FILE.
+trigger_id() {
+	local r
+	r=$($1 stowage trigger "$3" --wait --format json) || { printf '%s\n' "$r"; return 1; }
+	printf '%s' "$r" | jq -er .id >"$2"
+}
+# offers RUNNER ID KEY=LABEL... — dunst's context menu offers each action
+# (label and key) for notification ID.
+offers() {
+	local sh=$1 id=$2 menu kl
+	shift 2
+	menu=$(desktop_menu "$sh") || return 1
+	printf '%s\n' "$menu"
+	for kl in "$@"; do
+		printf '%s\n' "$menu" | grep -F "[$id,${kl%%=*}]" | grep -F "#${kl#*=} (" >/dev/null ||
+			{ echo "no \"${kl#*=}\" ($kl) for notification $id"; return 1; }
+	done
+}
+# report_opened RUNNER N RUN REPORTER — the session's text viewer opened a
+# file (after the first N) named RUN.txt whose content is what `stowage
+# report RUN` prints, run by REPORTER (the user or root).
+report_opened() {
+	local sh=$1 n=$2 run=$3 rep=$4 d path
+	d=$(desktop_opened "$sh" | tail -n +$(($n + 1)) | tail -n 1)
+	[ -n "$d" ] || { echo "the viewer opened nothing"; return 1; }
+	path=$($sh cat "$d/path")
+	echo "the viewer opened $path"
+	[ "${path##*/}" = "$run.txt" ] || { echo "not the report of run $run"; return 1; }
+	$sh grep "refresh" "$d/content" >/dev/null || { echo "not a refresh report:"; $sh cat "$d/content"; return 1; }
+	diff <($sh cat "$d/content") <($rep stowage report "$run")
+}
 in_history() {
 	as dunstctl close-all && desktop_history as |
 		grep -E "$(printf '^[0-9]+\tstowage\tstowage refresh: [^\t]+\t(.*\\\\n)?%s now points to sha256:' "$reg/e2e/notify:1")"
 }
+notified_ref() { desktop_shown as | tail -n +$(($1 + 1)) | grep -F "$reg/e2e/notify:1"; }
 check "user: Xvfb and dunst in the user's session (Debian's dunst.service on the session bus)" desktop_start as 99
-check "user: refresh fixture ($reg/e2e/notify:1 moved on in the registry)" drift_fixture as
+check "user: refresh fixture ($reg/e2e/notify:1 moved on in the registry)" drift_fixture as e2e/notify
+# The system fixture pushed base:1 anew after the user pulled it: brought
+# up to date, so that the run's only drift is e2e/notify:1's and its
+# notification, about one reference, offers "Pull update".
+check "user: podman pull $reg/e2e/base:1 (up to date again)" as podman pull -q --tls-verify=false "$reg/e2e/base:1"
 check "user: policy with [notify] desktop = true, stowage reload" notify_on
-check "user: stowage trigger refresh --wait" as stowage trigger refresh --wait
+# Started again by the trigger from a user manager that has the session's
+# DISPLAY now (desktop_start set it): xdg-open needs it for "Show report".
+as systemctl --user stop stowage.service 2>/dev/null
+n=$(shown_n as)
+check "user: stowage trigger refresh --wait" trigger_id as "$work/user-run1" refresh
 check "user: dunst shows the user daemon's notification (app stowage, urgency normal, the drifted reference in its body)" \
-	desktop_wait_shown as 20 "$drift_shown"
+	wait_for 20 shown_since as "$n" "$(drift_re e2e/notify)"
+nid=$(shown_since as "$n" "$(drift_re e2e/notify)" | cut -f1)
 check "user: screenshot of the notification ($shots/$suite-user-refresh.png)" \
 	desktop_shot as 99 "$shots/$suite-user-refresh.png"
-# (Actions on this notification — desktop_invoke as ID "Pull update" —
-# come here, before it is closed.)
+check "user: dunst's context menu offers \"Pull update\", \"Show report\" and \"Don't remind me\" for it" \
+	offers as "$nid" "pull=Pull update" "report=Show report" "snooze=Don't remind me"
+check "user: before any action the user's $reg/e2e/notify:1 is behind the registry" behind as e2e/notify
+check "user: \"Pull update\" picked in dunst's context menu" desktop_invoke as "$nid" "Pull update"
+check "user: the action pulled: the user's $reg/e2e/notify:1 now has the registry's digest (podman image inspect)" \
+	wait_for 60 action_pulled as e2e/notify
+check "user: the registry's $reg/e2e/notify:1 moves on again" move_tag as e2e/notify
+n=$(shown_n as)
+check "user: stowage trigger refresh --wait (the second drift)" trigger_id as "$work/user-run2" refresh
+check "user: dunst shows the second drift's notification" wait_for 20 shown_since as "$n" "$(drift_re e2e/notify)"
+nid=$(shown_since as "$n" "$(drift_re e2e/notify)" | cut -f1)
+nopen=$(desktop_opened as | wc -l)
+check "user: \"Show report\" picked in dunst's context menu" desktop_invoke as "$nid" "Show report"
+check "user: the session's text viewer (xdg-open) opened the run's report: RUN.txt, as stowage report RUN prints it" \
+	wait_for 30 report_opened as "$nopen" "$(cat "$work/user-run2" 2>/dev/null)" as
+check "user: the registry's $reg/e2e/notify:1 moves on a third time" move_tag as e2e/notify
+n=$(shown_n as)
+check "user: stowage trigger refresh --wait (the third drift)" trigger_id as "$work/user-run3" refresh
+check "user: dunst shows the third drift's notification" wait_for 20 shown_since as "$n" "$(drift_re e2e/notify)"
+nid=$(shown_since as "$n" "$(drift_re e2e/notify)" | cut -f1)
+check "user: \"Don't remind me\" picked in dunst's context menu" desktop_invoke as "$nid" "Don't remind me"
+snoozed() { as stowage notify snoozed | grep -F "$reg/e2e/notify:1"; }
+check "user: stowage notify snoozed lists $reg/e2e/notify:1" wait_for 20 snoozed
+check "user: the registry's $reg/e2e/notify:1 moves on a fourth time" move_tag as e2e/notify
+n=$(shown_n as)
+check "user: stowage trigger refresh --wait (the fourth drift)" trigger_id as "$work/user-run4" refresh
+run_found() { as stowage report "$(cat "$work/user-run4")" | grep -F "$reg/e2e/notify:1"; }
+check "user: that run found the drift of $reg/e2e/notify:1" run_found
+sleep 5
+not_notified() { ! notified_ref "$n"; }
+check "user: snoozed, it sent no notification about $reg/e2e/notify:1 (5 s after the run)" not_notified
 check "user: closed, the notification is in dunst's history" in_history
 prune_policy | as tee "/home/$user/.config/stowage/stowage.toml" >/dev/null
 as stowage reload >/dev/null
@@ -600,6 +704,90 @@ check "system: never restarted (NRestarts=0)" no_restarts
 check "system: a non-root D-Bus call activates it (system bus, SystemdService=)" \
 	as busctl --system call io.github.stowage.Stowage1 /io/github/stowage/Stowage1 io.github.stowage.Stowage1.Manager ListJobs
 check "system: stowage.service active after D-Bus activation" ct systemctl is-active stowage.service
+
+# ========================== 2a. system mode: the session agent ==================
+# The person at the desk hears of the system service's findings through
+# stowage-agent in their session (the package enables it for every user
+# with the graphical session; nspawn has none, so it is started by hand),
+# on the user's dunst from 1b. Its actions go back over the system bus
+# behind polkit's io.github.stowage.manage: refused without a grant (the
+# container's sessions are not "active", so the action's defaults grant
+# nothing), carried out with one, a rules.d file as an administrator writes.
+agent_j() { as journalctl --user -u stowage-agent.service --no-pager "$@"; }
+agent_enabled() { ct systemctl --global is-enabled stowage-agent.service; }
+check "agent: the package enables stowage-agent.service for every user (systemctl --global is-enabled)" agent_enabled
+check "agent: the user's policy has [notify] desktop = true" notify_on
+check "agent: systemctl --user start stowage-agent (ready once it owns io.github.stowage.Agent1)" \
+	as systemctl --user start stowage-agent.service
+agent_watching() { agent_j | grep 'watching the system service'; }
+check "agent: journalctl --user -u stowage-agent: watching the system service" wait_for 20 agent_watching
+check "system: refresh fixture ($reg/e2e/sysnotify:1 moved on in the registry)" drift_fixture ct e2e/sysnotify
+n=$(shown_n as)
+check "system: stowage trigger refresh --wait" trigger_id ct "$work/sys-run1" refresh
+check "agent: dunst in the user's session shows the system run's drift (app stowage, urgency normal)" \
+	wait_for 30 shown_since as "$n" "$(drift_re e2e/sysnotify)"
+nid=$(shown_since as "$n" "$(drift_re e2e/sysnotify)" | cut -f1)
+agent_notified() { agent_j | grep -F "notified: refresh run $(cat "$work/sys-run1")"; }
+check "agent: journalctl --user -u stowage-agent: notified: refresh run RUN" wait_for 10 agent_notified
+check "agent: screenshot of the notification ($shots/$suite-agent-refresh.png)" \
+	desktop_shot as 99 "$shots/$suite-agent-refresh.png"
+check "agent: dunst's context menu offers \"Pull update\", \"Show report\" and \"Don't remind me\" for it" \
+	offers as "$nid" "pull=Pull update" "report=Show report" "snooze=Don't remind me"
+check "system: before any action the system store's $reg/e2e/sysnotify:1 is behind the registry" behind ct e2e/sysnotify
+act_since=$(ct date '+%Y-%m-%d %H:%M:%S')
+check "agent: \"Pull update\" picked in dunst's context menu (no polkit grant)" desktop_invoke as "$nid" "Pull update"
+agent_denied() {
+	agent_j -o verbose --since "$act_since" |
+		grep -E 'AccessDenied|PullImage requires root or the polkit action io.github.stowage.manage'
+}
+check "agent: refused without a grant: the agent's journal shows the system service's AccessDenied" wait_for 20 agent_denied
+sys_refused() {
+	ct journalctl -u stowage.service --since "$act_since" --no-pager -o json |
+		jq -ce 'select((.MESSAGE | startswith("refusing D-Bus call")) and ([.[]] | index("PullImage"))) | {MESSAGE}' | grep .
+}
+check "system: the service refused PullImage (journal: refusing D-Bus call)" wait_for 10 sys_refused
+check "system: refused, nothing was pulled: the system store's $reg/e2e/sysnotify:1 is still behind" behind ct e2e/sysnotify
+rules=/etc/polkit-1/rules.d/50-stowage-e2e.rules
+printf 'polkit.addRule(function (action, subject) {\n\tif (action.id == "io.github.stowage.manage" && subject.user == "%s") {\n\t\treturn polkit.Result.YES;\n\t}\n});\n' "$user" |
+	ct tee "$rules" >/dev/null
+# pkcheck on the agent's own process: polkitd read the new rule.
+granted() { ct pkcheck --action-id io.github.stowage.manage --process "$(as systemctl --user show -p MainPID --value stowage-agent.service)"; }
+check "polkit: $rules grants io.github.stowage.manage to $user's agent (pkcheck)" wait_for 20 granted
+# The shipped hardening covers refresh in notify mode only: a pull writes
+# layers with any owner, set-uid bits and device nodes, and untars them in
+# a chroot. The administrator who wants "Pull update" to work adds the
+# drop-in packaging/README.md documents; without it the pull run records
+# "chroot: operation not permitted".
+printf '[Service]\nCapabilityBoundingSet=CAP_CHOWN CAP_FSETID CAP_SETFCAP CAP_MKNOD CAP_SYS_CHROOT\nRestrictSUIDSGID=no\n' |
+	ct tee /etc/systemd/system/stowage.service.d/pull.conf >/dev/null
+ct systemctl daemon-reload
+check "system: the documented pull drop-in (packaging/README.md); the service stopped, to start with it" \
+	ct systemctl stop stowage.service
+check "system: the registry's $reg/e2e/sysnotify:1 moves on again" move_tag ct e2e/sysnotify
+n=$(shown_n as)
+check "system: stowage trigger refresh --wait (the second drift)" trigger_id ct "$work/sys-run2" refresh
+check "agent: dunst shows the second drift's notification" wait_for 30 shown_since as "$n" "$(drift_re e2e/sysnotify)"
+nid=$(shown_since as "$n" "$(drift_re e2e/sysnotify)" | cut -f1)
+check "agent: \"Pull update\" picked in dunst's context menu (granted)" desktop_invoke as "$nid" "Pull update"
+check "agent: the action pulled: the system store's $reg/e2e/sysnotify:1 now has the registry's digest" \
+	wait_for 60 action_pulled ct e2e/sysnotify
+agent_pulled() { agent_j | grep -F 'pull started from a notification'; }
+check "agent: journalctl --user -u stowage-agent: pull started from a notification" wait_for 10 agent_pulled
+check "system: the registry's $reg/e2e/sysnotify:1 moves on a third time" move_tag ct e2e/sysnotify
+n=$(shown_n as)
+check "system: stowage trigger refresh --wait (the third drift)" trigger_id ct "$work/sys-run3" refresh
+check "agent: dunst shows the third drift's notification" wait_for 30 shown_since as "$n" "$(drift_re e2e/sysnotify)"
+nid=$(shown_since as "$n" "$(drift_re e2e/sysnotify)" | cut -f1)
+nopen=$(desktop_opened as | wc -l)
+check "agent: \"Show report\" picked in dunst's context menu" desktop_invoke as "$nid" "Show report"
+check "agent: the session's text viewer opened the system run's report: RUN.txt, as stowage report RUN prints it" \
+	wait_for 30 report_opened as "$nopen" "$(cat "$work/sys-run3" 2>/dev/null)" ct
+ct rm -f "$rules" /etc/systemd/system/stowage.service.d/pull.conf
+ct systemctl daemon-reload
+ct systemctl stop stowage.service 2>/dev/null
+as systemctl --user stop stowage-agent.service
+desktop_stop as
+prune_policy | as tee "/home/$user/.config/stowage/stowage.toml" >/dev/null
 
 # ========================== 2b. a real scrape (one system) ======================
 # Debian's prometheus-node-exporter reads the textfile directory Debian
