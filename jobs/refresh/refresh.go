@@ -91,6 +91,9 @@ type Report struct {
 	TagsRequests int `json:"tags_requests"`
 	// PullsDeferred is why the run pulled nothing (Options.DeferPulls).
 	PullsDeferred string `json:"pulls_deferred,omitempty"`
+
+	// pullErr is the failed pull of a run asked to pull one reference.
+	pullErr error
 }
 
 // ErrNothingChecked is a run in which every reference failed: at least one
@@ -105,6 +108,9 @@ var ErrNothingChecked = errors.New("refresh: no reference could be checked")
 // checked, so a run with only blocked and no failed references is no
 // failure.
 func (r *Report) Err() error {
+	if r.pullErr != nil {
+		return r.pullErr
+	}
 	var failed []Result
 	for _, res := range r.Results {
 		switch res.Status {
@@ -227,6 +233,11 @@ func Run(ctx context.Context, log *slog.Logger, store storage.Store, db *state.D
 	}
 	pulled, deferred := pullDrifted(ctx, log, store, sys, c, targets, results, o.DryRun, o.DeferPulls, rep)
 	pulledNewer, deferredNewer := pullNewer(ctx, log, store, sys, c, plat, targets, images, o.Policy, pullOnly, o.DryRun, o.DeferPulls, rep)
+	// A pull someone asked for (Options.PullOnly) that failed fails the
+	// run: they are told, rather than shown a run that succeeded.
+	if pullOnly != "" && !o.DryRun && o.DeferPulls == "" && len(results) == 1 && results[0].Status == StatusDrifted && results[0].Error != "" {
+		rep.pullErr = fmt.Errorf("refresh: pulling %s failed: %s", pullOnly, strings.Join(strings.Fields(results[0].Error), " "))
+	}
 	oldest, err := oldestPendingDrift(db, results)
 	if err != nil {
 		return nil, err
