@@ -582,7 +582,16 @@ in_history() {
 		grep -E "$(printf '^[0-9]+\tstowage\tstowage refresh: [^\t]+\t(.*\\\\n)?%s now points to sha256:' "$reg/e2e/notify:1")"
 }
 notified_ref() { desktop_shown as | tail -n +$(($1 + 1)) | grep -F "$reg/e2e/notify:1"; }
-check "user: Xvfb and dunst in the user's session (Debian's dunst.service on the session bus)" desktop_start as 99
+# The matrix boots its systems side by side in the host's network namespace,
+# where X's abstract sockets (@/tmp/.X11-unix/XN) live: one display number
+# per system, or the second Xvfb finds its display taken.
+case $suite in
+bookworm) xdisp=91 ;;
+trixie) xdisp=92 ;;
+sid) xdisp=93 ;;
+*) xdisp=$((100 + $(printf '%s' "$suite" | cksum | cut -d' ' -f1) % 800)) ;;
+esac
+check "user: Xvfb and dunst in the user's session (Debian's dunst.service on the session bus)" desktop_start as "$xdisp"
 check "user: refresh fixture ($reg/e2e/notify:1 moved on in the registry)" drift_fixture as e2e/notify
 # The system fixture pushed base:1 anew after the user pulled it: brought
 # up to date, so that the run's only drift is e2e/notify:1's and its
@@ -598,7 +607,7 @@ check "user: dunst shows the user daemon's notification (app stowage, urgency no
 	wait_for 20 shown_since as "$n" "$(drift_re e2e/notify)"
 nid=$(shown_since as "$n" "$(drift_re e2e/notify)" | cut -f1)
 check "user: screenshot of the notification ($shots/$suite-user-refresh.png)" \
-	desktop_shot as 99 "$shots/$suite-user-refresh.png"
+	desktop_shot as "$xdisp" "$shots/$suite-user-refresh.png"
 check "user: dunst's context menu offers \"Pull update\", \"Show report\" and \"Don't remind me\" for it" \
 	offers as "$nid" "pull=Pull update" "report=Show report" "snooze=Don't remind me"
 check "user: before any action the user's $reg/e2e/notify:1 is behind the registry" behind as e2e/notify
@@ -730,7 +739,7 @@ nid=$(shown_since as "$n" "$(drift_re e2e/sysnotify)" | cut -f1)
 agent_notified() { agent_j | grep -F "notified: refresh run $(cat "$work/sys-run1")"; }
 check "agent: journalctl --user -u stowage-agent: notified: refresh run RUN" wait_for 10 agent_notified
 check "agent: screenshot of the notification ($shots/$suite-agent-refresh.png)" \
-	desktop_shot as 99 "$shots/$suite-agent-refresh.png"
+	desktop_shot as "$xdisp" "$shots/$suite-agent-refresh.png"
 check "agent: dunst's context menu offers \"Pull update\", \"Show report\" and \"Don't remind me\" for it" \
 	offers as "$nid" "pull=Pull update" "report=Show report" "snooze=Don't remind me"
 check "system: before any action the system store's $reg/e2e/sysnotify:1 is behind the registry" behind ct e2e/sysnotify
